@@ -1,0 +1,76 @@
+"""The ``gengym`` command.
+
+Each subcommand lives in its own module, listed in :data:`COMMANDS`. A
+command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Command modules import only the standard library and
+the env packages at module level; anything heavy (torch, transformers) is
+imported inside ``run``, so that ``gengym --help`` and ``gengym play`` work on
+the base install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: Subcommand name -> module that implements it.
+COMMANDS: dict[str, str] = {
+    "play": "gengym_core.play",
+}
+
+_TRAIN_EXTRA_HINT = (
+    "this command needs the training extras: pip install 'generalization-gym[train]'"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    from gengym_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gengym",
+        description="gengym: does a post-training method teach rules or make a model memorise?",
+    )
+    parser.add_argument("--version", action="version", version=f"gengym {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=(module.__doc__ or module.HELP).strip().split("\n\n")[0],
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gengym`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in {
+            "torch",
+            "transformers",
+            "trl",
+            "accelerate",
+            "deepspeed",
+            "peft",
+            "datasets",
+        }:
+            print(f"gengym {args.command}: {_TRAIN_EXTRA_HINT} ({err})", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print(f"gengym {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

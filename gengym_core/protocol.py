@@ -1,0 +1,58 @@
+"""What every gengym environment offers beyond the Gymnasium API.
+
+gengym envs are ordinary Gymnasium envs: the action is the model's raw text
+(:class:`~gengym_core.spaces.FreeText`), the observation a ``Dict`` with a
+``"text"`` prompt and, in the vision-language ("VL") envs, an ``"image"``
+(``uint8`` array of shape ``(H, W, 3)``). On top of that, the unwrapped env of
+every family implements :class:`GengymEnv`, which is what trainers, the
+evaluator and the CLI rely on. Reach it through ``env.unwrapped`` or, on a
+vector env, ``vec_env.call("oracle_answer")``.
+
+Info keys that every family sets on every ``step``:
+
+``verdict``
+    The verifier's category for the answer, a short string from the family's
+    ``VERDICTS`` (``"correct"`` always means the answer was accepted).
+``feedback``
+    What the verifier tells the model, in words.
+``success``
+    ``True`` once the whole episode is solved.
+``attempt``
+    1-based number of the verified answer within the current task step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from gengym_core.chat import Message
+
+
+@runtime_checkable
+class GengymEnv(Protocol):
+    """Methods the unwrapped env of every gengym family implements."""
+
+    def oracle_answer(self) -> str:
+        """An answer the verifier accepts in the current state, as raw text in
+        the task's JSON format. Raises ``RuntimeError`` before ``reset`` or
+        after the episode ended."""
+        ...
+
+    def chat_messages(self) -> list[Message]:
+        """The conversation that the model should answer next (ending with a
+        user turn), or, after the episode ended, the whole final conversation.
+        Image placeholders refer, in order, to :meth:`chat_images`. A copy."""
+        ...
+
+    def chat_images(self) -> list[np.ndarray]:
+        """The images the placeholders of :meth:`chat_messages` refer to."""
+        ...
+
+    def transcript(self) -> list[dict[str, Any]]:
+        """Every verified turn of the episode so far, oldest first: dicts with
+        at least ``prompt`` (str), ``answer`` (str, the raw model text),
+        ``reward`` (float), ``verdict`` (str) and ``feedback`` (str).
+        JSON-serialisable; images are not included."""
+        ...

@@ -1,0 +1,34 @@
+"""Finding gengym envs by id without knowing which package registers them."""
+
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+
+#: Packages whose import registers gengym env ids.
+ENV_PACKAGES: tuple[str, ...] = ("gym_generalpoints", "gym_virl")
+
+
+def load_env_packages() -> None:
+    """Import every env package so that all gengym ids are registered."""
+    for name in ENV_PACKAGES:
+        importlib.import_module(name)
+
+
+def gengym_env_ids() -> list[str]:
+    """Every registered gengym env id, sorted."""
+    load_env_packages()
+    return sorted(
+        env_id
+        for env_id, spec in gym.registry.items()
+        if isinstance(spec.entry_point, str) and spec.entry_point.split(".")[0] in ENV_PACKAGES
+    )
+
+
+def make(env_id: str, **kwargs) -> gym.Env:
+    """``gym.make`` after registering every gengym id; clear error on a typo."""
+    ids = gengym_env_ids()
+    if env_id not in ids:
+        raise ValueError(f"unknown gengym env {env_id!r}; known ids: {', '.join(ids)}")
+    return gym.make(env_id, **kwargs)
