@@ -88,7 +88,7 @@ _PROMPT_CHARS = frozenset(PROMPT_CHARSET)
 
 
 def to_prompt_text(text: str, max_chars: int | None = None) -> str:
-    """Make arbitrary text safe to place inside a prompt observation.
+    r"""Make arbitrary text safe to place inside a prompt observation.
 
     Accented letters lose their accents (``Cafe`` for ``Caf\u00e9``), other
     characters outside :data:`PROMPT_CHARSET` become ``?``, carriage returns
@@ -97,7 +97,7 @@ def to_prompt_text(text: str, max_chars: int | None = None) -> str:
 
     Example:
         >>> to_prompt_text("Caf\u00e9 \u2660 24\r\n", max_chars=20)
-        'Cafe ? 24\\n'
+        'Cafe ? 24\n'
         >>> to_prompt_text("x" * 50, max_chars=30)
         'xxxxxx... [44 more characters]'
     """

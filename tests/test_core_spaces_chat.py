@@ -1,0 +1,102 @@
+"""Text spaces, chat helpers and the gengym command line (gengym_core)."""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from gengym_core import chat
+from gengym_core.cli import COMMANDS, build_parser
+from gengym_core.play import parse_env_kwargs
+from gengym_core.spaces import PROMPT_CHARSET, FreeText, prompt_space, to_prompt_text
+
+
+def test_free_text_contains_any_string_up_to_its_length():
+    space = FreeText(max_length=10)
+    assert space.contains("")
+    assert space.contains("\u2660\u00e9\x00 {}")
+    assert not space.contains("x" * 11)
+    assert not space.contains(b"bytes")
+    assert not space.contains(3)
+
+
+def test_free_text_samples_are_short_readable_and_seeded():
+    a, b = FreeText(seed=3), FreeText(seed=3)
+    samples = [a.sample() for _ in range(20)]
+    assert samples == [b.sample() for _ in range(20)]
+    assert all(len(s) <= 256 and set(s) <= set(PROMPT_CHARSET) for s in samples)
+    assert pickle.loads(pickle.dumps(a)) == a
+
+
+def test_prompt_space_is_a_plain_text_space_over_printable_ascii():
+    space = prompt_space(100)
+    assert type(space) is spaces.Text
+    assert space.contains("Cards: A, 7, K\nTarget: 24\t(ok)")
+    assert not space.contains("caf\u00e9")
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "expected"),
+    [
+        ("plain", None, "plain"),
+        ("Caf\u00e9 \u2665", None, "Cafe ?"),
+        ("a\r\nb", None, "a\nb"),
+        ("\u0663\u0664", None, "??"),
+    ],
+)
+def test_to_prompt_text_sanitises(raw, limit, expected):
+    assert to_prompt_text(raw, limit) == expected
+
+
+def test_to_prompt_text_cuts_long_text_to_exactly_the_limit():
+    cut = to_prompt_text("\u00e9" * 10_000, max_chars=100)
+    assert len(cut) <= 100 and cut.endswith("more characters]")
+    assert prompt_space(100).contains(cut)
+
+
+def test_chat_helpers_build_processor_format():
+    messages = [chat.user_message("look", num_images=1), chat.assistant_message("{}")]
+    assert messages[0]["content"][0] == {"type": "image"}
+    assert chat.message_text(messages[0]) == "look"
+    assert chat.count_images(messages) == 1
+    with pytest.raises(ValueError, match="images"):
+        chat.to_text_only(messages)
+    assert chat.to_text_only([chat.user_message("hi")]) == [{"role": "user", "content": "hi"}]
+    copied = chat.copy_messages(messages)
+    copied[0]["content"].clear()
+    assert messages[0]["content"]
+
+
+def test_env_kwargs_parse_json_or_text():
+    assert parse_env_kwargs(["a=1", "b=red", "c=[1, 2]", "d="]) == {"a": 1, "b": "red", "c": [1, 2], "d": ""}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_env_kwargs(["novalue"])
+
+
+def test_cli_lists_every_command_and_parses_play():
+    parser = build_parser()
+    args = parser.parse_args(["play", "--env", "X", "--seed", "3"])
+    assert args.command == "play" and args.seed == 3
+    assert "play" in COMMANDS
+
+
+def test_cli_help_runs_without_heavy_imports():
+    code = (
+        "import sys\n"
+        "from gengym_core.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl', 'deepspeed') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version_flag():
+    out = subprocess.run(
+        [sys.executable, "-m", "gengym_core.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("gengym ")
+    assert np.__version__  # numpy importable beside it
