@@ -1,0 +1,1 @@
+"""Pieces shared by the trainer plugins: configs, engines, model loading, inputs."""

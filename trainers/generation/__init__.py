@@ -1,0 +1,41 @@
+"""Generation backends: how the PPO loop and the evaluator sample answers.
+
+Rollouts dominate RL time, so generation is a swappable part behind one small
+interface, :class:`~trainers.generation.base.GenerationBackend`. Pick one by
+name with :func:`make_backend`:
+
+* ``"hf"`` -- Hugging Face ``generate``; the reference for correctness.
+
+Backends import torch lazily; importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Backend name -> "module:class".
+BACKENDS: dict[str, str] = {
+    "hf": "trainers.generation.hf:HFGenerationBackend",
+}
+
+
+def available_backends() -> list[str]:
+    """Names accepted by :func:`make_backend`."""
+    return sorted(BACKENDS)
+
+
+def make_backend(name: str, model: Any, processor: Any, **kwargs: Any):
+    """Build the generation backend ``name`` around ``model`` and ``processor``.
+
+    Raises:
+        ValueError: ``name`` is not a known backend.
+    """
+    import importlib
+
+    if name not in BACKENDS:
+        raise ValueError(
+            f"unknown generation backend {name!r}; choose one of {', '.join(available_backends())}"
+        )
+    module_name, cls_name = BACKENDS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(model, processor, **kwargs)

@@ -1,0 +1,168 @@
+"""The interface every generation backend implements.
+
+A backend takes a batch of already-encoded, left-padded prompts (see
+:func:`trainers.common.inputs.encode_prompts`) and returns, per prompt, the
+generated token ids, their decoded text, why generation stopped, and the
+log-probability of every sampled token.
+
+Log-probabilities are defined the way the PPO update computes them, so that
+the two can be compared: ``log_softmax(logits / T)`` of the sampled token,
+where ``T`` is the sampling temperature (1 for greedy decoding), *before*
+top-k / top-p truncation. Truncation only decides which tokens may be drawn;
+the policy whose ratio PPO clips is the temperature-scaled softmax.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+FINISH_REASONS = ("eos", "stop", "length")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. Defaults are the paper's PPO rollout settings."""
+
+    max_new_tokens: int = field(default=512, metadata={"help": "Most tokens generated per answer."})
+    temperature: float = field(
+        default=0.2, metadata={"help": "Sampling temperature; 0 means greedy decoding."}
+    )
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1 disables)."})
+    top_k: int = field(default=0, metadata={"help": "Keep only the k most likely tokens (0 disables)."})
+    stop_strings: tuple[str, ...] = field(
+        default=(), metadata={"help": "Stop a sequence once its text contains one of these."}
+    )
+    seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed for sampling; the same seed and inputs give the same samples."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 disables), got {self.top_k}")
+        if any(not s for s in self.stop_strings):
+            raise ValueError("stop_strings must not contain the empty string")
+        object.__setattr__(self, "stop_strings", tuple(self.stop_strings))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def logprob_temperature(self) -> float:
+        """The temperature that log-probs are computed at (1 for greedy)."""
+        return 1.0 if self.greedy else self.temperature
+
+
+@dataclass
+class Generation:
+    """What a backend returns for a batch of ``B`` prompts.
+
+    Attributes:
+        token_ids: ``B`` lists of generated token ids, each ending with the
+            EOS token when generation stopped on it; tokens after the stop
+            point are not included.
+        texts: The decoded completions (special tokens skipped), cut at a stop
+            string when one ended the sequence (the stop string is kept).
+        finish_reasons: ``"eos"``, ``"stop"`` (a stop string) or ``"length"``.
+        logprobs: ``B`` lists, one float per token of ``token_ids``.
+    """
+
+    token_ids: list[list[int]]
+    texts: list[str]
+    finish_reasons: list[str]
+    logprobs: list[list[float]]
+
+    def __post_init__(self) -> None:
+        n = len(self.token_ids)
+        if not (len(self.texts) == len(self.finish_reasons) == len(self.logprobs) == n):
+            raise ValueError("token_ids, texts, finish_reasons and logprobs must have the same length")
+        for ids, lps in zip(self.token_ids, self.logprobs, strict=True):
+            if len(ids) != len(lps):
+                raise ValueError("every sequence needs one log-prob per token")
+        bad = set(self.finish_reasons) - set(FINISH_REASONS)
+        if bad:
+            raise ValueError(f"unknown finish reasons {sorted(bad)}")
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(ids) for ids in self.token_ids)
+
+
+class GenerationBackend(abc.ABC):
+    """Samples completions for encoded prompts from a policy model.
+
+    Subclasses implement :meth:`generate`. The training loop brackets every
+    rollout phase with :meth:`rollout_phase` (where a backend gathers ZeRO-3
+    shards, copies weights or warms graphs, and releases them afterwards) and
+    calls :meth:`update_weights` after each optimiser step so that backends
+    holding their own copy of the weights can refresh it.
+    """
+
+    name: str = "base"
+
+    def __init__(self, model: Any, processor: Any) -> None:
+        self.model = model
+        self.processor = processor
+
+    @abc.abstractmethod
+    def generate(self, inputs: Mapping[str, Any], params: SamplingParams) -> Generation:
+        """Generate one completion per prompt in ``inputs`` (left-padded)."""
+
+    @contextlib.contextmanager
+    def rollout_phase(self) -> Iterator[None]:
+        """Context for a whole rollout phase; the default does nothing."""
+        yield
+
+    def update_weights(self, model: Any) -> None:  # noqa: B027 - optional hook
+        """Called after each optimiser step; backends sharing the module need nothing."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (engines, graphs)."""
+
+
+def cut_at_stop(
+    tokenizer: Any, ids: Sequence[int], eos_ids: set[int], stop_strings: Sequence[str]
+) -> tuple[int, str, str]:
+    """Where one generated sequence ends, its text and why it ended.
+
+    Returns ``(n_tokens, text, reason)``: keep ``ids[:n_tokens]``. EOS ends a
+    sequence including the EOS token; a stop string ends it at the first token
+    whose decoded prefix contains the string (found by bisection over decoded
+    prefixes: O(log n) decodes rather than one per token).
+    """
+    n = len(ids)
+    reason = "length"
+    for i, tok in enumerate(ids):
+        if tok in eos_ids:
+            n, reason = i + 1, "eos"
+            break
+    text = tokenizer.decode(list(ids[:n]), skip_special_tokens=True)
+    if stop_strings:
+        hits = [(text.find(s), s) for s in stop_strings if s in text]
+        if hits:
+            _, stop = min(hits)
+            lo, hi = 1, n  # smallest k with the stop string inside decode(ids[:k])
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if stop in tokenizer.decode(list(ids[:mid]), skip_special_tokens=True):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            n = lo
+            text = tokenizer.decode(list(ids[:n]), skip_special_tokens=True)
+            reason = "stop"
+    return n, text, reason
