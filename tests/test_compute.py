@@ -117,9 +117,9 @@ def test_tracker_accumulates_and_reports_gflops():
     assert tracker.flops == expected == rl_flops(2_000_000, 1_000, 1_000, 1_000)
     assert tracker.gflops == pytest.approx(expected / 1e9)
     assert tracker.metrics() == {
-        "perf/gflops": pytest.approx(28.0),
-        "perf/train_tokens": 1000.0,
-        "perf/buffer_tokens": 1000.0,
+        "compute/gflops": pytest.approx(28.0),
+        "compute/train_tokens": 1000.0,
+        "compute/buffer_tokens": 1000.0,
     }
     with pytest.raises(ValueError):
         tracker.add_train_tokens(-5)

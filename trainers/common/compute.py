@@ -184,11 +184,11 @@ class ComputeTracker:
         return self.flops / 1e9
 
     def metrics(self) -> dict[str, float]:
-        """Values to log, under ``perf/...`` names."""
+        """Values to log, under ``compute/...`` names."""
         return {
-            "perf/gflops": self.gflops,
-            "perf/train_tokens": float(self.train_tokens),
-            "perf/buffer_tokens": float(self.buffer_tokens),
+            "compute/gflops": self.gflops,
+            "compute/train_tokens": float(self.train_tokens),
+            "compute/buffer_tokens": float(self.buffer_tokens),
         }
 
     def state_dict(self) -> dict[str, int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -412,16 +411,3 @@ def _deepspeed_safe_globals() -> list[Any]:
     except ImportError:  # pragma: no cover
         pass
     return out
-
-
-def cosine_lr_lambda(total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> Callable[[int], float]:
-    """LR multiplier: linear warmup, then cosine decay to ``min_ratio`` at ``total_steps``."""
-    total_steps = max(1, total_steps)
-
-    def fn(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return fn

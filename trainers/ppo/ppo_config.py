@@ -1,0 +1,214 @@
+"""Settings of the multi-turn PPO trainer.
+
+Defaults follow the paper's PPO setup (REFERENCE section 3): clip 0.1 on the
+policy ratio and the value, 4 epochs, GAE with gamma 0.9 and lambda 0.95,
+Adam with lr 1e-6 and eps 1e-7, max grad norm 0.01, 256 env steps per process
+per update, temperature 0.2, 512 new tokens, thought tokens weighted 0.5.
+Every field carries its help text; :meth:`PPOConfig.validate` runs before any
+model is loaded, and says what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trainers.common.engine import EngineConfig
+
+
+@dataclass
+class PPOConfig:
+    """Everything the PPO loop needs, grouped like cleanrl's ``Args``."""
+
+    # ---------------------------------------------------------------- run
+    env_id: str = field(default="GeneralPoints-L-v0", metadata={"help": "gengym env id to train on."})
+    env_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Extra gym.make keyword arguments (rule/visual variants)."}
+    )
+    model: str = field(default="", metadata={"help": "Policy checkpoint: a local path or a hub id."})
+    output_dir: str = field(default="runs/ppo", metadata={"help": "Where checkpoints and logs go."})
+    seed: int = field(default=0, metadata={"help": "Seed of envs, sampling and initialisation."})
+    total_updates: int = field(default=10, metadata={"help": "PPO updates (rollout + optimisation) to run."})
+
+    # ------------------------------------------------------------ rollout
+    num_envs: int = field(default=4, metadata={"help": "Envs per process, stepped as one generation batch."})
+    num_steps: int = field(
+        default=64,
+        metadata={"help": "Env steps per env per update (paper: num_envs * num_steps = 256 per process)."},
+    )
+    generation_backend: str = field(
+        default="hf", metadata={"help": "How to sample rollouts: hf (model.generate) or another backend."}
+    )
+    gather_for_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "Gather ZeRO-3 weights once per rollout phase (fast; needs one full copy per process). "
+            "Turn off when the model does not fit unsharded: each layer is then gathered per forward."
+        },
+    )
+    temperature: float = field(default=0.2, metadata={"help": "Sampling temperature of rollouts."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of rollouts."})
+    top_k: int = field(default=0, metadata={"help": "Top-k of rollouts (0 disables)."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Most tokens per answer."})
+    max_prompt_length: int = field(
+        default=4096,
+        metadata={"help": "Longest prompt (with image tokens); longer prompts stop the run with a clear error."},
+    )
+
+    # -------------------------------------------------------------- rewards
+    reward: str = field(
+        default="env",
+        metadata={"help": "Reward source: env (the verifier), or reward-model:PATH, judge:PATH."},
+    )
+
+    # ------------------------------------------------------------ PPO update
+    ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout buffer."})
+    minibatch_size: int = field(
+        default=8, metadata={"help": "Turns per optimiser step (per process); micro-batched below."}
+    )
+    micro_batch_size: int = field(
+        default=2, metadata={"help": "Turns per forward/backward; minibatch_size must be a multiple."}
+    )
+    clip_range: float = field(default=0.1, metadata={"help": "PPO ratio clip (paper: 0.1)."})
+    value_clip_range: float = field(default=0.1, metadata={"help": "Value-prediction clip (paper: 0.1)."})
+    value_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
+    gamma: float = field(default=0.9, metadata={"help": "Discount over the turns of an episode."})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    normalize_advantages: bool = field(default=True, metadata={"help": "Whiten advantages per buffer."})
+    thought_weight: float = field(
+        default=0.5, metadata={"help": "Log-prob weight of tokens before the answer key (paper: 0.5)."}
+    )
+    answer_key: str = field(
+        default="",
+        metadata={"help": "JSON key where the answer part starts; empty = the env family's default."},
+    )
+    ratio_level: Literal["sequence", "token"] = field(
+        default="sequence",
+        metadata={"help": "sequence: one ratio per answer from the weighted log-prob sum (paper); token: per token."},
+    )
+    kl_coef: float = field(
+        default=0.0, metadata={"help": "KL penalty to a frozen reference policy (0 = off, as in the paper)."}
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = field(default="k3", metadata={"help": "KL estimator."})
+    entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus (0 = off, as in the paper)."})
+
+    # --------------------------------------------------------- optimisation
+    learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (paper: 1e-6)."})
+    adam_eps: float = field(default=1e-7, metadata={"help": "Adam epsilon (paper: 1e-7)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=0.01, metadata={"help": "Gradient clip norm (paper: 0.01)."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Share of optimiser steps spent warming up."})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "LR at the end of the cosine, as a share of the peak."})
+
+    # -------------------------------------------------------------- model
+    critic: Literal["head", "separate"] = field(
+        default="head",
+        metadata={"help": "head: value MLP on the policy's last prompt hidden state; separate: its own model."},
+    )
+    critic_model: str = field(
+        default="", metadata={"help": "Checkpoint of the separate critic (default: the policy checkpoint)."}
+    )
+    value_head_hidden: int = field(default=1024, metadata={"help": "Hidden width of the value MLP."})
+    dtype: Literal["auto", "bfloat16", "float32"] = field(
+        default="auto", metadata={"help": "Weights dtype: auto = bfloat16 on GPUs that support it, else float32."}
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Modules to adapt (peft syntax), e.g. all-linear or q_proj,v_proj."}
+    )
+
+    # ------------------------------------------------------------- engine
+    deepspeed: Literal["zero3", "zero2", "none"] = field(
+        default="zero3", metadata={"help": "zero3 (default), zero2, or none for a single plain device."}
+    )
+    offload_optimizer: bool = field(default=False, metadata={"help": "ZeRO: optimizer states in CPU memory."})
+    offload_params: bool = field(default=False, metadata={"help": "ZeRO-3: parameters in CPU memory."})
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"help": "Device for deepspeed=none (DeepSpeed picks its own)."}
+    )
+
+    # --------------------------------------------------------- operations
+    save_every: int = field(default=1, metadata={"help": "Save a resumable checkpoint every K updates."})
+    keep_checkpoints: int = field(default=2, metadata={"help": "Most recent checkpoints kept on disk."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir."})
+    tensorboard: bool = field(default=True, metadata={"help": "Also write TensorBoard event files."})
+    log_samples: int = field(default=2, metadata={"help": "Transcripts of this many turns logged per update."})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the settings; raise ``ValueError`` saying what to change."""
+        errors = []
+        if self.total_updates < 1:
+            errors.append("total_updates must be at least 1")
+        if self.num_envs < 1 or self.num_steps < 1:
+            errors.append("num_envs and num_steps must be at least 1")
+        if self.micro_batch_size < 1 or self.minibatch_size < 1:
+            errors.append("minibatch_size and micro_batch_size must be at least 1")
+        elif self.minibatch_size % self.micro_batch_size:
+            errors.append(
+                f"minibatch_size ({self.minibatch_size}) must be a multiple of micro_batch_size "
+                f"({self.micro_batch_size})"
+            )
+        if self.ppo_epochs < 1:
+            errors.append("ppo_epochs must be at least 1")
+        if not 0 < self.clip_range < 1 or not self.value_clip_range > 0:
+            errors.append("clip_range must be in (0, 1) and value_clip_range positive")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            errors.append("gamma and gae_lambda must be in [0, 1]")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            errors.append("temperature must be >= 0, top_p in (0, 1], top_k >= 0")
+        if self.max_new_tokens < 1 or self.max_prompt_length < 1:
+            errors.append("max_new_tokens and max_prompt_length must be positive")
+        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
+            errors.append("learning_rate and max_grad_norm must be positive")
+        if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
+            errors.append("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
+        if self.kl_coef < 0 or self.entropy_coef < 0 or self.value_coef < 0:
+            errors.append("kl_coef, entropy_coef and value_coef must be >= 0")
+        if not self.thought_weight >= 0:
+            errors.append("thought_weight must be >= 0")
+        if self.save_every < 1 or self.keep_checkpoints < 1:
+            errors.append("save_every and keep_checkpoints must be at least 1")
+        if self.offload_params and self.deepspeed != "zero3":
+            errors.append("offload_params needs deepspeed=zero3")
+        if self.offload_optimizer and self.deepspeed == "none":
+            errors.append("offload_optimizer needs deepspeed=zero2 or zero3")
+        if self.critic == "head" and self.critic_model:
+            errors.append("critic_model is only used with critic=separate")
+        if self.value_head_hidden < 0:
+            errors.append("value_head_hidden must be >= 0 (0 = a linear head)")
+        if self.lora and self.lora_r < 1:
+            errors.append("lora_r must be at least 1")
+        from trainers.rewards import validate_reward_spec
+
+        try:
+            validate_reward_spec(self.reward)
+        except ValueError as err:
+            errors.append(str(err))
+        if errors:
+            raise ValueError("invalid PPO settings:\n  - " + "\n  - ".join(errors))
+
+    @property
+    def batch_size(self) -> int:
+        """Turns collected per process per update."""
+        return self.num_envs * self.num_steps
+
+    def engine_config(self, bf16: bool) -> EngineConfig:
+        return EngineConfig(
+            backend=self.deepspeed,
+            learning_rate=self.learning_rate,
+            adam_eps=self.adam_eps,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            gradient_accumulation_steps=self.minibatch_size // self.micro_batch_size,
+            micro_batch_size=self.micro_batch_size,
+            bf16=bf16,
+            offload_optimizer=self.offload_optimizer,
+            offload_params=self.offload_params,
+        )
