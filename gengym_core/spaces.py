@@ -108,7 +108,7 @@ def to_prompt_text(text: str, max_chars: int | None = None) -> str:
         keep = max(0, max_chars - len(marker))
         marker = f"... [{cut - keep} more characters]"
         return to_prompt_text(text[:keep]) + marker
-    if all(c in _PROMPT_CHARS for c in text):
+    if _PROMPT_CHARS.issuperset(text):
         return text
     out = []
     for ch in text.replace("\r", ""):
