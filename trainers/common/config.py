@@ -159,6 +159,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
         inner, _ = _unwrap_optional(types_[f.name])
         if inner is bool:
             group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(inner) is typing.Literal:
+            choices = [str(c) for c in typing.get_args(inner)]
+            group.add_argument(flag, dest=f.name, default=None, choices=choices, help=help_text)
         else:
             group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text)
 

@@ -11,27 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from trainers.common.modeling import eos_token_ids, get_tokenizer
 from trainers.generation.base import Generation, GenerationBackend, SamplingParams, cut_at_stop
-
-
-def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Every token id that ends generation for this model.
-
-    The generation config may list several (chat models often end turns with
-    a token other than the tokenizer's EOS); the tokenizer's own EOS counts too.
-    """
-    ids: set[int] = set()
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (gen_eos, getattr(tokenizer, "eos_token_id", None)):
-        if value is None:
-            continue
-        ids.update([value] if isinstance(value, int) else value)
-    return ids
-
-
-def tokenizer_of(processor: Any) -> Any:
-    """The tokenizer inside a processor, or the processor if it is one."""
-    return getattr(processor, "tokenizer", processor)
 
 
 class HFGenerationBackend(GenerationBackend):
@@ -39,10 +20,18 @@ class HFGenerationBackend(GenerationBackend):
 
     name = "hf"
 
-    def __init__(self, model: Any, processor: Any) -> None:
+    def __init__(self, model: Any, processor: Any, *, synced_gpus: bool = False) -> None:
+        """Args:
+            model: The policy (any ``generate``-capable model).
+            processor: Its processor or tokenizer.
+            synced_gpus: Keep every process stepping until all are done; needed
+                when ZeRO-3 weights are *not* gathered for generation, since
+                each forward then takes part in collective gathers.
+        """
         super().__init__(model, processor)
-        self.tokenizer = tokenizer_of(processor)
-        self.eos_ids = eos_token_ids(model, self.tokenizer)
+        self.synced_gpus = synced_gpus
+        self.tokenizer = get_tokenizer(processor)
+        self.eos_ids = set(eos_token_ids(model, processor))
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; batched generation needs one")
 
@@ -58,6 +47,8 @@ class HFGenerationBackend(GenerationBackend):
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids) or None,
         )
+        if self.synced_gpus:
+            kwargs["synced_gpus"] = True
         if not params.greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         else:

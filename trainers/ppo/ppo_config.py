@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainers.common.engine import EngineConfig
+from trainers.common.engine_config import EngineConfig
 
 
 @dataclass
@@ -35,6 +35,13 @@ class PPOConfig:
     num_steps: int = field(
         default=64,
         metadata={"help": "Env steps per env per update (paper: num_envs * num_steps = 256 per process)."},
+    )
+    prompt_format: Literal["observation", "chat"] = field(
+        default="observation",
+        metadata={
+            "help": "observation: each turn's prompt is the env observation as one user message (the paper's "
+            "revision prompt with the earlier answer and feedback inside); chat: the env's multi-turn conversation."
+        },
     )
     generation_backend: str = field(
         default="hf", metadata={"help": "How to sample rollouts: hf (model.generate) or another backend."}
@@ -155,6 +162,10 @@ class PPOConfig:
                 f"minibatch_size ({self.minibatch_size}) must be a multiple of micro_batch_size "
                 f"({self.micro_batch_size})"
             )
+        elif self.batch_size % self.minibatch_size:
+            errors.append(
+                f"num_envs * num_steps ({self.batch_size}) must be a multiple of minibatch_size ({self.minibatch_size})"
+            )
         if self.ppo_epochs < 1:
             errors.append("ppo_epochs must be at least 1")
         if not 0 < self.clip_range < 1 or not self.value_clip_range > 0:
@@ -185,8 +196,13 @@ class PPOConfig:
             errors.append("value_head_hidden must be >= 0 (0 = a linear head)")
         if self.lora and self.lora_r < 1:
             errors.append("lora_r must be at least 1")
+        from trainers.generation import available_backends
         from trainers.rewards import validate_reward_spec
 
+        if self.generation_backend not in available_backends():
+            errors.append(
+                f"generation_backend {self.generation_backend!r} is unknown; choose one of {available_backends()}"
+            )
         try:
             validate_reward_spec(self.reward)
         except ValueError as err:
