@@ -293,3 +293,13 @@ def test_vision_config_detection_prefers_image_text():
 
     assert is_vision_config(MllamaConfig()) is True
     assert is_vision_config(Qwen2Config()) is False
+
+
+def test_load_with_dtype_and_device(tiny_model_path):
+    import torch
+
+    from trainers.common.modeling import load_model_and_processor
+
+    loaded = load_model_and_processor(tiny_model_path("llava"), dtype="bfloat16", device="cpu")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
