@@ -1,11 +1,10 @@
 """GeneralPoints: make 24 from playing cards, as Gymnasium envs for LLMs and VLMs.
 
-Importing the package registers two env ids:
+The arithmetic card game of "SFT Memorizes, RL Generalizes" (Chu et al.,
+2025) as two env ids: ``GeneralPoints-L-v0`` lists the cards in the prompt,
+``GeneralPoints-VL-v0`` shows them only in a rendered table image.
 
-* ``GeneralPoints-L-v0`` -- text: the prompt lists the cards.
-* ``GeneralPoints-VL-v0`` -- image: the cards are in a rendered table image.
-
-Without importing it first, use Gymnasium's ``module:id`` syntax,
+Importing the package registers both ids. Without importing it first, use Gymnasium's ``module:id`` syntax,
 ``gym.make("gym_generalpoints:GeneralPoints-L-v0")``, which imports the
 package and then makes the env. (Gymnasium 1.x has no plugin entry-point
 group that would register third-party ids on ``import gymnasium``.)
@@ -86,7 +85,9 @@ def variant_kwargs(env_id: str, variant: str) -> dict[str, object]:
     if env_id not in VARIANTS:
         raise KeyError(f"unknown GeneralPoints id {env_id!r}; known: {', '.join(VARIANTS)}")
     if variant not in VARIANTS[env_id]:
-        raise KeyError(f"{env_id} has no variant {variant!r}; it has: {', '.join(VARIANTS[env_id])}")
+        raise KeyError(
+            f"{env_id} has no variant {variant!r}; it has: {', '.join(VARIANTS[env_id])}"
+        )
     return dict(VARIANTS[env_id][variant])
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import combinations, permutations
+from itertools import chain, combinations, permutations
+from math import comb
 
 import numpy as np
 
@@ -79,22 +80,28 @@ def deal_table(rules: DealRules) -> np.ndarray:
     if rules.hand_size > MAX_TABLE_HAND:
         raise ValueError(f"hands of {rules.hand_size} cards are not tabulated")
     deck = np.array(rules.deck(), dtype=np.int16)
+    n = rules.hand_size
     flat = np.fromiter(
-        (i for combo in combinations(range(len(deck)), rules.hand_size) for i in combo),
-        dtype=np.int32,
+        chain.from_iterable(combinations(range(len(deck)), n)),
+        dtype=np.int16,
+        count=comb(len(deck), n) * n,
     )
-    combos = deck[flat.reshape(-1, rules.hand_size)]
+    combos = deck[flat.reshape(-1, n)]
     ranks = combos % 13
     if rules.require_face_card:
         combos, ranks = combos[(ranks >= 10).any(axis=1)], ranks[(ranks >= 10).any(axis=1)]
     values = np.array(rank_values(rules.face_card_values), dtype=np.int64)[ranks]
     values.sort(axis=1)
-    solvable = solvable_hands(set(rank_values(rules.face_card_values)), rules.hand_size, rules.target)
+    solvable = solvable_hands(
+        set(rank_values(rules.face_card_values)), rules.hand_size, rules.target
+    )
     if solvable:
         # Encode each sorted value tuple as one integer to look all rows up at once.
         base = int(values.max()) + 1
         weights = base ** np.arange(rules.hand_size - 1, -1, -1, dtype=np.int64)
-        known = np.array([sum(v * int(w) for v, w in zip(h, weights, strict=True)) for h in solvable])
+        known = np.array(
+            [sum(v * int(w) for v, w in zip(h, weights, strict=True)) for h in solvable]
+        )
         keep = np.isin(values @ weights, known)
     else:
         keep = np.zeros(len(combos), dtype=bool)

@@ -112,8 +112,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
 
     ## Arguments
 
-    Every field of :class:`~gym_generalpoints.config.GeneralPointsConfig` is
-    a keyword argument of ``gym.make`` (or pass ``config=``): ``mode``,
+    Every field of ``gym_generalpoints.config.GeneralPointsConfig`` is a
+    keyword argument of ``gym.make`` (or pass ``config=``): ``mode``,
     ``target``, ``face_card_values``, ``hand_size``, ``require_face_card``,
     ``suit_colors`` (``all``/``black``/``red``), ``card_style``
     (``classic``/``minimal``), ``table_color``, ``image_size``,
@@ -122,7 +122,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     ``reset(options={"cards": ["AS", "7H", "KD", "2C"]})`` deals a given hand
     (a ``ValueError`` says what is wrong with an invalid, repeated, wrong-size
     or unsolvable hand). Rule and look changes made through the wrappers in
-    :mod:`gym_generalpoints.wrappers` take effect at the next reset.
+    ``gym_generalpoints.wrappers`` take effect at the next reset.
 
     ```python
     import gymnasium as gym
@@ -209,12 +209,16 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         options = options or {}
         unknown = set(options) - {"cards"}
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; the only option is 'cards'")
+            raise ValueError(
+                f"unknown reset option(s) {sorted(unknown)}; the only option is 'cards'"
+            )
         if "cards" in options:
             cards = self._given_hand(options["cards"], cfg)
         else:
             cards = deal(cfg.deal_rules(), self.np_random)
-        hand = self._hand = Hand.from_cards(cards, target=cfg.target, face_card_values=cfg.face_card_values)
+        hand = self._hand = Hand.from_cards(
+            cards, target=cfg.target, face_card_values=cfg.face_card_values
+        )
         self._codes = tuple(card.code for card in cards)
         self._suits = tuple(card.suit for card in cards)
         self._solutions = solve(hand.values, cfg.target)
@@ -243,9 +247,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         cards_correct: bool | None = None
         if attempt > cfg.verify_iter:
             reward, verdict, terminated, truncated = cfg.rewards.budget, "budget", False, True
-            feedback = (
-                f"The budget of {cfg.verify_iter} verified attempts is used up; this answer was not judged."
-            )
+            feedback = f"The budget of {cfg.verify_iter} verified attempts is used up; this answer was not judged."
         else:
             judgement = verify(
                 self._hand,
@@ -257,7 +259,9 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             reward, verdict, feedback = judgement.reward, judgement.verdict, judgement.feedback
             cards_correct = judgement.cards_correct
             terminated, truncated = verdict == "correct", False
-        self._turns.append(_Turn(self._prompt, answer, float(reward), verdict, feedback, attempt, cards_correct))
+        self._turns.append(
+            _Turn(self._prompt, answer, float(reward), verdict, feedback, attempt, cards_correct)
+        )
         self._done = terminated or truncated
         self._prompt = revision_prompt(
             self._task,
@@ -295,7 +299,9 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             raise RuntimeError("no task is open: call reset() first")
         hand = self._hand
         formula = f"{self._solutions[0]} = {hand.target}"
-        return json.dumps({"cards": list(hand.ranks), "number": list(hand.values), "formula": formula})
+        return json.dumps(
+            {"cards": list(hand.ranks), "number": list(hand.values), "formula": formula}
+        )
 
     def solutions(self) -> tuple[str, ...]:
         """Every distinct solution of the current hand, simplest first."""
@@ -315,7 +321,9 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         for k, turn in enumerate(self._turns):
             messages.append(assistant_message(turn.answer))
             if not (self._done and k == len(self._turns) - 1):
-                messages.append(user_message(feedback_message(turn.feedback, turn.attempt, cfg.verify_iter)))
+                messages.append(
+                    user_message(feedback_message(turn.feedback, turn.attempt, cfg.verify_iter))
+                )
         return messages
 
     def chat_images(self) -> list[np.ndarray]:
@@ -349,8 +357,12 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     def _given_hand(cards: Any, cfg: GeneralPointsConfig) -> tuple:
         hand = parse_hand(cards)
         if len(hand) != cfg.hand_size:
-            raise ValueError(f"expected {cfg.hand_size} cards, got {len(hand)}: {[c.code for c in hand]}")
-        values = Hand.from_cards(hand, target=cfg.target, face_card_values=cfg.face_card_values).values
+            raise ValueError(
+                f"expected {cfg.hand_size} cards, got {len(hand)}: {[c.code for c in hand]}"
+            )
+        values = Hand.from_cards(
+            hand, target=cfg.target, face_card_values=cfg.face_card_values
+        ).values
         if not solve(values, cfg.target):
             raise ValueError(
                 f"the hand {' '.join(c.code for c in hand)} (numbers {list(values)} when "

@@ -98,7 +98,9 @@ def revision_prompt(
         finished: The episode is over (solved or out of budget).
     """
     closing = "The episode is over." if finished else revision_request(attempt, budget)
-    label = f"attempt {attempt} of {budget}" if attempt <= budget else "past the budget, not verified"
+    label = (
+        f"attempt {attempt} of {budget}" if attempt <= budget else "past the budget, not verified"
+    )
     return (
         f"{task}\n\nYour previous answer ({label}):\n{previous_answer}\n\n"
         f"Feedback: {feedback}\n\n{closing}"

@@ -139,6 +139,7 @@ def table_layout(num_cards: int, width: int, height: int) -> TableLayout:
 @lru_cache(maxsize=256)
 def _pip_mask(suit: str, size: int) -> Image.Image:
     """A suit symbol as an 8-bit mask of ``size`` x ``size`` pixels (upright)."""
+    size = max(2, size)
     mask = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(mask)
 
@@ -170,7 +171,9 @@ def _pip_mask(suit: str, size: int) -> Image.Image:
     return mask
 
 
-def _paste_pip(card: Image.Image, suit: str, ink: tuple, cx: float, cy: float, size: int, flip: bool) -> None:
+def _paste_pip(
+    card: Image.Image, suit: str, ink: tuple, cx: float, cy: float, size: int, flip: bool
+) -> None:
     mask = _pip_mask(suit, size)
     if flip:
         mask = mask.rotate(180)
@@ -178,14 +181,28 @@ def _paste_pip(card: Image.Image, suit: str, ink: tuple, cx: float, cy: float, s
 
 
 def _draw_text(
-    draw: ImageDraw.ImageDraw, text: str, cx: float, cy: float, size: int, max_width: float, ink: tuple
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    cx: float,
+    cy: float,
+    size: int,
+    max_width: float,
+    ink: tuple,
 ) -> None:
     """Centre ``text`` at (cx, cy), shrinking it to fit ``max_width``."""
     face = font(size)
     left, _, right, _ = face.getbbox(text)
     if right - left > max_width:
         face = font(max(1, int(size * max_width / (right - left))))
-    draw.text((cx, cy), text, fill=ink, font=face, anchor="mm", stroke_width=max(1, size // 14), stroke_fill=ink)
+    draw.text(
+        (cx, cy),
+        text,
+        fill=ink,
+        font=face,
+        anchor="mm",
+        stroke_width=max(1, size // 14),
+        stroke_fill=ink,
+    )
 
 
 def _draw_corner_index(card: Image.Image, rank: str, suit: str, ink: tuple) -> None:
@@ -226,8 +243,12 @@ def _draw_figure(half: Image.Image, rank: str, suit: str, ink: tuple) -> None:
         return [(x * w, y * h) for x, y in points]
 
     # Robe and collar.
-    draw.polygon(poly((0.22, 0.80), (0.78, 0.80), (0.95, 1.0), (0.05, 1.0)), fill=ink, outline=outline)
-    draw.polygon(poly((0.30, 0.78), (0.70, 0.78), (0.62, 0.90), (0.38, 0.90)), fill=_GOLD, outline=outline)
+    draw.polygon(
+        poly((0.22, 0.80), (0.78, 0.80), (0.95, 1.0), (0.05, 1.0)), fill=ink, outline=outline
+    )
+    draw.polygon(
+        poly((0.30, 0.78), (0.70, 0.78), (0.62, 0.90), (0.38, 0.90)), fill=_GOLD, outline=outline
+    )
     if rank == "Q":  # long hair behind the face
         draw.ellipse(box(0.29, 0.34, 0.71, 0.86), fill=_HAIR, outline=outline, width=line)
     # Head and face.
@@ -236,10 +257,22 @@ def _draw_figure(half: Image.Image, rank: str, suit: str, ink: tuple) -> None:
         draw.ellipse(box(ex - 0.018, 0.54, ex + 0.018, 0.57), fill=outline)
     draw.line(poly((0.46, 0.67), (0.54, 0.67)), fill=(150, 60, 50), width=line)
     if rank == "K":  # beard and a pointed crown
-        draw.polygon(poly((0.37, 0.64), (0.63, 0.64), (0.58, 0.80), (0.5, 0.86), (0.42, 0.80)), fill=_HAIR, outline=outline)
+        draw.polygon(
+            poly((0.37, 0.64), (0.63, 0.64), (0.58, 0.80), (0.5, 0.86), (0.42, 0.80)),
+            fill=_HAIR,
+            outline=outline,
+        )
         draw.line(poly((0.45, 0.67), (0.55, 0.67)), fill=_SKIN, width=line)
         draw.polygon(
-            poly((0.35, 0.42), (0.35, 0.20), (0.43, 0.30), (0.5, 0.12), (0.57, 0.30), (0.65, 0.20), (0.65, 0.42)),
+            poly(
+                (0.35, 0.42),
+                (0.35, 0.20),
+                (0.43, 0.30),
+                (0.5, 0.12),
+                (0.57, 0.30),
+                (0.65, 0.20),
+                (0.65, 0.42),
+            ),
             fill=_GOLD,
             outline=outline,
         )
@@ -247,11 +280,20 @@ def _draw_figure(half: Image.Image, rank: str, suit: str, ink: tuple) -> None:
     elif rank == "Q":  # a band crown topped with pearls
         draw.rectangle(box(0.37, 0.32, 0.63, 0.42), fill=_GOLD, outline=outline, width=line)
         for px in (0.40, 0.5, 0.60):
-            draw.ellipse(box(px - 0.04, 0.22, px + 0.04, 0.31), fill=(245, 245, 240), outline=outline, width=line)
+            draw.ellipse(
+                box(px - 0.04, 0.22, px + 0.04, 0.31),
+                fill=(245, 245, 240),
+                outline=outline,
+                width=line,
+            )
     else:  # J: a soft cap with a feather
         draw.chord(box(0.33, 0.26, 0.67, 0.56), 180, 360, fill=ink, outline=outline, width=line)
         draw.rectangle(box(0.32, 0.40, 0.68, 0.45), fill=_GOLD, outline=outline, width=line)
-        draw.polygon(poly((0.62, 0.38), (0.86, 0.12), (0.80, 0.30), (0.68, 0.42)), fill=(60, 120, 70), outline=outline)
+        draw.polygon(
+            poly((0.62, 0.38), (0.86, 0.12), (0.80, 0.30), (0.68, 0.42)),
+            fill=(60, 120, 70),
+            outline=outline,
+        )
     mask = _pip_mask(suit, round(0.16 * w))
     half.paste(ink, (round(0.05 * w), round(0.05 * h)), mask)
 
@@ -302,7 +344,9 @@ def card_sprite(
     draw = ImageDraw.Draw(canvas)
     radius = round(0.07 * w)
     shadow = tuple(int(c * 0.55) for c in table_rgb) + (255,)
-    draw.rounded_rectangle([margin * s, margin * s, w + margin * s - 1, h + margin * s - 1], radius, fill=shadow)
+    draw.rounded_rectangle(
+        [margin * s, margin * s, w + margin * s - 1, h + margin * s - 1], radius, fill=shadow
+    )
     card = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     ImageDraw.Draw(card).rounded_rectangle(
         [0, 0, w - 1, h - 1], radius, fill=_PAPER + (255,), outline=_EDGE + (255,), width=max(1, s)
@@ -317,7 +361,9 @@ def card_sprite(
     _draw_corner_index(face, card_info.rank, card_info.suit, ink)
     # Keep the rounded outline: paint the face only inside the card's shape, inset by the edge.
     inside = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(inside).rounded_rectangle([s, s, w - 1 - s, h - 1 - s], radius - s, fill=255)
+    ImageDraw.Draw(inside).rounded_rectangle(
+        [s, s, w - 1 - s, h - 1 - s], max(0, radius - s), fill=255
+    )
     card.paste(face, (0, 0), inside)
     canvas.alpha_composite(card)
     reduced = canvas.convert("RGB").reduce(s)

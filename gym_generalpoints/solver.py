@@ -97,7 +97,9 @@ def _program_hits(values: np.ndarray, target: int) -> np.ndarray:
     num = values.astype(np.int64).reshape(hands, 1, n)
     den = np.ones_like(num)
     valid = np.ones((hands, 1), dtype=bool)
-    for k in range(n, 1, -1):
+    if n == 1:
+        return valid & (num[:, :, 0] == target)
+    for k in range(n, 2, -1):
         nums: list[np.ndarray] = []
         dens: list[np.ndarray] = []
         valids: list[np.ndarray] = []
@@ -122,7 +124,18 @@ def _program_hits(values: np.ndarray, target: int) -> np.ndarray:
         num = np.stack(nums, axis=2).reshape(hands, -1, k - 1)
         den = np.stack(dens, axis=2).reshape(hands, -1, k - 1)
         valid = np.stack(valids, axis=2).reshape(hands, -1)
-    return valid & (num[:, :, 0] == target * den[:, :, 0])
+    # Last pair: compare each of the six results with the target without building them.
+    an, ad, bn, bd = num[:, :, 0], den[:, :, 0], num[:, :, 1], den[:, :, 1]
+    an_bd, bn_ad, goal = an * bd, bn * ad, target * (ad * bd)
+    hits = (
+        an_bd + bn_ad == goal,
+        an_bd - bn_ad == goal,
+        bn_ad - an_bd == goal,
+        an * bn == goal,
+        (bn != 0) & (an_bd == target * (ad * bn)),
+        (an != 0) & (bn_ad == target * (bd * an)),
+    )
+    return (np.stack(hits, axis=2) & valid[:, :, None]).reshape(hands, -1)
 
 
 def _num_programs(n: int) -> int:
@@ -211,7 +224,9 @@ def _distinct(trees: Iterable[Tree], target: int) -> tuple[str, ...]:
     for tree in trees:
         canonical = _canonical(tree)
         if canonical.value != target:  # the Fraction re-check of every solution
-            raise AssertionError(f"solver produced {canonical.text} = {canonical.value}, not {target}")
+            raise AssertionError(
+                f"solver produced {canonical.text} = {canonical.value}, not {target}"
+            )
         texts.setdefault(canonical.key, canonical.text)
     return tuple(sorted(texts.values(), key=lambda t: (len(t), t)))
 
@@ -292,7 +307,9 @@ def is_solvable(values: Sequence[int], target: int = 24) -> bool:
     return _is_solvable_sorted(_check_hand(values), int(target))
 
 
-def solvable_hands(domain: Iterable[int], hand_size: int, target: int = 24) -> frozenset[tuple[int, ...]]:
+def solvable_hands(
+    domain: Iterable[int], hand_size: int, target: int = 24
+) -> frozenset[tuple[int, ...]]:
     """Every solvable multiset of ``hand_size`` numbers drawn from ``domain``.
 
     Evaluates all hands in numpy batches, so the whole table of a default game

@@ -91,10 +91,13 @@ MAX_FORMULA_DEPTH = 24
 #: Longest piece of model text quoted back in feedback.
 _QUOTE_CHARS = 60
 
-_TRANSLATE = str.maketrans({"\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\t": " ", "\n": " ", "\r": " "})
+_TRANSLATE = str.maketrans(
+    {"\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\t": " ", "\n": " ", "\r": " "}
+)
 _FORMULA_CHARS = frozenset("0123456789+-*/() ")
 _RHS = re.compile(r"\s*([+-]?[0-9]{1,12})\s*")
 _IMPLICIT_PRODUCT = re.compile(r"[0-9)]\s*\(|\)\s*[0-9]")
+_LEADING_ZERO = re.compile(r"(?<![0-9])0[0-9]")
 _INTEGER = re.compile(r"\s*[+-]?[0-9]{1,18}\s*")
 _RANK_WORDS = {"ACE": "A", "JACK": "J", "QUEEN": "Q", "KING": "K", "TEN": "10"}
 _SUIT_SUFFIX = re.compile(
@@ -213,7 +216,9 @@ def _char_name(ch: str) -> str:
 
 
 def _fraction_text(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )
 
 
 def _formula_ast(formula: str) -> tuple[ast.expr, Fraction | None]:
@@ -238,7 +243,11 @@ def _formula_ast(formula: str) -> tuple[ast.expr, Fraction | None]:
     bad = [] if _FORMULA_CHARS.issuperset(text) else sorted(set(text) - _FORMULA_CHARS)
     if bad:
         names = ", ".join(_char_name(ch) for ch in bad[:8]) + (", ..." if len(bad) > 8 else "")
-        hint = " Write card numbers, not card symbols." if any(ch.upper() in "AJQK" for ch in bad) else ""
+        hint = (
+            " Write card numbers, not card symbols."
+            if any(ch.upper() in "AJQK" for ch in bad)
+            else ""
+        )
         hint += " Only whole numbers are allowed." if "." in bad else ""
         raise FormulaError(
             f"The formula contains characters that are not allowed: {names}. Use whole "
@@ -249,13 +258,22 @@ def _formula_ast(formula: str) -> tuple[ast.expr, Fraction | None]:
         if ch == "(":
             depth += 1
             if depth > MAX_FORMULA_DEPTH:
-                raise FormulaError(f"Parentheses are nested deeper than {MAX_FORMULA_DEPTH} levels.")
+                raise FormulaError(
+                    f"Parentheses are nested deeper than {MAX_FORMULA_DEPTH} levels."
+                )
         elif ch == ")":
             depth -= 1
             if depth < 0:
                 raise FormulaError(f"The ')' at character {pos + 1} of the formula closes nothing.")
     if depth > 0:
-        raise FormulaError(f"{depth} '(' of the formula {'is' if depth == 1 else 'are'} never closed.")
+        raise FormulaError(
+            f"{depth} '(' of the formula {'is' if depth == 1 else 'are'} never closed."
+        )
+    m = _LEADING_ZERO.search(text)
+    if m is not None:
+        raise FormulaError(
+            f"Numbers must not start with 0 ('{m.group(0)}' at character {m.start() + 1})."
+        )
     m = _IMPLICIT_PRODUCT.search(text)
     if m is not None:
         raise FormulaError(
@@ -294,7 +312,9 @@ def _evaluate(node: ast.expr, numbers: list[int]) -> int | Fraction:
             if op is ast.Mult:
                 return left * right
             if right == 0:
-                raise FormulaError(f"The formula divides by zero: {ast.unparse(node.right)} equals 0.")
+                raise FormulaError(
+                    f"The formula divides by zero: {ast.unparse(node.right)} equals 0."
+                )
             return Fraction(left) / right
         if op is ast.Pow:
             raise FormulaError("'**' (power) is not allowed; use + - * / only.")
@@ -459,7 +479,9 @@ def _check_number_field(hand: Hand, raw: Any, reveal: bool, problems: list[str])
     parts = []
     if not_numbers:
         names = _join([f"'{_quote(str(x), 12)}'" for x in not_numbers[:6]])
-        parts.append(f"{names} {'is not a whole number' if len(not_numbers) == 1 else 'are not whole numbers'}")
+        parts.append(
+            f"{names} {'is not a whole number' if len(not_numbers) == 1 else 'are not whole numbers'}"
+        )
     if extra:
         parts.append(f"it lists {_join(sorted(extra.elements()))}, which no card counts")
     if missing:
@@ -474,7 +496,9 @@ def _check_number_field(hand: Hand, raw: Any, reveal: bool, problems: list[str])
     return False
 
 
-def _check_formula_numbers(hand: Hand, used: Sequence[int], reveal: bool, problems: list[str]) -> bool:
+def _check_formula_numbers(
+    hand: Hand, used: Sequence[int], reveal: bool, problems: list[str]
+) -> bool:
     if len(used) == len(hand.values) and sorted(used) == sorted(hand.values):
         return True
     used_count, dealt = Counter(used), Counter(hand.values)
@@ -496,7 +520,9 @@ def _check_formula_numbers(hand: Hand, used: Sequence[int], reveal: bool, proble
         else:
             count = sum(unused.values())
             parts.append(f"it leaves {count} card{'s' if count > 1 else ''} unused")
-    problems.append("The formula must use the number of every card exactly once: " + "; ".join(parts) + ".")
+    problems.append(
+        "The formula must use the number of every card exactly once: " + "; ".join(parts) + "."
+    )
     return False
 
 
@@ -577,14 +603,17 @@ def verify(
             formula_numbers_ok = _check_formula_numbers(hand, used, reveal, problems)
             shown = _quote(formula.strip(), 80)
             if value != hand.target:
-                problems.append(f"The formula {shown} equals {_fraction_text(value)}, not {hand.target}.")
+                problems.append(
+                    f"The formula {shown} equals {_fraction_text(value)}, not {hand.target}."
+                )
             elif claimed is not None and claimed != value:
                 problems.append(
                     f"The formula equals {hand.target}, but you wrote '= {_fraction_text(claimed)}'."
                 )
             else:
                 value_ok = True
-            if formula_numbers_ok and numbers_correct and value_ok and cards_correct is not False:
+            cards_ok = bool(cards_correct) or not check_cards
+            if formula_numbers_ok and numbers_correct and value_ok and cards_ok and not missing:
                 return Judgement(
                     rewards.correct,
                     "correct",
@@ -605,8 +634,19 @@ def verify(
         verdict = "wrong_value"
     reward = rewards.for_verdict(verdict)
     prefix_credit = False
-    if rewards.prefix is not None and verdict != "correct" and _prefix_of_solution(formula, solutions):
+    if (
+        rewards.prefix is not None
+        and verdict != "correct"
+        and _prefix_of_solution(formula, solutions)
+    ):
         reward, prefix_credit = float(rewards.prefix), True
     return Judgement(
-        reward, verdict, " ".join(problems), cards_correct, numbers_correct, value, used, prefix_credit
+        reward,
+        verdict,
+        " ".join(problems),
+        cards_correct,
+        numbers_correct,
+        value,
+        used,
+        prefix_credit,
     )
