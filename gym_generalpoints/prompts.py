@@ -43,7 +43,7 @@ def _task_frame(
             f"You are playing GeneralPoints. The image shows {hand_size} playing cards on a table. "
             f"Recognise them, then make {target} from their numbers.\n\n"
         )
-        tail = "\n" + _rules(hand_size, target, face_card_values) + "\n"
+        tail = _rules(hand_size, target, face_card_values) + "\n"
         tail += _FORMAT.format(where="you see in the image", target=target)
     else:
         head = f"You are playing GeneralPoints: make {target} from {hand_size} playing cards.\n\nCards: "

@@ -398,8 +398,8 @@ def _read_number(item: Any) -> int | None:
     if isinstance(item, bool):
         return None
     if isinstance(item, int):
-        return item
-    if isinstance(item, float) and item.is_integer():
+        return item if abs(item) < 10**18 else None
+    if isinstance(item, float) and item.is_integer() and abs(item) < 1e18:
         return int(item)
     if isinstance(item, str) and _INTEGER.fullmatch(item):
         return int(item)
@@ -601,7 +601,7 @@ def verify(
             illegal = True
         else:
             formula_numbers_ok = _check_formula_numbers(hand, used, reveal, problems)
-            shown = _quote(formula.strip(), 80)
+            shown = _quote(formula.partition("=")[0].strip(), 80)  # the expression, without "= N"
             if value != hand.target:
                 problems.append(
                     f"The formula {shown} equals {_fraction_text(value)}, not {hand.target}."
@@ -617,7 +617,7 @@ def verify(
                 return Judgement(
                     rewards.correct,
                     "correct",
-                    f"Correct: {shown} makes {hand.target}.",
+                    f"Correct: {shown} = {hand.target}.",
                     cards_correct,
                     numbers_correct,
                     value,
