@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra gym.make keyword argument (repeatable), e.g. face_card_value=11",
+        help="extra gym.make keyword argument (repeatable), e.g. face_card_values=[11,12,13]",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the per-episode summary")
 
