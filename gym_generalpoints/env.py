@@ -205,6 +205,9 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
+        # Until a hand is dealt no episode is open: a reset that raises (say, on an
+        # invalid fixed hand) must not leave the previous episode steppable.
+        self._hand = None
         cfg = self._config = self._pending
         options = options or {}
         unknown = set(options) - {"cards"}

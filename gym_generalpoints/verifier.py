@@ -5,18 +5,20 @@ sees), ``number`` (what they count under the rule in force) and ``formula``.
 Parsing is tolerant (code fences, prose, trailing commas, single quotes: see
 :func:`gengym_core.answers.parse_json_answer`); judging is strict and exact.
 
-The formula
-    is read with :mod:`ast` (never evaluated by Python) after a character
-    whitelist: ASCII digits, ``+ - * /``, parentheses and whitespace. ``x``
-    and ``X`` are rejected (a letter is not an operator), but the typographic
-    ``×``, ``÷`` and ``−`` (U+2212) are read as ``*``, ``/`` and ``-``. Only
-    whole numbers and the four binary operators are accepted: no unary minus
-    (every card is used as dealt; ``-`` must stand between two operands), no
-    powers, no decimal points. One trailing ``= N`` is accepted. The value is
-    computed with :class:`fractions.Fraction`, so ``8/(3-8/3)`` is exactly 24.
-    Length (:data:`MAX_FORMULA_CHARS`) and parenthesis depth
-    (:data:`MAX_FORMULA_DEPTH`) are bounded before parsing, which bounds the
-    work; ``RecursionError`` and ``MemoryError`` are caught anyway.
+The formula is read with :mod:`ast` (never evaluated by Python) after a
+character whitelist: ASCII digits, ``+ - * /``, parentheses and whitespace.
+``x`` and ``X`` are rejected (a letter is not an operator), but the
+typographic ``×``, ``÷`` and ``−`` (U+2212) are read as ``*``, ``/`` and
+``-``. Only whole numbers without leading zeros and the four binary
+operators are accepted: no unary minus (every card is used as dealt, so
+``-`` must stand between two operands), no powers, no decimal points, no
+implicit multiplication. One trailing ``= N`` is accepted; if ``N`` is not
+what the formula equals, that is a wrong value. The value is computed
+exactly (ints, and :class:`fractions.Fraction` once a division appears), so
+``8/(3-8/3)`` is exactly 24. Length (:data:`MAX_FORMULA_CHARS`) and
+parenthesis depth (:data:`MAX_FORMULA_DEPTH`) are bounded before parsing,
+which bounds the work; ``RecursionError`` and ``MemoryError`` are caught
+anyway.
 
 Stages and rewards (paper defaults, configurable through
 :class:`GeneralPointsRewards`). Every stage is checked and every problem
@@ -73,7 +75,7 @@ from gym_generalpoints.cards import (
     describe_rule,
 )
 
-#: The verdict categories, in the order the stages are checked.
+#: The verdict categories; ``correct`` is the only one that accepts the answer.
 VERDICTS: tuple[str, ...] = (
     "correct",
     "wrong_value",
@@ -151,7 +153,7 @@ class Hand:
         target: The number to make.
         face_card_values: What J, Q and K count.
         ranks: The card symbols in hand order, as the answer's ``cards`` lists
-            them (filled in by :meth:`from_cards`).
+            them (derived from ``cards`` when not given).
     """
 
     cards: tuple[Card, ...]
@@ -159,6 +161,12 @@ class Hand:
     target: int = 24
     face_card_values: tuple[int, int, int] = DEFAULT_FACE_CARD_VALUES
     ranks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.values) != len(self.cards):
+            raise ValueError(f"{len(self.cards)} cards but {len(self.values)} values")
+        if len(self.ranks) != len(self.cards):
+            object.__setattr__(self, "ranks", tuple(card.rank for card in self.cards))
 
     @classmethod
     def from_cards(
@@ -170,8 +178,7 @@ class Hand:
     ) -> Hand:
         """A hand whose values follow from the cards and the face-card rule."""
         faces = tuple(int(v) for v in face_card_values)
-        ranks = tuple(card.rank for card in cards)
-        return cls(tuple(cards), card_values(cards, faces), int(target), faces, ranks)  # type: ignore[arg-type]
+        return cls(tuple(cards), card_values(cards, faces), int(target), faces)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

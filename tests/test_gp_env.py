@@ -177,6 +177,8 @@ def test_fixed_hands_from_options():
             env.reset(options={"cards": cards})
     with pytest.raises(ValueError, match="only option"):
         env.reset(options={"hand": ["AS"]})
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(WRONG)  # the failed reset closed the previous episode
     # The rule decides solvability: 1, 6, 11, 13 only works when J, Q, K count 11, 12, 13.
     with pytest.raises(ValueError, match="cannot make 24"):
         env.reset(options={"cards": "AS 6H JD KC"})
