@@ -180,16 +180,20 @@ class PPOTrainer:
         if cfg.gradient_checkpointing:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             policy.config.use_cache = False
-        if cfg.lora:
-            policy = self._add_lora(policy)
-        critic_body = None
-        if cfg.critic == "separate":
-            critic_body = load_model_and_processor(cfg.critic_model or cfg.model, dtype=self.dtype).model
-        head_source = critic_body if critic_body is not None else policy
-        value_head = ValueHead.for_model_config(head_source.config, ValueHeadConfig(hidden=cfg.value_head_hidden))
-        start_head = Path(cfg.model) / "value_head.safetensors"
-        if start_head.is_file() and critic_body is None:
-            value_head.load_state_dict(load_value_head(start_head).state_dict())
+        # New weights (LoRA adapters, the value head) are drawn from a seeded
+        # stream, identical on every process and in a resumed run.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed(cfg.seed, 0, 0, 0, 3))
+            if cfg.lora:
+                policy = self._add_lora(policy)
+            critic_body = None
+            if cfg.critic == "separate":
+                critic_body = load_model_and_processor(cfg.critic_model or cfg.model, dtype=self.dtype).model
+            head_source = critic_body if critic_body is not None else policy
+            value_head = ValueHead.for_model_config(head_source.config, ValueHeadConfig(hidden=cfg.value_head_hidden))
+            start_head = Path(cfg.model) / "value_head.safetensors"
+            if start_head.is_file() and critic_body is None:
+                value_head.load_state_dict(load_value_head(start_head).state_dict())
         if cfg.kl_coef > 0 and cfg.lora:
             self.reference = policy  # adapters switched off when scoring the reference
         module = ActorCritic(policy, value_head, critic_body)

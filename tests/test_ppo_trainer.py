@@ -1,0 +1,293 @@
+"""The multi-turn PPO loop end to end, with tiny offline models on CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gengym_core.registry import make  # noqa: E402
+from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
+from trainers.common.metrics import read_metrics  # noqa: E402
+from trainers.ppo.ppo_config import PPOConfig  # noqa: E402
+from trainers.ppo.ppo_trainer import PPOTrainer, turn_prompt  # noqa: E402
+
+
+def small_config(model: Path, out: Path, **overrides) -> PPOConfig:
+    settings = dict(
+        env_id="GeneralPoints-L-v0",
+        model=str(model),
+        output_dir=str(out),
+        num_envs=2,
+        num_steps=2,
+        total_updates=1,
+        minibatch_size=2,
+        micro_batch_size=1,
+        ppo_epochs=1,
+        max_new_tokens=12,
+        deepspeed="none",
+        tensorboard=False,
+        learning_rate=1e-3,
+        max_grad_norm=1.0,
+    )
+    settings.update(overrides)
+    return PPOConfig(**settings)
+
+
+def parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().float() for k, v in module.state_dict().items()}
+
+
+# --------------------------------------------------------------------- prompts
+def test_revision_prompt_carries_prior_answer_and_feedback():
+    env = make("GeneralPoints-L-v0")
+    obs, _ = env.reset(seed=3)
+    wrong = '{"cards": ["A"], "number": [1], "formula": "1+1"}'
+    obs, reward, terminated, truncated, info = env.step(wrong)
+    assert reward < 0 and not (terminated or truncated)
+
+    messages, images = turn_prompt(env, obs, "observation")
+    assert len(messages) == 1 and images == []
+    text = messages[0]["content"][-1]["text"]
+    assert "1+1" in text and info["feedback"].split(".")[0] in text
+
+    messages, _ = turn_prompt(env, obs, "chat")
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"][0]["text"] == wrong
+    assert info["feedback"].split(".")[0] in messages[2]["content"][0]["text"]
+
+
+def test_vision_prompt_holds_the_table_image():
+    env = make("GeneralPoints-VL-v0")
+    obs, _ = env.reset(seed=0)
+    messages, images = turn_prompt(env, obs, "observation")
+    assert messages[0]["content"][0] == {"type": "image"}
+    assert len(images) == 1 and images[0].shape == obs["image"].shape
+
+
+# --------------------------------------------------------------- one update
+@pytest.mark.parametrize("family", ["llava", "idefics3", "mllama"])
+def test_one_update_on_gp_vl_single_device(tiny_model_path, tmp_path, family):
+    run_and_check_one_update(tiny_model_path(family), tmp_path, "none")
+
+
+@pytest.mark.slow
+def test_one_update_on_gp_vl_zero3(tiny_model_path, tmp_path):
+    """The real DeepSpeed ZeRO-3 path, one CPU process over gloo."""
+    run_and_check_one_update(tiny_model_path("llava"), tmp_path, "zero3")
+
+
+def run_and_check_one_update(model_path: Path, tmp_path: Path, backend: str) -> None:
+    cfg = small_config(model_path, tmp_path / "run", env_id="GeneralPoints-VL-v0", deepspeed=backend)
+    trainer = PPOTrainer(cfg)
+    with trainer.engine.full_state_dict() as state:
+        before = {k: v.clone() for k, v in state.items()}
+    final = trainer.train()
+    with trainer.engine.full_state_dict() as state:
+        changed = [k for k, v in state.items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("policy.") for k in changed), "the policy did not change"
+    assert any(k.startswith("value_head.") for k in changed), "the value head did not change"
+
+    (record,) = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    for key in (
+        "losses/policy",
+        "losses/value",
+        "ppo/clip_fraction",
+        "ppo/approx_kl",
+        "env/per_step_accuracy",
+        "env/recognition_accuracy",
+        "perf/rollout_tokens_per_s",
+        "perf/update_tokens_per_s",
+        "compute/gflops",
+    ):
+        assert key in record and record[key] is not None, key
+    assert record["compute/gflops"] > 0
+
+    # The final policy is a normal Hugging Face checkpoint that generates.
+    from trainers.common.inputs import encode_prompts
+    from trainers.common.modeling import load_model_and_processor
+
+    loaded = load_model_and_processor(final)
+    env = make("GeneralPoints-VL-v0")
+    obs, _ = env.reset(seed=0)
+    messages, images = turn_prompt(env, obs, "observation")
+    inputs = encode_prompts(loaded.processor, [messages], [images])
+    out = loaded.model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    assert (final / "value_head.safetensors").is_file()
+    assert json.loads((final / "gengym_training.json").read_text())["method"] == "ppo"
+
+
+def test_text_model_on_image_env_fails_early(tiny_model_path, tmp_path):
+    cfg = small_config(tiny_model_path("qwen2"), tmp_path, env_id="GeneralPoints-VL-v0")
+    with pytest.raises(ValueError, match="text-only model"):
+        PPOTrainer(cfg)
+
+
+# ------------------------------------------------------------ learning signal
+def digit_reward(turns):
+    return [1.0 if any(c.isdigit() for c in t.answer) else 0.0 for t in turns]
+
+
+def test_ppo_raises_a_simple_reward(tiny_model_path, tmp_path):
+    """Single-token answers rewarded when they contain a digit: a few updates
+    must move probability mass onto digit tokens (sign and plumbing)."""
+    cfg = small_config(
+        tiny_model_path("qwen2"),
+        tmp_path / "run",
+        num_envs=8,
+        num_steps=2,
+        total_updates=5,
+        minibatch_size=8,
+        micro_batch_size=8,
+        ppo_epochs=4,
+        max_new_tokens=1,
+        temperature=1.0,
+        learning_rate=3e-2,
+        clip_range=0.2,
+        gamma=0.0,
+        seed=1,
+        save_every=100,
+    )
+    trainer = PPOTrainer(cfg, reward_fn=digit_reward)
+    tokenizer = trainer.tokenizer
+    digit_ids = torch.tensor([i for i in range(len(tokenizer)) if any(c.isdigit() for c in tokenizer.decode([i]))])
+
+    def expected_reward() -> float:
+        """Exact probability of a digit answer, averaged over fixed prompts."""
+        total = 0.0
+        for seed in range(4):
+            obs, _ = trainer.envs[0].reset(seed=100 + seed)
+            messages, images = turn_prompt(trainer.envs[0], obs, "observation")
+            with torch.no_grad():
+                logits = trainer.engine.module.policy(**trainer._encode([messages], [images])).logits[0, -1]
+            total += torch.softmax(logits.float(), -1)[digit_ids].sum().item()
+        return total / 4
+
+    start = expected_reward()
+    trainer.train()
+    end = expected_reward()
+    assert end > start + 0.2, (start, end)
+    rewards = [m["env/turn_reward"] for m in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert len(rewards) == 5 and rewards[-1] > rewards[0]
+
+
+# --------------------------------------------------------------------- resume
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_continues_update_count_and_metrics(tiny_model_path, tmp_path):
+    out = tmp_path / "run"
+    cfg = small_config(tiny_model_path("qwen2"), out, total_updates=3, save_every=1)
+
+    calls = {"n": 0}
+
+    def crash_in_third_update(turns):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Crash("killed")
+        return [t.env_reward for t in turns]
+
+    with pytest.raises(Crash):
+        PPOTrainer(cfg, reward_fn=crash_in_third_update).train()
+    assert [m["step"] for m in read_metrics(out / "metrics.jsonl")] == [1, 2]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["update-00001", "update-00002"]
+
+    resumed = PPOTrainer(small_config(tiny_model_path("qwen2"), out, total_updates=3, save_every=1, resume=True))
+    assert resumed.start_update == 2
+    assert resumed.compute.train_tokens > 0
+    resumed.train()
+    assert [m["step"] for m in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+
+    # An uninterrupted run does the same third update (same seeds, same data).
+    fresh_out = tmp_path / "fresh"
+    PPOTrainer(small_config(tiny_model_path("qwen2"), fresh_out, total_updates=3)).train()
+    a = read_metrics(out / "metrics.jsonl")[-1]
+    b = read_metrics(fresh_out / "metrics.jsonl")[-1]
+    assert a["env/turn_reward"] == b["env/turn_reward"]
+    assert math.isclose(a["losses/value"], b["losses/value"], rel_tol=1e-4)
+
+
+def test_nan_loss_stops_with_last_checkpoint_intact(tiny_model_path, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = small_config(tiny_model_path("qwen2"), out, total_updates=3, save_every=1)
+    trainer = PPOTrainer(cfg)
+    from trainers.ppo import core
+
+    real_value_loss = core.value_loss
+    updates = {"n": 0}
+    original_optimize = trainer.optimize
+
+    def optimize_then_poison(turns, update):
+        updates["n"] += 1
+        if updates["n"] == 2:
+            monkeypatch.setattr(
+                core, "value_loss", lambda *a, **k: real_value_loss(*a, **k)._replace(loss=torch.tensor(float("nan")))
+            )
+        return original_optimize(turns, update)
+
+    trainer.optimize = optimize_then_poison
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        trainer.train()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["update-00001"]
+    resumed = PPOTrainer(small_config(tiny_model_path("qwen2"), out, total_updates=3, resume=True))
+    assert resumed.start_update == 1
+
+
+def test_bad_reward_values_are_refused(tiny_model_path, tmp_path):
+    trainer = PPOTrainer(small_config(tiny_model_path("qwen2"), tmp_path), reward_fn=lambda t: [float("inf")] * len(t))
+    with pytest.raises(FloatingPointError, match="reward function returned inf"):
+        trainer.train()
+
+
+# --------------------------------------------------------------------- config
+def test_every_setting_is_documented():
+    assert all(help_text for help_text in help_of(PPOConfig).values())
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"minibatch_size": 3, "micro_batch_size": 2}, "multiple of micro_batch_size"),
+        ({"num_envs": 3, "num_steps": 3, "minibatch_size": 2, "micro_batch_size": 1}, "multiple of minibatch_size"),
+        ({"clip_range": 1.5}, "clip_range"),
+        ({"reward": "foo"}, "unknown reward"),
+        ({"generation_backend": "warp"}, "generation_backend"),
+        ({"offload_params": True, "deepspeed": "zero2"}, "offload_params needs"),
+        ({"critic_model": "x"}, "critic=separate"),
+    ],
+)
+def test_invalid_settings_fail_with_what_to_change(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(PPOConfig, settings)
+
+
+def test_unknown_and_mistyped_yaml_settings(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean learning_rate"):
+        config_from_dict(PPOConfig, {"learning_rat": 1e-5}, source="x.yaml")
+    with pytest.raises(ConfigError, match="expected an integer"):
+        config_from_dict(PPOConfig, {"num_envs": "four"})
+
+
+def test_cli_rejects_bad_settings_before_loading_anything(tmp_path):
+    (tmp_path / "bad.yaml").write_text("num_envs: 2\nnum_stepz: 3\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "gengym_core.cli", "ppo", "--config", str(tmp_path / "bad.yaml"), "--model", "m"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "num_stepz" in out.stderr and "did you mean num_steps" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "gengym_core.cli", "ppo", "--reward", "foo", "--model", "m"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "unknown reward" in out.stderr
