@@ -166,11 +166,12 @@ class _Canonical:
     ``"*"`` (``pos`` factors over ``neg`` factors). ``key`` is an injective
     string (sums in ``()``, products in ``[]``, parts sorted), so two
     formulas are the same solution exactly when their keys are equal.
+    ``value`` is exact: an int, or a Fraction once a division is involved.
     """
 
     __slots__ = ("kind", "key", "value", "text")
 
-    def __init__(self, kind: str, key: str, value: Fraction, text: str) -> None:
+    def __init__(self, kind: str, key: str, value: int | Fraction, text: str) -> None:
         self.kind = kind
         self.key = key
         self.value = value
@@ -193,23 +194,24 @@ def _order(parts: list[_Canonical]) -> list[_Canonical]:
 
 def _canonical(tree: Tree) -> _Canonical:
     if not isinstance(tree, tuple):
-        return _Canonical("n", str(tree), Fraction(tree), str(tree))
+        return _Canonical("n", str(tree), tree, str(tree))
     pos: list[_Canonical] = []
     neg: list[_Canonical] = []
     if tree[0] in "+-":
         _gather(tree, True, "+-", pos, neg)
         key = "(" + "+".join(sorted(c.key for c in pos))
         key += "".join("-" + k for k in sorted(c.key for c in neg)) + ")"
-        value = sum((c.value for c in pos), Fraction(0)) - sum((c.value for c in neg), Fraction(0))
+        value = sum(c.value for c in pos) - sum(c.value for c in neg)
         # Terms of a folded sum are numbers or products: no parentheses needed.
         text = "+".join(c.text for c in _order(pos)) + "".join("-" + c.text for c in _order(neg))
         return _Canonical("+", key, value, text)
     _gather(tree, True, "*/", pos, neg)
     key = "[" + "*".join(sorted(c.key for c in pos))
     key += "".join("/" + k for k in sorted(c.key for c in neg)) + "]"
-    value = prod((c.value for c in pos), start=Fraction(1)) / prod(
-        (c.value for c in neg), start=Fraction(1)
-    )
+    value = prod(c.value for c in pos)
+    divisor = prod(c.value for c in neg)
+    if divisor != 1:
+        value = Fraction(value) / divisor
 
     def factor(c: _Canonical) -> str:
         return f"({c.text})" if c.kind == "+" else c.text
@@ -223,7 +225,7 @@ def _distinct(trees: Iterable[Tree], target: int) -> tuple[str, ...]:
     texts: dict[str, str] = {}
     for tree in trees:
         canonical = _canonical(tree)
-        if canonical.value != target:  # the Fraction re-check of every solution
+        if canonical.value != target:  # an exact re-check of every solution
             raise AssertionError(
                 f"solver produced {canonical.text} = {canonical.value}, not {target}"
             )
@@ -268,12 +270,20 @@ def _check_hand(values: Sequence[int]) -> tuple[int, ...]:
     return hand
 
 
+#: Program indices that reach the target, kept from the batched evaluation of
+#: :func:`solvable_hands`, so that solving a hand seen there skips numpy.
+_BATCH_HITS: dict[tuple[tuple[int, ...], int], np.ndarray] = {}
+_BATCH_HITS_LIMIT = 20_000
+
+
 @lru_cache(maxsize=8192)
 def _solve_sorted(values: tuple[int, ...], target: int) -> tuple[str, ...]:
     if len(values) > MAX_VECTOR_HAND or not _fits_int64(values, target):
         return solve_with_fractions(values, target)
-    hits = _program_hits(np.array([values], dtype=np.int64), target)[0]
-    return _distinct((_program_tree(values, int(p)) for p in np.flatnonzero(hits)), target)
+    programs = _BATCH_HITS.get((values, target))
+    if programs is None:
+        programs = np.flatnonzero(_program_hits(np.array([values], dtype=np.int64), target)[0])
+    return _distinct((_program_tree(values, int(p)) for p in programs), target)
 
 
 def solve(values: Sequence[int], target: int = 24) -> tuple[str, ...]:
@@ -334,6 +344,11 @@ def solvable_hands(
     solvable: list[tuple[int, ...]] = []
     for start in range(0, len(hands), rows):
         batch = hands[start : start + rows]
-        ok = _program_hits(batch, target).any(axis=1)
-        solvable.extend(tuple(int(v) for v in row) for row in batch[ok])
+        hits = _program_hits(batch, target)
+        ok = hits.any(axis=1)
+        for row, row_hits in zip(batch[ok].tolist(), hits[ok], strict=True):
+            hand = tuple(row)
+            solvable.append(hand)
+            if len(_BATCH_HITS) < _BATCH_HITS_LIMIT:
+                _BATCH_HITS[hand, target] = np.flatnonzero(row_hits)
     return frozenset(solvable)
