@@ -19,6 +19,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "play": "gengym_core.play",
     "ppo": "trainers.ppo.cli",
+    "eval": "trainers.eval.cli",
 }
 
 _TRAIN_EXTRA_HINT = (

@@ -19,6 +19,10 @@ Info keys that every family sets on every ``step``:
     ``True`` once the whole episode is solved.
 ``attempt``
     1-based number of the verified answer within the current task step.
+
+Vision-language envs also set ``recognition_correct`` (bool, or ``None`` when
+the answer could not be read) on every step: whether the answer reported
+what the image shows (the cards in GeneralPoints, the landmark in V-IRL).
 """
 
 from __future__ import annotations
@@ -48,6 +52,17 @@ class GengymEnv(Protocol):
 
     def chat_images(self) -> list[np.ndarray]:
         """The images the placeholders of :meth:`chat_messages` refer to."""
+        ...
+
+    def sample_wrong_answer(self, rng: np.random.Generator, verdict: str | None = None) -> str:
+        """A well-formed answer that the verifier rejects now, with the given
+        verdict category (a random applicable one when ``None``). Used for
+        revision dialogues in SFT data and rejected answers of preference
+        pairs. Raises ``ValueError`` for a category that cannot occur here."""
+        ...
+
+    def sample_random_answer(self, rng: np.random.Generator) -> str:
+        """A well-formed answer drawn at random (the random baseline agent)."""
         ...
 
     def transcript(self) -> list[dict[str, Any]]:

@@ -32,3 +32,24 @@ def make(env_id: str, **kwargs) -> gym.Env:
     if env_id not in ids:
         raise ValueError(f"unknown gengym env {env_id!r}; known ids: {', '.join(ids)}")
     return gym.make(env_id, **kwargs)
+
+
+def variants_of(env_id: str) -> dict[str, dict]:
+    """The evaluation variants of an env id: name -> ``gym.make`` kwargs.
+
+    Each env package exports ``VARIANTS``, keyed by env id (a family whose
+    variants are the same for all its ids may export one flat mapping).
+    Names follow the paper's protocol: ``"id"``, ``"rule-ood"``,
+    ``"visual-ood"``.
+
+    Raises:
+        ValueError: Unknown env id.
+    """
+    ids = gengym_env_ids()
+    if env_id not in ids:
+        raise ValueError(f"unknown gengym env {env_id!r}; known ids: {', '.join(ids)}")
+    package = gym.registry[env_id].entry_point.split(".")[0]
+    variants = getattr(importlib.import_module(package), "VARIANTS", {})
+    if env_id in variants:
+        variants = variants[env_id]
+    return {name: dict(kwargs) for name, kwargs in variants.items()}

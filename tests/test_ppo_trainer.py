@@ -16,7 +16,8 @@ from gengym_core.registry import make  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
 from trainers.common.metrics import read_metrics  # noqa: E402
 from trainers.ppo.ppo_config import PPOConfig  # noqa: E402
-from trainers.ppo.ppo_trainer import PPOTrainer, turn_prompt  # noqa: E402
+from trainers.common.prompting import turn_prompt  # noqa: E402
+from trainers.ppo.ppo_trainer import PPOTrainer  # noqa: E402
 
 
 def small_config(model: Path, out: Path, **overrides) -> PPOConfig:

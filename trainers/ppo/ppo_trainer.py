@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gengym_core.chat import Message, user_message
+from gengym_core.chat import Message
 from trainers.common.compute import ComputeTracker, count_parameters
 from trainers.common.config import config_to_dict
 from trainers.common.engine import TrainEngine
@@ -57,6 +57,7 @@ from trainers.common.modeling import (
     is_vision_config,
     load_model_and_processor,
 )
+from trainers.common.prompting import turn_prompt
 from trainers.common.spans import answer_keys_for, batch_completion_token_weights
 from trainers.generation import make_backend
 from trainers.generation.base import SamplingParams
@@ -108,21 +109,6 @@ class RolloutStats:
     step_correct: list[bool] = field(default_factory=list)
     recognition: list[bool] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)
-
-
-def turn_prompt(env: Any, obs: dict[str, Any], prompt_format: str) -> tuple[list[Message], list[np.ndarray]]:
-    """The conversation and images the policy answers for an env's current state.
-
-    ``"observation"`` (the paper's way) sends the observation as one user
-    turn: its prompt text already carries the task, the earlier answer and
-    the verifier's feedback. ``"chat"`` sends the env's whole conversation,
-    earlier answers as assistant turns and feedback as user turns.
-    """
-    if prompt_format == "observation":
-        has_image = "image" in obs
-        return [user_message(obs["text"], num_images=int(has_image))], ([obs["image"]] if has_image else [])
-    core_env = env.unwrapped
-    return core_env.chat_messages(), core_env.chat_images()
 
 
 class PPOTrainer:

@@ -1,0 +1,125 @@
+"""Evaluation: metrics by hand, baselines on every variant, determinism, reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gengym_core.registry import gengym_env_ids, variants_of
+from trainers.eval.agents import OracleAgent, RandomAgent
+from trainers.eval.evaluate import episode_seed, evaluate, resolve_variants, write_report
+from trainers.eval.stats import EpisodeRecord, summarize, wilson_interval
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "expected"),
+    [
+        # Hand-computed: p=0.8, z=1.96: centre (0.8+0.19207)/1.38415, half 1.96*sqrt(0.016+0.009604)/1.38415
+        (8, 10, (0.4902, 0.9433)),
+        (0, 10, (0.0, 0.2775)),
+        (10, 10, (0.7225, 1.0)),
+        (50, 100, (0.4038, 0.5962)),
+        (1, 1, (0.2065, 1.0)),
+    ],
+)
+def test_wilson_interval_against_hand_computed_values(k, n, expected):
+    lo, hi = wilson_interval(k, n)
+    assert (round(lo, 4), round(hi, 4)) == expected
+
+
+def test_wilson_interval_rejects_impossible_counts():
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_summary_metrics_by_hand():
+    eps = [
+        EpisodeRecord(seed=1, success=True, episode_return=4.0, turns=2, verdicts=["wrong_value", "correct"], recognition=[True, True]),
+        EpisodeRecord(seed=2, success=False, episode_return=-6.0, turns=3, verdicts=["illegal", "illegal", "budget"], recognition=[False]),
+    ]
+    m = summarize(eps)
+    assert m["success_rate"] == 0.5 and m["successes"] == 1 and m["episodes"] == 2
+    assert m["per_step_accuracy"] == pytest.approx(1 / 5)
+    assert m["recognition_accuracy"] == pytest.approx(2 / 3)
+    assert m["mean_attempts"] == 2.5 and m["mean_return"] == -1.0
+    assert m["verdicts"] == pytest.approx({"budget": 0.2, "correct": 0.2, "illegal": 0.4, "wrong_value": 0.2})
+    assert m["success_ci"] == list(wilson_interval(1, 2))
+
+
+ENV_IDS = gengym_env_ids()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_oracle_scores_100_and_random_near_0_on_every_variant(env_id):
+    variants = list(variants_of(env_id))
+    assert "id" in variants and "rule-ood" in variants
+    oracle = evaluate(OracleAgent(), env_id, variants, episodes=12, batch_size=4, show_progress=False)
+    for name, m in oracle.metrics.items():
+        assert m["success_rate"] == 1.0, name
+        assert m["per_step_accuracy"] == 1.0, name
+    rand = evaluate(RandomAgent(seed=0), env_id, variants, episodes=12, batch_size=4, show_progress=False)
+    for name, m in rand.metrics.items():
+        assert m["success_rate"] <= 1 / 12, name
+
+
+def test_evaluation_is_deterministic_and_independent_of_batching():
+    a = evaluate(RandomAgent(seed=5), "GeneralPoints-L-v0", ["id"], episodes=10, batch_size=3, show_progress=False)
+    b = evaluate(RandomAgent(seed=5), "GeneralPoints-L-v0", ["id"], episodes=10, batch_size=3, show_progress=False)
+    assert a.metrics == {k: {**v, "seconds": a.metrics[k]["seconds"]} for k, v in b.metrics.items()}
+    assert [e.seed for e in a.episodes["id"]] == [episode_seed(0, "id", i) for i in range(10)]
+    c = evaluate(OracleAgent(), "GeneralPoints-L-v0", ["id"], episodes=10, batch_size=1, show_progress=False)
+    d = evaluate(OracleAgent(), "GeneralPoints-L-v0", ["id"], episodes=10, batch_size=7, show_progress=False)
+    assert [e.seed for e in c.episodes["id"]] == [e.seed for e in d.episodes["id"]]
+
+
+def test_unknown_variant_is_a_clear_error():
+    with pytest.raises(ValueError, match="has no variant 'visual-ood'"):
+        resolve_variants("GeneralPoints-L-v0", ["visual-ood"])
+
+
+def test_report_files(tmp_path):
+    result = evaluate(OracleAgent(), "GeneralPoints-VL-v0", ["id", "visual-ood"], episodes=4, batch_size=2, show_progress=False)
+    out = write_report(result, tmp_path)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["variants"]) == {"id", "visual-ood"}
+    report = (out / "report.md").read_text()
+    assert "| id | 100.0% (4/4)" in report
+    from PIL import Image
+
+    image = Image.open(out / "transcripts" / "id" / "episode0.png")
+    assert image.size[0] > 100
+    turns = json.loads((out / "transcripts" / "id" / "episode0.json").read_text())["turns"]
+    assert turns[0]["verdict"] == "correct"
+
+
+def test_model_agent_runs_and_is_deterministic(tiny_model_path):
+    from trainers.eval.agents import ModelAgent
+
+    path = tiny_model_path("llava")
+    runs = []
+    for _ in range(2):
+        agent = ModelAgent(str(path), max_new_tokens=8, device="cpu")
+        result = evaluate(agent, "GeneralPoints-VL-v0", ["id"], episodes=3, batch_size=2, show_progress=False)
+        runs.append([(e.verdicts, e.episode_return) for e in result.episodes["id"]])
+        assert result.metrics["id"]["mean_attempts"] >= 1
+    assert runs[0] == runs[1]
+
+
+def test_cli_runs_baselines_and_rejects_bad_variants(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "gengym_core.cli", "eval", "--model", "oracle", "--env", "GeneralPoints-L-v0",
+         "--variants", "all", "--episodes", "3", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "100.0%" in out.stdout and (tmp_path / "report.md").is_file()
+    bad = subprocess.run(
+        [sys.executable, "-m", "gengym_core.cli", "eval", "--model", "oracle", "--env", "GeneralPoints-L-v0",
+         "--variants", "id,nope", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode == 2 and "nope" in bad.stderr

@@ -1,0 +1,133 @@
+"""Agents that answer gengym prompts: the oracle, a random answerer, a model.
+
+An agent answers a batch of envs at once: ``act(envs, prompts)`` gets the
+envs (so baselines can ask them for reference answers) and, for each, the
+conversation and images a model would see; it returns one answer text each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+Prompt = tuple[list[dict[str, Any]], list[np.ndarray]]
+
+
+class Agent(Protocol):
+    """Answers a batch of prompts."""
+
+    name: str
+
+    def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]: ...
+
+
+class OracleAgent:
+    """Answers with the env's own oracle: an upper bound that must score 100%."""
+
+    name = "oracle"
+
+    def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
+        return [env.unwrapped.oracle_answer() for env in envs]
+
+
+class RandomAgent:
+    """Well-formed answers drawn at random (the env's ``sample_random_answer``).
+
+    A floor: it knows the answer format but nothing about the task, so it
+    scores near zero. Envs without ``sample_random_answer`` get random text
+    from their action space.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
+        out = []
+        for env in envs:
+            sampler = getattr(env.unwrapped, "sample_random_answer", None)
+            out.append(sampler(self.rng) if sampler is not None else env.action_space.sample())
+        return out
+
+
+class ModelAgent:
+    """A Hugging Face VLM or text LM answering through a generation backend.
+
+    Args:
+        model: Path or hub id of the checkpoint (anything
+            :func:`~trainers.common.modeling.load_model_and_processor` loads).
+        backend: Generation backend name (see :mod:`trainers.generation`).
+        temperature: 0 for greedy decoding (the default: evaluation should
+            not depend on sampling luck); above 0 samples with ``seed``.
+        max_new_tokens: Answer length limit (paper: 256 in evaluation).
+        max_prompt_length: Longest prompt accepted (clear error beyond).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        dtype: ``"auto"`` (bfloat16 on capable GPUs, float32 on CPU) or a dtype name.
+        seed: Seed of sampling.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        backend: str = "hf",
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 256,
+        max_prompt_length: int | None = 8192,
+        device: str = "auto",
+        dtype: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        import torch
+
+        from trainers.common.modeling import load_model_and_processor
+        from trainers.generation import make_backend
+        from trainers.generation.base import SamplingParams
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        loaded = load_model_and_processor(model, dtype=dtype, device=device)
+        self.name = str(model)
+        self.model, self.processor, self.is_vision = loaded.model, loaded.processor, loaded.is_vision
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, dtype)
+        self.max_prompt_length = max_prompt_length
+        self.backend = make_backend(backend, self.model, self.processor)
+        self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        self.seed = seed
+        self._calls = 0
+
+    def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
+        import dataclasses
+
+        from trainers.common.inputs import encode_prompts
+
+        conversations = [p[0] for p in prompts]
+        images = [p[1] for p in prompts]
+        if any(images) and not self.is_vision:
+            raise ValueError(f"{self.name} is a text-only model but the env shows images; use the -L- env")
+        inputs = encode_prompts(
+            self.processor, conversations, images if any(images) else None, max_length=self.max_prompt_length
+        ).to(self.device)
+        for key, value in list(inputs.items()):
+            if value.is_floating_point():
+                inputs[key] = value.to(self.dtype)
+        self._calls += 1
+        params = dataclasses.replace(self.params, seed=self.seed * 1_000_003 + self._calls)
+        with self.backend.rollout_phase():
+            return self.backend.generate(inputs, params).texts
+
+
+def make_agent(spec: str, **kwargs: Any) -> Agent:
+    """``"oracle"``, ``"random"`` or a model path/hub id."""
+    if spec == "oracle":
+        return OracleAgent()
+    if spec == "random":
+        return RandomAgent(seed=kwargs.get("seed", 0))
+    return ModelAgent(spec, **kwargs)
