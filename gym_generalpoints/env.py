@@ -17,6 +17,7 @@ from gym_generalpoints.config import GeneralPointsConfig
 from gym_generalpoints.dealing import deal
 from gym_generalpoints.prompts import feedback_message, revision_prompt, task_prompt
 from gym_generalpoints.rendering import parse_color, render_table, table_background, table_layout
+from gym_generalpoints.sampling import random_answer, wrong_answer
 from gym_generalpoints.solver import solve
 from gym_generalpoints.verifier import Hand, verify
 
@@ -107,8 +108,9 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     ``target``, ``num_solutions`` (distinct solutions of the hand),
     ``attempt`` (answers judged so far) and ``success``. After ``step`` also
     ``verdict`` (``correct``, ``wrong_value``, ``wrong_numbers``,
-    ``wrong_cards``, ``illegal`` or ``budget``), ``feedback`` and, where
-    cards are checked, ``cards_correct`` (recognition).
+    ``wrong_cards``, ``illegal`` or ``budget``), ``feedback`` and, in image
+    mode, ``recognition_correct`` (whether ``cards`` named the dealt cards;
+    ``None`` when the answer could not be read or was not judged).
 
     ## Arguments
 
@@ -279,8 +281,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         info = self._info(success=terminated)
         info["verdict"] = verdict
         info["feedback"] = feedback
-        if cfg.cards_checked:
-            info["cards_correct"] = cards_correct
+        if cfg.image:
+            info["recognition_correct"] = cards_correct
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | str | None:
@@ -305,6 +307,30 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         return json.dumps(
             {"cards": list(hand.ranks), "number": list(hand.values), "formula": formula}
         )
+
+    def sample_wrong_answer(self, rng: np.random.Generator, verdict: str | None = None) -> str:
+        """A well-formed answer the verifier rejects now with ``verdict``.
+
+        ``verdict`` is ``wrong_value``, ``wrong_numbers``, ``illegal`` or, where
+        cards are judged (image mode), ``wrong_cards``; ``None`` picks one of
+        those at random. Every answer is verified before it is returned.
+        Randomness comes from ``rng`` only, never from the env's ``np_random``.
+
+        Raises:
+            ValueError: The verdict cannot occur here.
+            RuntimeError: Before ``reset`` or after the episode ended.
+        """
+        if self._hand is None or self._done:
+            raise RuntimeError("no task is open: call reset() first")
+        return wrong_answer(
+            self._hand, np.random.default_rng(rng), verdict, check_cards=self._config.cards_checked
+        )
+
+    def sample_random_answer(self, rng: np.random.Generator) -> str:
+        """A well-formed answer drawn at random with ``rng`` (the random baseline):
+        random cards, the numbers they count under the rule, a random formula."""
+        cfg = self._config
+        return random_answer(cfg.hand_size, cfg.face_card_values, np.random.default_rng(rng))
 
     def solutions(self) -> tuple[str, ...]:
         """Every distinct solution of the current hand, simplest first."""
@@ -345,7 +371,7 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
                 "feedback": turn.feedback,
                 "attempt": turn.attempt,
                 "hand": list(self._codes),
-                "cards_correct": turn.cards_correct,
+                "recognition_correct": turn.cards_correct,
             }
             for turn in self._turns
         ]

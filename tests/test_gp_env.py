@@ -229,7 +229,7 @@ def test_success_terminates_after_revisions():
         True,
         3,
     )
-    assert info["verdict"] == "correct" and info["cards_correct"] is True
+    assert info["verdict"] == "correct" and info["recognition_correct"] is True
     assert [t["verdict"] for t in env.unwrapped.transcript()] == [
         "illegal",
         "wrong_cards",
@@ -271,6 +271,56 @@ def test_chat_messages_transcript_and_images(env_id):
         assert to_text_only(final)[0]["content"] == obs["text"]
 
 
+@pytest.mark.parametrize("env_id", GP_IDS)
+def test_sampled_wrong_and_random_answers(env_id):
+    env = gym.make(env_id, **SMALL[env_id])
+    core = env.unwrapped
+    verdicts = ["wrong_value", "wrong_numbers", "illegal"] + (
+        ["wrong_cards"] if "VL" in env_id else []
+    )
+    for seed in range(6):
+        for verdict in verdicts:
+            env.reset(seed=seed)
+            answer = core.sample_wrong_answer(np.random.default_rng(seed), verdict)
+            assert answer == core.sample_wrong_answer(np.random.default_rng(seed), verdict)
+            assert set(json.loads(answer)) == {"cards", "number", "formula"}
+            _, reward, terminated, _, info = env.step(answer)
+            assert info["verdict"] == verdict and reward < 0 and not terminated
+            # A revision dialogue: the wrong answer, its feedback, then the oracle.
+            _, reward, terminated, _, _ = env.step(core.oracle_answer())
+            assert reward == 5.0 and terminated
+            assert [m["role"] for m in core.chat_messages()] == [
+                "user",
+                "assistant",
+                "user",
+                "assistant",
+            ]
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="possible verdicts"):
+        core.sample_wrong_answer(np.random.default_rng(0), "correct")
+    with pytest.raises(ValueError):
+        core.sample_wrong_answer(np.random.default_rng(0), "budget")
+    if "VL" not in env_id:
+        with pytest.raises(ValueError, match="not judged"):
+            core.sample_wrong_answer(np.random.default_rng(0), "wrong_cards")
+    # Sampling uses its own generator: the env deals the same hands with or without it.
+    plain = gym.make(env_id, **SMALL[env_id])
+    for seed in (3, None, None):
+        _, a = env.reset(seed=seed)
+        core.sample_wrong_answer(np.random.default_rng(1))
+        core.sample_random_answer(np.random.default_rng(1))
+        _, b = plain.reset(seed=seed)
+        assert a["hand"] == b["hand"]
+    rng = np.random.default_rng(0)
+    rewards = []
+    for _ in range(100):
+        env.reset()
+        answer = core.sample_random_answer(rng)
+        assert set(json.loads(answer)) == {"cards", "number", "formula"}
+        rewards.append(env.step(answer)[1])
+    assert np.mean(np.array(rewards) == 5.0) < 0.05 and min(rewards) < 0
+
+
 def test_info_keys():
     env = gym.make("GeneralPoints-VL-v0", image_size=96)
     _, info = env.reset(seed=0)
@@ -286,10 +336,12 @@ def test_info_keys():
     }
     assert info["num_solutions"] == len(solve(info["values"])) > 0
     _, _, _, _, info = env.step(WRONG)
-    assert {"verdict", "feedback", "cards_correct"} <= set(info) and info["cards_correct"] is False
+    assert {"verdict", "feedback", "recognition_correct"} <= set(info)
+    assert info["recognition_correct"] is False
+    assert env.step("unreadable")[4]["recognition_correct"] is None
     env = gym.make("GeneralPoints-L-v0")
     env.reset(seed=0)
-    assert "cards_correct" not in env.step(WRONG)[4]
+    assert "recognition_correct" not in env.step(WRONG)[4]
 
 
 @pytest.mark.parametrize(
