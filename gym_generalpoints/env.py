@@ -101,6 +101,12 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     and earns ``rewards.budget`` (-1). Stepping a finished episode raises
     ``RuntimeError``.
 
+    In vector envs, Gymnasium's default ``NEXT_STEP`` autoreset spends the
+    call after an episode's end on the reset (its action is ignored), and
+    until then ``oracle_answer()`` raises as the episode is over. For
+    continuous play pass
+    ``vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}``.
+
     ## Info
 
     After ``reset`` and every ``step``: ``hand`` (card codes like ``"KD"``),

@@ -158,6 +158,16 @@ def test_vector_envs(env_id, mode):
     obs, reward, terminated, truncated, info = vec.step(list(answers))
     assert reward.tolist() == [5.0, 5.0] and terminated.all() and not truncated.any()
     assert list(info["verdict"]) == ["correct", "correct"]
+    # Default NEXT_STEP autoreset: the next call resets (its actions are ignored).
+    obs, reward, terminated, *_ = vec.step(["ignored", "ignored"])
+    assert reward.tolist() == [0.0, 0.0] and not terminated.any()
+    assert vec.step(list(vec.call("oracle_answer")))[1].tolist() == [5.0, 5.0]
+    vec.close()
+    same_step = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    vec = gym.make_vec(env_id, 2, vectorization_mode=mode, vector_kwargs=same_step, **SMALL[env_id])
+    vec.reset(seed=[1, 2])
+    for _ in range(3):
+        assert vec.step(list(vec.call("oracle_answer")))[1].tolist() == [5.0, 5.0]
     vec.close()
 
 
