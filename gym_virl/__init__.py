@@ -1,0 +1,42 @@
+"""V-IRL street navigation as Gymnasium envs that run fully offline.
+
+Two ids are registered:
+
+* ``VIRL-L-v0``: text observations (landmarks in sight, intersections).
+* ``VIRL-VL-v0``: the same plus a 2x2 grid of street views rendered from
+  the city's geometry (front, right, back, left).
+
+Cities, routes and street views are generated from seeds (see
+:mod:`gym_virl.city`, :mod:`gym_virl.routes`, :mod:`gym_virl.render`), or
+loaded from real V-IRL data with ``gym.make(..., data_dir=PATH)`` (see
+:mod:`gym_virl.realdata`). :data:`VARIANTS` maps the evaluation protocol's
+variant names to ``gym.make`` keyword arguments.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import gym_virl
+    >>> env = gym.make("VIRL-L-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_answer())
+    >>> reward, info["verdict"]
+    (1.0, 'correct')
+"""
+
+from gymnasium.envs.registration import register
+
+from gym_virl.verifier import VERDICTS, VirlRewards
+
+#: Evaluation-protocol variants -> ``gym.make`` keyword arguments. All three
+#: use the held-out test routes (the reference reused training routes for
+#: in-distribution and rule-OOD evaluation). Rule OOD is the relative action
+#: space; visual OOD the nine held-out city styles.
+VARIANTS: dict[str, dict[str, object]] = {
+    "id": {"split": "test"},
+    "rule-ood": {"split": "test", "action_space": "relative"},
+    "visual-ood": {"split": "test", "city_style": "held_out"},
+}
+
+register(id="VIRL-L-v0", entry_point="gym_virl.env:VirlEnv", kwargs={"modality": "text"})
+register(id="VIRL-VL-v0", entry_point="gym_virl.env:VirlEnv", kwargs={"modality": "image"})
+
+__all__ = ["VARIANTS", "VERDICTS", "VirlRewards"]

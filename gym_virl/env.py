@@ -1,0 +1,498 @@
+"""The V-IRL street-navigation env (``VIRL-L-v0`` text, ``VIRL-VL-v0`` image)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from gengym_core.chat import Message, assistant_message, copy_messages, user_message
+from gengym_core.spaces import FreeText, prompt_space, to_prompt_text
+from gym_virl.prompts import (
+    build_prompt,
+    current_observation_line,
+    history_observation_line,
+    oracle_answer_text,
+    prompt_header,
+)
+from gym_virl.render.styles import DEFAULT_STYLE, resolve_styles
+from gym_virl.routes import ROUTE_PRESETS, RailPoint, Route, RouteConfig, route_for
+from gym_virl.sampling import random_answer, wrong_answer
+from gym_virl.verifier import VirlRewards, judge_answer, recognition_correct
+
+#: Upper bound on a prompt's length. Routes are bounded (at most 8 turns for
+#: generated routes, :data:`gym_virl.realdata.MAX_RAIL_POINTS` rail points
+#: for real data) and so are the lines they produce, so every prompt fits.
+MAX_PROMPT_CHARS: int = 65_536
+#: Longest raw answer kept in chat turns.
+MAX_ANSWER_IN_CHAT: int = 8_192
+#: Reset option keys.
+RESET_OPTIONS: tuple[str, ...] = ("route", "city_style", "action_space")
+
+
+@dataclass(frozen=True)
+class VirlConfig:
+    """Everything that defines a V-IRL env (the ``gym.make`` keyword arguments).
+
+    Attributes:
+        modality: ``"text"`` (VIRL-L) or ``"image"`` (VIRL-VL); set by the env id.
+        action_space: ``"absolute"`` (8 compass words) or ``"relative"``
+            (left, right, slightly left, slightly right: the rule variant).
+        split: ``"train"`` or ``"test"`` routes; train and test never share a
+            route. With ``data_dir``, also ``"all"`` (every route of the file,
+            the default there).
+        city_seed: Seed of the generated city.
+        city_style: A style name, a group (``"train"``, ``"held_out"``,
+            ``"all"``) or a list of names; with several, each episode draws one.
+        route_length: ``"short"`` (V-IRL: 40-150 m, 1-2 turns) or ``"long"``
+            (3-8 turns).
+        train_routes: Number of routes in the train split.
+        test_routes: Number of routes in the test split.
+        view_size: Side of each of the four views in pixels (image mode).
+        tries_per_point: Verified answers allowed per rail point; the call
+            after that truncates the episode.
+        rewards: Reward for each verdict.
+        data_dir: Folder with real V-IRL route data; replaces the generated
+            city (see :mod:`gym_virl.realdata`).
+    """
+
+    modality: str = "text"
+    action_space: str = "absolute"
+    split: str | None = None
+    city_seed: int = 0
+    city_style: str | tuple[str, ...] = DEFAULT_STYLE
+    route_length: str = "short"
+    train_routes: int = 1000
+    test_routes: int = 200
+    view_size: int = 640
+    tries_per_point: int = 2
+    rewards: VirlRewards = field(default_factory=VirlRewards)
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting that cannot work."""
+        if self.modality not in ("text", "image"):
+            raise ValueError(f"modality must be 'text' or 'image', got {self.modality!r}")
+        if self.action_space not in ("absolute", "relative"):
+            raise ValueError(f"action_space must be 'absolute' or 'relative', got {self.action_space!r}")
+        allowed = ("train", "test", "all") if self.data_dir else ("train", "test")
+        if self.split is not None and self.split not in allowed:
+            raise ValueError(f"split must be one of {allowed}, got {self.split!r}")
+        if not isinstance(self.city_seed, (int, np.integer)) or self.city_seed < 0:
+            raise ValueError(f"city_seed must be a non-negative integer, got {self.city_seed!r}")
+        resolve_styles(self.city_style)
+        if self.route_length not in ROUTE_PRESETS:
+            raise ValueError(f"route_length must be one of {tuple(ROUTE_PRESETS)}, got {self.route_length!r}")
+        if self.train_routes < 1 or self.test_routes < 1:
+            raise ValueError("train_routes and test_routes must be positive")
+        if not 16 <= self.view_size <= 2048:
+            raise ValueError(f"view_size must be in [16, 2048], got {self.view_size}")
+        if self.tries_per_point < 1:
+            raise ValueError("tries_per_point must be at least 1")
+        if not isinstance(self.rewards, VirlRewards):
+            raise ValueError("rewards must be a VirlRewards")
+
+    @property
+    def effective_split(self) -> str:
+        """The split in use: ``split``, or its default (train; all for real data)."""
+        if self.split is not None:
+            return self.split
+        return "all" if self.data_dir else "train"
+
+    @property
+    def route_config(self) -> RouteConfig:
+        """The route statistics for :attr:`route_length`."""
+        return ROUTE_PRESETS[self.route_length]
+
+
+def make_config(**kwargs: Any) -> VirlConfig:
+    """A validated :class:`VirlConfig` from keyword arguments.
+
+    Accepts ``rewards`` as a :class:`VirlRewards` or a dict of its fields and
+    ``city_style`` as a list. Unknown names raise ``TypeError`` listing the
+    known ones.
+    """
+    names = {f.name for f in dataclasses.fields(VirlConfig)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise TypeError(f"unknown VIRL env argument(s) {unknown}; known: {sorted(names)}")
+    if isinstance(kwargs.get("rewards"), dict):
+        kwargs["rewards"] = VirlRewards(**kwargs["rewards"])
+    if isinstance(kwargs.get("city_style"), list):
+        kwargs["city_style"] = tuple(kwargs["city_style"])
+    if kwargs.get("data_dir") is not None:
+        kwargs["data_dir"] = str(kwargs["data_dir"])
+    config = VirlConfig(**kwargs)
+    config.validate()
+    return config
+
+
+class VirlEnv(gym.Env):
+    """Follow street-navigation instructions through a city, one rail point at a time.
+
+    ## Description
+
+    The V-IRL navigation task of "SFT Memorizes, RL Generalizes" (Chu et
+    al., 2025), offline. A route leads from a start place through one or more
+    turning intersections to a destination; the agent rides a fixed rail of
+    positions (the key points plus interpolated points along each leg) and
+    at each position must name the one right action. Cities, routes,
+    instructions and street views are generated (a pure function of the city
+    seed and the route), or loaded from real V-IRL data with ``data_dir``.
+
+    ## Action Space
+
+    ``FreeText``: the model's raw answer, any string. It should be a JSON
+    object with ``current observation``, ``current instruction`` and
+    ``action``; the action is one of ``forward()``, ``turn_direction(x)``
+    and ``stop()``, where ``x`` is a compass word (``north`` ...
+    ``northwest``) in the absolute action space, or ``left``, ``right``,
+    ``slightly left``, ``slightly right`` in the relative one.
+
+    ## Observation Space
+
+    ``Dict({"text": Text(65536)})`` in VIRL-L, plus
+    ``"image": Box(0, 255, (2S+g, 2S+g, 3), uint8)`` in VIRL-VL: four
+    ``S x S`` street views (front, right, back, left; 2x2, separated by a
+    black gap ``g``). The text holds the task, the numbered instructions,
+    the action space, the observations and actions so far, the current
+    observation (text mode: route landmarks in sight and on which side, and
+    whether the agent is at an intersection; image mode: a pointer to the
+    views and whether it is at an intersection), the answer format, and after
+    a wrong answer the verifier's feedback.
+
+    ## Rewards
+
+    +1 right action (the agent moves on); -1 wrong action; -1.5 false claim
+    about being at an intersection; -1 unreadable answer or an action
+    outside the action space; -1 for calling again after the tries at a rail
+    point are used up. All set by ``rewards``.
+
+    ## Episode End
+
+    Terminated with success when ``stop()`` is answered at the destination
+    (every rail point solved). Truncated when an answer is given after
+    ``tries_per_point`` wrong answers at one rail point.
+
+    ## Info
+
+    On every step: ``verdict`` (one of ``correct``, ``wrong_action``,
+    ``wrong_intersection``, ``illegal``, ``budget``), ``feedback``,
+    ``success``, ``attempt`` (1-based at this rail point), ``correct``
+    (this answer was right), ``gold_action``, ``rail_index``,
+    ``rail_length``, ``is_key_point``, ``at_intersection``,
+    ``instruction_index`` (1-based), ``route_id``, ``route_index``,
+    ``split``, ``city_style`` and ``action_space``; in image mode also
+    ``recognition_correct`` (whether the answer's observation named exactly
+    the route landmarks in view; ``None`` when it could not be read). Reset
+    info has the same route keys.
+
+    ## Arguments
+
+    See :class:`VirlConfig`: ``action_space``, ``split``, ``city_seed``,
+    ``city_style``, ``route_length``, ``train_routes``, ``test_routes``,
+    ``view_size``, ``tries_per_point``, ``rewards``, ``data_dir``; plus
+    ``render_mode`` (``"rgb_array"`` or ``"ansi"``). ``reset`` takes
+    ``options={"route": N}`` (route N of the split), ``"city_style"`` and
+    ``"action_space"`` (used by the variant wrappers).
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.config = make_config(**kwargs)
+        self._dataset = None
+        if self.config.data_dir is not None:
+            from gym_virl.realdata import load_dataset
+
+            self._dataset = load_dataset(self.config.data_dir)
+        self.action_space = FreeText()
+        obs: dict[str, spaces.Space] = {"text": prompt_space(MAX_PROMPT_CHARS)}
+        if self.config.modality == "image":
+            from gym_virl.render.streetview import grid_shape
+
+            obs["image"] = spaces.Box(0, 255, grid_shape(self.config.view_size), np.uint8)
+        self.observation_space = spaces.Dict(obs)
+        self._route: Route | None = None
+        self._image: np.ndarray | None = None
+        self._done = True
+
+    # ------------------------------------------------------------------ routes
+
+    def num_routes(self, split: str | None = None) -> int:
+        """Number of routes in ``split`` (default: the env's split)."""
+        split = split or self.config.effective_split
+        if self._dataset is not None:
+            return len(self._dataset.split_indices(split, self.config.action_space))
+        return self.config.train_routes if split == "train" else self.config.test_routes
+
+    def _load_route(self, index: int, action_space: str) -> Route:
+        split = self.config.effective_split
+        if self._dataset is not None:
+            return self._dataset.route(split, index, action_space)
+        return route_for(self.config.city_seed, split, index, self.config.route_config)
+
+    # ------------------------------------------------------------------ gym API
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; known: {list(RESET_OPTIONS)}")
+        action_space = options.get("action_space", self.config.action_space)
+        if action_space not in ("absolute", "relative"):
+            raise ValueError(f"action_space must be 'absolute' or 'relative', got {action_space!r}")
+        styles = resolve_styles(options.get("city_style", self.config.city_style))
+        n_routes = self.num_routes()
+        if "route" in options:
+            index = options["route"]
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n_routes:
+                raise ValueError(
+                    f"route {index!r} is out of range: the {self.config.effective_split} split has "
+                    f"{n_routes} routes (0..{n_routes - 1})"
+                )
+        else:
+            index = int(self.np_random.integers(n_routes))
+        style = styles[int(self.np_random.integers(len(styles)))] if len(styles) > 1 else styles[0]
+        self._action_space_name = action_space
+        self._style = "real" if self._dataset is not None else style
+        self._route_index = int(index)
+        self._route = self._load_route(int(index), action_space)
+        if self._dataset is not None and self.config.modality == "image":
+            self._dataset.check_imagery(self._route)  # fail now, naming the missing panorama
+        self._header = prompt_header(self._route, action_space)
+        self._landmark_names = tuple(n for n in self._route.landmarks if n)
+        self._rail_index = 0
+        self._attempt = 0
+        self._history: list[str] = []
+        self._transcript: list[dict[str, Any]] = []
+        self._wrong: list[tuple[str, str]] = []  # (answer, feedback) at this rail point
+        self._done = False
+        self._success = False
+        self._last_answer: str | None = None
+        self._image = None
+        self._prompt = self._make_prompt()
+        return self._observation(), self._route_info()
+
+    def step(self, action: Any):
+        if self._route is None or self._done:
+            raise RuntimeError("the episode has ended (or never started); call reset() first")
+        answer = action if isinstance(action, str) else repr(action)
+        point = self._route.rail[self._rail_index]
+        gold = point.gold_action(self._action_space_name)
+        prompt = self._prompt
+        self._attempt += 1
+        terminated = truncated = False
+        recognised: bool | None = None
+        if self._attempt > self.config.tries_per_point:
+            verdict = "budget"
+            feedback = (
+                f"No tries left at this position ({self.config.tries_per_point} allowed); "
+                "the episode ends."
+            )
+            truncated = True
+        else:
+            judgement = judge_answer(answer, gold, point.observed.at_intersection,
+                                     self._action_space_name)
+            verdict, feedback = judgement.verdict, judgement.feedback
+            in_view = tuple(name for name, _ in point.observed.landmarks)
+            recognised = recognition_correct(judgement.observation, in_view, self._landmark_names)
+        reward = self.config.rewards.for_verdict(verdict)
+        info = self._route_info(point)
+        info.update(
+            verdict=verdict,
+            feedback=feedback,
+            attempt=self._attempt,
+            correct=verdict == "correct",
+        )
+        if self.config.modality == "image":
+            info["recognition_correct"] = recognised
+        self._transcript.append(
+            {
+                "prompt": prompt,
+                "answer": answer,
+                "reward": reward,
+                "verdict": verdict,
+                "feedback": feedback,
+                "rail_index": self._rail_index,
+                "gold_action": gold,
+                "attempt": self._attempt,
+                "recognition_correct": recognised,
+            }
+        )
+        self._last_answer = answer
+        if verdict == "correct":
+            if point.action == "stop":
+                terminated = True
+                self._success = True
+            else:
+                step_no = len(self._history) // 2 + 1
+                self._history.append(f"O_{step_no}: {history_observation_line(point, self.config.modality)}")
+                self._history.append(f"A_{step_no}: {gold}")
+                self._rail_index += 1
+                self._attempt = 0
+                self._wrong = []
+                self._image = None
+        elif verdict != "budget":
+            self._wrong.append((answer, feedback))
+        self._done = terminated or truncated
+        info["success"] = self._success
+        if not self._done:
+            self._prompt = self._make_prompt()
+        return self._observation(), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return self._ansi()
+        if self.render_mode == "rgb_array":
+            return self._current_image().copy()
+        return None
+
+    # ---------------------------------------------------------------- protocol
+
+    def oracle_answer(self) -> str:
+        """The answer the verifier accepts now (truthful observation, gold action)."""
+        if self._route is None or self._done:
+            raise RuntimeError("no oracle answer: the episode has ended (or never started)")
+        point = self._route.rail[self._rail_index]
+        return oracle_answer_text(self._route, point, self._action_space_name)
+
+    def sample_wrong_answer(self, rng: np.random.Generator, verdict: str | None = None) -> str:
+        """A well-formed answer the verifier rejects now with ``verdict``.
+
+        ``verdict`` is ``wrong_action``, ``wrong_intersection`` or ``illegal``;
+        ``None`` picks one at random. The answer is verified before it is
+        returned. Randomness comes from ``rng`` only, never from ``np_random``.
+
+        Raises:
+            ValueError: The verdict cannot occur here.
+            RuntimeError: Before ``reset`` or after the episode ended.
+        """
+        if self._route is None or self._done:
+            raise RuntimeError("no task is open: call reset() first")
+        point = self._route.rail[self._rail_index]
+        return wrong_answer(self._route, point, self._action_space_name,
+                            np.random.default_rng(rng), verdict)
+
+    def sample_random_answer(self, rng: np.random.Generator) -> str:
+        """A well-formed answer drawn at random with ``rng`` (the random baseline)."""
+        if self._route is None:
+            raise RuntimeError("call reset() first")
+        return random_answer(self._route, self._action_space_name, np.random.default_rng(rng))
+
+    def chat_messages(self) -> list[Message]:
+        """The conversation for the current rail point.
+
+        The paper puts the history in the prompt text, so each rail point is
+        a fresh user turn (with the street-view image placeholder in image
+        mode). Wrong answers at this rail point follow as assistant turns,
+        each answered by a user turn with the verifier's feedback. After the
+        episode ended: the final rail point's conversation with the last
+        answer.
+        """
+        if self._route is None:
+            raise RuntimeError("call reset() first")
+        n_img = 1 if self.config.modality == "image" else 0
+        messages = [user_message(self._first_prompt, num_images=n_img)]
+        for answer, feedback in self._wrong:
+            messages.append(assistant_message(answer[:MAX_ANSWER_IN_CHAT]))
+            messages.append(user_message(f"{feedback} Answer again in the same JSON format."))
+        if self._done and self._last_answer is not None:
+            messages.append(assistant_message(self._last_answer[:MAX_ANSWER_IN_CHAT]))
+        return copy_messages(messages)
+
+    def chat_images(self) -> list[np.ndarray]:
+        """The current street-view grid in image mode; nothing in text mode."""
+        if self._route is None:
+            raise RuntimeError("call reset() first")
+        return [self._current_image().copy()] if self.config.modality == "image" else []
+
+    def transcript(self) -> list[dict[str, Any]]:
+        """Every verified turn so far (a copy)."""
+        return [dict(t) for t in getattr(self, "_transcript", [])]
+
+    # ---------------------------------------------------------------- internals
+
+    def _make_prompt(self) -> str:
+        assert self._route is not None
+        point = self._route.rail[self._rail_index]
+        step_no = len(self._history) // 2 + 1
+        current = current_observation_line(point, self.config.modality)
+        first = build_prompt(self._header, self._history, current, step_no)
+        self._first_prompt = first
+        if not self._wrong:
+            return first
+        answer, feedback = self._wrong[-1]
+        note = f"Your answer: {to_prompt_text(answer, 300)}\n{feedback} Answer again in the same JSON format."
+        return build_prompt(self._header, self._history, current, step_no, feedback=note)
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {"text": self._prompt}
+        if self.config.modality == "image":
+            # A fresh array each time: callers may keep or modify what they get.
+            obs["image"] = self._current_image().copy()
+        return obs
+
+    def _current_image(self) -> np.ndarray:
+        if self._route is None:
+            raise RuntimeError("call reset() first")
+        if self._image is None:
+            point = self._route.rail[self._rail_index]
+            self._image = self._render_point(point)
+        return self._image
+
+    def _render_point(self, point: RailPoint) -> np.ndarray:
+        if self._dataset is not None:
+            return self._dataset.render_point(self._route, self._rail_index, self.config.view_size)
+        from gym_virl.city.generate import city_for_seed
+        from gym_virl.render.streetview import render_views
+
+        city = city_for_seed(self.config.city_seed)
+        return render_views(city, self._style, point.position, point.heading, self.config.view_size)
+
+    def _route_info(self, point: RailPoint | None = None) -> dict[str, Any]:
+        assert self._route is not None
+        if point is None:
+            point = self._route.rail[self._rail_index]
+        return {
+            "route_id": self._route.route_id,
+            "route_index": self._route_index,
+            "split": self.config.effective_split,
+            "city_style": self._style,
+            "action_space": self._action_space_name,
+            "gold_action": point.gold_action(self._action_space_name),
+            "rail_index": self._rail_index,
+            "rail_length": len(self._route.rail),
+            "is_key_point": point.key_point is not None,
+            "at_intersection": point.observed.at_intersection,
+            "instruction_index": point.instruction + 1,
+            "success": self._success,
+        }
+
+    def _ansi(self) -> str:
+        if self._route is None:
+            return "(not reset)"
+        status = (
+            f"route {self._route.route_id} | style {self._style} | rail point "
+            f"{self._rail_index + 1}/{len(self._route.rail)} | attempt {self._attempt} | "
+            f"{'done, success' if self._success else ('done' if self._done else 'running')}"
+        )
+        return f"{self._prompt}\n\n{status}\n"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_image"] = None  # re-rendered on demand: a pure function of the state
+        return state
+

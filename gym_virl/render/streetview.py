@@ -1,0 +1,749 @@
+"""Street views rendered from a generated city's geometry.
+
+A view is what a pinhole camera 2.5 m above the street sees with a
+90-degree field of view: sky and ground, the carriageway (clipped from the
+city's road polygon) with its markings, then buildings, trees and lamp posts
+drawn far to near (painter's algorithm). Buildings are boxes on their convex
+footprints; faces turned away from the camera are skipped, near faces get
+their facade texture mapped in perspective through a plane homography, far
+ones a flat colour. Every shop sign is a quad on its building's face (or a
+blade sign standing out of it), so a place name appears in a view exactly
+when the geometry puts its sign in front of the camera.
+
+The four views at a rail point are combined into a 2x2 grid in the order
+the prompt promises (the reference got this wrong, defect 6)::
+
+    +--------+--------+
+    | front  | right  |
+    +--------+--------+
+    | back   | left   |
+    +--------+--------+
+
+:func:`render_views` is a pure function of (city, style, position, heading,
+size). It only draws with Pillow and numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from PIL import Image, ImageDraw
+
+from gym_virl.city.generate import City
+from gym_virl.render.styles import STYLES, CityStyle
+from gym_virl.render.textures import (
+    FACADE_PPM,
+    SIGN_BAND,
+    SIGN_PPM,
+    building_height,
+    building_wall,
+    facade_texture,
+    face_light,
+    face_normal_bearing,
+    mix,
+    shade,
+    sign_colours,
+    sign_texture,
+    stable_seed,
+    texture_level,
+)
+
+#: Names of the four views in grid order: top left, top right, bottom left, bottom right.
+VIEW_NAMES: tuple[str, ...] = ("front", "right", "back", "left")
+#: Heading offset of each view from the agent's heading.
+VIEW_OFFSETS: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
+#: Camera height above the street, metres.
+CAMERA_HEIGHT: float = 2.5
+#: Field of view of each view, degrees (horizontal and vertical).
+FOV_DEG: float = 90.0
+#: Nothing farther than this is drawn, metres.
+MAX_DISTANCE: float = 160.0
+#: Faces nearer than this get textures; farther ones a flat colour.
+TEXTURE_DISTANCE: float = 75.0
+#: Signs get lettering when their letters would be at least this many pixels
+#: tall; smaller ones are drawn as plain boards (nobody could read them).
+MIN_SIGN_PX: float = 4.0
+#: Faces seen at fewer screen pixels per metre than this get a flat colour.
+MIN_TEXTURE_PPM: float = 3.0
+#: The road is drawn up to this distance (beyond it, it is a sliver at the horizon).
+ROAD_DISTANCE: float = 115.0
+#: Near clipping distance, metres.
+NEAR: float = 0.25
+
+
+def grid_gap(size: int) -> int:
+    """Width of the black line between the four views."""
+    return max(2, size // 128)
+
+
+def grid_shape(size: int) -> tuple[int, int, int]:
+    """Shape ``(H, W, 3)`` of the 2x2 grid image for views of ``size`` pixels."""
+    side = 2 * size + grid_gap(size)
+    return (side, side, 3)
+
+
+@dataclass(frozen=True)
+class SignRecord:
+    """A sign drawn in a view (for checks that what is shown is justified).
+
+    Attributes:
+        name: The place name on the sign.
+        view: Index of the view (see :data:`VIEW_NAMES`).
+        bbox: Screen bounding box ``(x0, y0, x1, y1)`` within the view.
+        letter_px: Approximate on-screen height of its letters.
+    """
+
+    name: str
+    view: int
+    bbox: tuple[int, int, int, int]
+    letter_px: float
+
+
+class _Camera:
+    """Pinhole camera at ``CAMERA_HEIGHT`` looking horizontally along ``heading``."""
+
+    __slots__ = ("x", "y", "heading", "size", "f", "cx", "cy", "fwd", "right")
+
+    def __init__(self, position: tuple[float, float], heading: float, size: int) -> None:
+        self.x, self.y = float(position[0]), float(position[1])
+        self.heading = heading
+        self.size = size
+        self.f = (size / 2.0) / math.tan(math.radians(FOV_DEG / 2))
+        self.cx = size / 2.0
+        self.cy = size / 2.0
+        rad = math.radians(heading)
+        self.fwd = (math.sin(rad), math.cos(rad))
+        self.right = (math.cos(rad), -math.sin(rad))
+
+    def to_camera(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lateral offset (right +) and depth of ground points ``(..., 2)``."""
+        dx = xy[..., 0] - self.x
+        dy = xy[..., 1] - self.y
+        return dx * self.right[0] + dy * self.right[1], dx * self.fwd[0] + dy * self.fwd[1]
+
+    def project(self, lateral: np.ndarray, height: np.ndarray, depth: np.ndarray):
+        """Screen coordinates of camera-space points (depth must be positive)."""
+        u = self.cx + self.f * lateral / depth
+        v = self.cy - self.f * (height - CAMERA_HEIGHT) / depth
+        return u, v
+
+
+# ---------------------------------------------------------------------------
+# cached backgrounds
+# ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _sky_panorama(style_name: str, size: int) -> Image.Image:
+    """Sky above the horizon for all 360 degrees, ``4 * size`` wide and ``size // 2`` high,
+    with one extra view width repeated at the right so any view is one crop."""
+    style = STYLES[style_name]
+    h, w = size // 2, 4 * size
+    t = np.linspace(0.0, 1.0, h)[:, None] ** 1.4
+    top = np.array(style.sky_top, float)
+    hor = np.array(style.sky_horizon, float)
+    sky = (top[None, :] * (1 - t) + hor[None, :] * t)[:, None, :].repeat(w + size, axis=1)
+    img = Image.fromarray(sky.astype(np.uint8))
+    draw = ImageDraw.Draw(img, "RGBA")
+    rng = np.random.default_rng(stable_seed("sky", style_name))
+    for _ in range(style.clouds):
+        cx = float(rng.uniform(0, w))
+        cy = float(rng.uniform(0.1, 0.6)) * h
+        for _ in range(5):
+            rx = float(rng.uniform(0.03, 0.07)) * size
+            ry = rx * float(rng.uniform(0.35, 0.55))
+            ox = float(rng.uniform(-1.5, 1.5)) * rx
+            oy = float(rng.uniform(-0.4, 0.4)) * ry
+            for dx in (-w, 0, w):  # wrap around the seam (the extra width repeats the start)
+                draw.ellipse([cx + ox - rx + dx, cy + oy - ry, cx + ox + rx + dx, cy + oy + ry],
+                             fill=style.cloud_colour + (200,))
+    if style.time_of_day == "night":
+        for _ in range(60):
+            sx, sy = float(rng.uniform(0, w)), float(rng.uniform(0, 0.7)) * h
+            for dx in (0, w):
+                draw.point([(sx + dx, sy)], fill=(230, 230, 210, 255))
+    return img
+
+
+@lru_cache(maxsize=32)
+def _ground(style_name: str, size: int) -> Image.Image:
+    """Ground below the horizon, hazier towards it: ``(size - size // 2, size, 3)``."""
+    style = STYLES[style_name]
+    h = size - size // 2
+    # Distance of each row's ground point; rows near the horizon are far away.
+    rows = np.arange(h) + 0.5
+    f = size / 2.0
+    dist = CAMERA_HEIGHT * f / np.maximum(rows, 0.5)
+    haze = style.haze * np.clip(dist / MAX_DISTANCE, 0, 1)
+    ground = np.array(shade(style.ground, style.light), float)
+    hor = np.array(style.sky_horizon, float)
+    col = ground[None, :] * (1 - haze[:, None]) + hor[None, :] * haze[:, None]
+    return Image.fromarray(col[:, None, :].repeat(size, axis=1).astype(np.uint8))
+
+
+def _background(style_name: str, size: int, heading: float) -> Image.Image:
+    sky = _sky_panorama(style_name, size)
+    w = 4 * size
+    start = int(round(((heading - FOV_DEG / 2) % 360.0) / 360.0 * w)) % w
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(sky.crop((start, 0, start + size, size // 2)), (0, 0))
+    canvas.paste(_ground(style_name, size), (0, size // 2))
+    return canvas
+
+
+# ---------------------------------------------------------------------------
+# per-city caches
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Props:
+    """Trees and lamp posts a style puts in a city's curbside slots."""
+
+    kind: np.ndarray  # 0: tree, 1: lamp
+    xy: np.ndarray
+
+
+@lru_cache(maxsize=32)
+def _props(city: City, style_name: str) -> _Props:
+    style = STYLES[style_name]
+    kinds, pts = [], []
+    for slot in city.furniture:
+        if style.trees and slot.variant < style.tree_density:
+            kinds.append(0)
+            pts.append(slot.position)
+        elif style.lamp and slot.variant > 1.0 - style.lamp_density:
+            kinds.append(1)
+            pts.append(slot.position)
+    return _Props(np.array(kinds, dtype=int), np.array(pts, dtype=float).reshape(-1, 2))
+
+
+def _haze(colour, style: CityStyle, dist: float):
+    t = style.haze * min(1.0, dist / MAX_DISTANCE)
+    return mix(colour, style.sky_horizon, t) if t > 0.01 else colour
+
+
+# ---------------------------------------------------------------------------
+# drawing primitives
+# ---------------------------------------------------------------------------
+
+
+def _clip_near(points: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Clip a camera-space polygon (lateral, height, depth) to depth >= NEAR."""
+    out = []
+    n = len(points)
+    for i in range(n):
+        a, b = points[i], points[(i + 1) % n]
+        a_in, b_in = a[2] >= NEAR, b[2] >= NEAR
+        if a_in:
+            out.append(a)
+        if a_in != b_in:
+            t = (NEAR - a[2]) / (b[2] - a[2])
+            out.append((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), NEAR))
+    return out
+
+
+def _project_poly(cam: _Camera, pts3: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
+    f, cx, cy = cam.f, cam.cx, cam.cy
+    return [(cx + f * x / z, cy - f * (y - CAMERA_HEIGHT) / z) for x, y, z in pts3]
+
+
+def _bbox_on_screen(poly: list[tuple[float, float]], size: int) -> tuple[int, int, int, int] | None:
+    xs = [p[0] for p in poly]
+    ys = [p[1] for p in poly]
+    x0, x1 = max(0, int(math.floor(min(xs)))), min(size, int(math.ceil(max(xs))))
+    y0, y1 = max(0, int(math.floor(min(ys)))), min(size, int(math.ceil(max(ys))))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        return None
+    return x0, y0, x1, y1
+
+
+def _inv3(m) -> tuple[tuple[float, float, float], ...] | None:
+    """Inverse of a 3x3 matrix given as nested tuples (``None`` if singular)."""
+    (a, b, c), (d, e, f), (g, h, i) = m
+    co00, co01, co02 = e * i - f * h, f * g - d * i, d * h - e * g
+    det = a * co00 + b * co01 + c * co02
+    if abs(det) < 1e-18:
+        return None
+    r = 1.0 / det
+    return (
+        (co00 * r, (c * h - b * i) * r, (b * f - c * e) * r),
+        (co01 * r, (a * i - c * g) * r, (c * d - a * f) * r),
+        (co02 * r, (b * g - a * h) * r, (a * e - b * d) * r),
+    )
+
+
+def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float],
+                   along: tuple[float, float], width: float, z0: float, z1: float,
+                   texture: Image.Image, resample: Image.Resampling) -> tuple[int, int, int, int] | None:
+    """Map ``texture`` onto the vertical rectangle ``origin + s * along``, ``s`` in
+    ``[0, width]``, heights ``[z0, z1]``. Returns the screen bbox drawn, if any.
+    """
+    ax, ay = origin[0] - cam.x, origin[1] - cam.y
+    a_r = ax * cam.right[0] + ay * cam.right[1]
+    a_d = ax * cam.fwd[0] + ay * cam.fwd[1]
+    e_r = along[0] * cam.right[0] + along[1] * cam.right[1]
+    e_d = along[0] * cam.fwd[0] + along[1] * cam.fwd[1]
+    # The part of the quad in front of the near plane: depth(s) = a_d + s e_d >= NEAR.
+    s_lo, s_hi = 0.0, width
+    if abs(e_d) < 1e-9:
+        if a_d < NEAR:
+            return None
+    else:
+        s_cut = (NEAR - a_d) / e_d
+        if e_d > 0:
+            s_lo = max(s_lo, s_cut)
+        else:
+            s_hi = min(s_hi, s_cut)
+    if s_hi - s_lo < 1e-3:
+        return None
+    tw, th = texture.size
+    ppm_x = tw / width
+    x_lo, x_hi = int(math.floor(s_lo * ppm_x)), int(math.ceil(s_hi * ppm_x))
+    if x_lo > 0 or x_hi < tw:
+        texture = texture.crop((x_lo, 0, x_hi, th))
+        s_lo, s_hi = x_lo / ppm_x, x_hi / ppm_x
+        tw = texture.size[0]
+        if tw < 1:
+            return None
+    pts = []
+    for s in (s_lo, s_hi):
+        depth = max(a_d + s * e_d, NEAR)
+        lat = a_r + s * e_r
+        for z in (z0, z1):
+            pts.append((cam.cx + cam.f * lat / depth, cam.cy - cam.f * (z - CAMERA_HEIGHT) / depth))
+    box = _bbox_on_screen(pts, cam.size)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
+    # Screen-from-plane homography for plane coordinates (s, z):
+    #   [u w, v w, w] = [[f e_r + cx e_d, 0, f a_r + cx a_d],
+    #                    [cy e_d, -f, f h + cy a_d],
+    #                    [e_d, 0, a_d]] @ [s, z, 1],
+    # composed with plane-from-texture s = s_lo + tx / ppm_x, z = z1 - ty / ppm_y.
+    ppm_y = th / (z1 - z0)
+    m00, m02 = f * e_r + cx * e_d, f * a_r + cx * a_d
+    m10, m12 = cy * e_d, f * h + cy * a_d
+    m20, m22 = e_d, a_d
+    hmat = (
+        (m00 / ppm_x, 0.0, m00 * s_lo + m02),
+        (m10 / ppm_x, f / ppm_y, m10 * s_lo - f * z1 + m12),
+        (m20 / ppm_x, 0.0, m20 * s_lo + m22),
+    )
+    inv = _inv3(hmat)
+    if inv is None:
+        return None
+    # Output pixel (x, y) of the crop is screen pixel (x0 + x + 0.5, y0 + y + 0.5).
+    ox, oy = x0 + 0.5, y0 + 0.5
+    c2 = inv[2][0] * ox + inv[2][1] * oy + inv[2][2]
+    if abs(c2) < 1e-12:
+        return None
+    coeffs = tuple(
+        v / c2
+        for v in (
+            inv[0][0], inv[0][1], inv[0][0] * ox + inv[0][1] * oy + inv[0][2],
+            inv[1][0], inv[1][1], inv[1][0] * ox + inv[1][1] * oy + inv[1][2],
+            inv[2][0], inv[2][1],
+        )
+    )
+    warped = texture.transform((x1 - x0, y1 - y0), Image.Transform.PERSPECTIVE, coeffs, resample)
+    canvas.paste(warped, (x0, y0), warped)
+    return box
+
+
+def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],
+               q: tuple[float, float], z0: float, z1: float, colour) -> None:
+    pts = []
+    for (x, y), z in ((p, z0), (q, z0), (q, z1), (p, z1)):
+        dx, dy = x - cam.x, y - cam.y
+        pts.append((dx * cam.right[0] + dy * cam.right[1], z, dx * cam.fwd[0] + dy * cam.fwd[1]))
+    clipped = _clip_near(pts)
+    if len(clipped) >= 3:
+        draw.polygon(_project_poly(cam, clipped), fill=colour)
+
+
+# ---------------------------------------------------------------------------
+# scene parts
+# ---------------------------------------------------------------------------
+
+
+def _wedge(cam: _Camera, far: float) -> shapely.Polygon:
+    k = 1.08  # a little wider than the field of view
+    fx, fy = cam.fwd
+    rx, ry = cam.right
+    n = NEAR * 1.01
+    return shapely.Polygon(
+        [
+            (cam.x + fx * n - rx * n * k, cam.y + fy * n - ry * n * k),
+            (cam.x + fx * n + rx * n * k, cam.y + fy * n + ry * n * k),
+            (cam.x + fx * far + rx * far * k, cam.y + fy * far + ry * far * k),
+            (cam.x + fx * far - rx * far * k, cam.y + fy * far - ry * far * k),
+        ]
+    )
+
+
+def _ground_ring(cam: _Camera, coords: np.ndarray) -> list[tuple[float, float]]:
+    lat, dep = cam.to_camera(coords)
+    dep = np.maximum(dep, NEAR)
+    u, v = cam.project(lat, np.zeros_like(lat), dep)
+    return list(zip(u.tolist(), v.tolist(), strict=True))
+
+
+def _draw_road(draw: ImageDraw.ImageDraw, cam: _Camera, road: shapely.Geometry,
+               style: CityStyle) -> None:
+    """Draw the carriageway: the nearby road polygon clipped to the view's wedge."""
+    if road.is_empty:
+        return
+    clipped = shapely.intersection(road, _wedge(cam, ROAD_DISTANCE))
+    if clipped.is_empty:
+        return
+    fill = shade(style.road, style.light)
+    ground = shade(style.ground, style.light)
+    for poly in getattr(clipped, "geoms", [clipped]):
+        if poly.geom_type != "Polygon" or poly.area < 0.01:
+            continue
+        draw.polygon(_ground_ring(cam, np.asarray(poly.exterior.coords)), fill=fill)
+        for ring in poly.interiors:
+            draw.polygon(_ground_ring(cam, np.asarray(ring.coords)), fill=ground)
+
+
+def _draw_markings(draw: ImageDraw.ImageDraw, cam: _Camera, quads: np.ndarray,
+                   style: CityStyle) -> None:
+    if len(quads) == 0:
+        return
+    lat, dep = cam.to_camera(quads)
+    ok = (dep.min(axis=1) > NEAR + 0.5) & (np.abs(lat).min(axis=1) < dep.max(axis=1) * 1.1)
+    if not ok.any():
+        return
+    lat, dep = lat[ok], dep[ok]
+    u, v = cam.project(lat, np.zeros_like(lat), dep)
+    colour = shade(style.marking, style.light)
+    for pu, pv in zip(u.tolist(), v.tolist(), strict=True):
+        draw.polygon(list(zip(pu, pv, strict=True)), fill=colour)
+
+
+def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
+               dist: float, variant: float) -> None:
+    f, cx, cy = cam.f, cam.cx, cam.cy
+    s = f / dep
+    x = cx + lat * s
+    ground_y = cy + CAMERA_HEIGHT * s
+    trunk = _haze(shade((88, 64, 44), style.light), style, dist)
+    leaf_base = {"round": (62, 110, 50), "conifer": (40, 80, 56), "palm": (70, 130, 60)}[style.trees]
+    leaves = _haze(shade(leaf_base, style.light * (0.85 + 0.3 * variant)), style, dist)
+    if style.trees == "palm":
+        top = ground_y - 7.5 * s
+        draw.line([(x, ground_y), (x + 0.4 * s, top)], fill=trunk, width=max(1, int(0.3 * s)))
+        for ang in range(0, 360, 45):
+            rad = math.radians(ang + 20 * variant)
+            dx, dy = math.cos(rad) * 2.4 * s, math.sin(rad) * 1.0 * s + 0.6 * s
+            draw.line([(x + 0.4 * s, top), (x + 0.4 * s + dx, top + dy)], fill=leaves,
+                      width=max(1, int(0.35 * s)))
+        return
+    if style.trees == "conifer":
+        draw.rectangle([x - 0.15 * s, ground_y - 1.2 * s, x + 0.15 * s, ground_y], fill=trunk)
+        for k in range(3):
+            base = ground_y - (1.0 + 1.6 * k) * s
+            half = (1.8 - 0.45 * k) * s
+            draw.polygon([(x - half, base), (x + half, base), (x, base - 2.6 * s)], fill=leaves)
+        return
+    draw.rectangle([x - 0.14 * s, ground_y - 3.0 * s, x + 0.14 * s, ground_y], fill=trunk)
+    r = (1.9 + 0.6 * variant) * s
+    draw.ellipse([x - r, ground_y - 4.8 * s - r, x + r, ground_y - 4.8 * s + r * 0.9], fill=leaves)
+
+
+def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
+               dist: float) -> None:
+    f, cx, cy = cam.f, cam.cx, cam.cy
+    s = f / dep
+    x = cx + lat * s
+    ground_y = cy + CAMERA_HEIGHT * s
+    pole = _haze(shade((50, 54, 58), style.light), style, dist)
+    top = ground_y - 5.5 * s
+    draw.line([(x, ground_y), (x, top)], fill=pole, width=max(1, int(0.14 * s)))
+    head = (255, 236, 180) if style.lamp_glow else pole
+    if style.lamp == "classic":
+        draw.rectangle([x - 0.25 * s, top - 0.6 * s, x + 0.25 * s, top], fill=head, outline=pole)
+    else:
+        draw.line([(x, top), (x + 0.9 * s, top)], fill=pole, width=max(1, int(0.12 * s)))
+        draw.ellipse([x + 0.6 * s, top - 0.1 * s, x + 1.2 * s, top + 0.2 * s], fill=head)
+    if style.lamp_glow:
+        r = 0.9 * s
+        draw.ellipse([x - r, top - r, x + r, top + r], outline=(255, 230, 160))
+
+
+@dataclass(frozen=True)
+class _Face:
+    """A building face, precomputed for drawing."""
+
+    p: tuple[float, float]
+    q: tuple[float, float]
+    along: tuple[float, float]
+    width: float
+    colour: tuple[int, int, int]  # flat colour under the style's light
+    sign: bool
+
+
+@lru_cache(maxsize=32)
+def _faces(city: City, style_name: str) -> tuple[tuple[tuple[_Face, ...], float, str | None], ...]:
+    """Per building: its faces, its drawn height and its place name (or ``None``)."""
+    style = STYLES[style_name]
+    out = []
+    for b in city.buildings:
+        pts = b.footprint
+        wall = building_wall(b, style)
+        faces = []
+        for k in range(len(pts)):
+            p, q = pts[k], pts[(k + 1) % len(pts)]
+            width = math.hypot(q[0] - p[0], q[1] - p[1])
+            along = ((q[0] - p[0]) / width, (q[1] - p[1]) / width) if width > 1e-9 else (1.0, 0.0)
+            colour = shade(wall, face_light(style, face_normal_bearing(b, k)))
+            faces.append(_Face(p, q, along, width, colour, k in b.sign_faces))
+        name = city.places[b.place].name if b.place is not None else None
+        out.append((tuple(faces), building_height(b, style), name))
+    return tuple(out)
+
+
+def _draw_building(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, city: City,
+                   style: CityStyle, bid: int, dist: float, view: int,
+                   record: list[SignRecord] | None) -> None:
+    faces, height, name = _faces(city, style.name)[bid]
+    cx, cy = cam.x, cam.y
+    for k, fc in enumerate(faces):
+        p = fc.p
+        ax, ay = fc.along
+        # Back-face culling: the outward normal of a counter-clockwise footprint is (ay, -ax).
+        if ((cx - p[0]) * ay - (cy - p[1]) * ax) <= 0.0 or fc.width < 1e-6:
+            continue
+        # Nearest distance from the camera to the face.
+        t = max(0.0, min(fc.width, (cx - p[0]) * ax + (cy - p[1]) * ay))
+        near = math.hypot(p[0] + ax * t - cx, p[1] + ay * t - cy)
+        screen_ppm = cam.f / max(near, 1.0)
+        if near <= TEXTURE_DISTANCE and screen_ppm >= MIN_TEXTURE_PPM:
+            level = texture_level(FACADE_PPM, screen_ppm * 0.85)
+            tex = facade_texture(city.seed, city.config, bid, k, style.name, level)
+            if _textured_quad(canvas, cam, p, fc.along, fc.width, 0.0, height, tex,
+                              Image.Resampling.NEAREST) is None:
+                continue
+        else:
+            _flat_quad(draw, cam, p, fc.q, 0.0, height, _haze(fc.colour, style, dist))
+        if name is not None and fc.sign:
+            _draw_signs(canvas, draw, cam, style, name, p, fc.along, fc.width, near, view, record)
+
+
+def _draw_signs(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style: CityStyle,
+                name: str, p: tuple[float, float], along: tuple[float, float], width: float,
+                near: float, view: int, record: list[SignRecord] | None) -> None:
+    z0, z1 = SIGN_BAND
+    screen_ppm = cam.f / max(near, 1.0)
+    letter_px = (z1 - z0) * 0.6 * screen_ppm
+    normal = (along[1], -along[0])
+    inset = 0.07 * width
+    origin = (p[0] + along[0] * inset + normal[0] * 0.06, p[1] + along[1] * inset + normal[1] * 0.06)
+    sign_w = width - 2 * inset
+    if near > TEXTURE_DISTANCE or letter_px < MIN_SIGN_PX:
+        board, _ = sign_colours(name, style.sign)
+        _flat_quad(draw, cam, origin, (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w),
+                   z0, z1, _haze(shade(board, style.light), style, near))
+        return
+    level = texture_level(SIGN_PPM, screen_ppm)
+    tex = sign_texture(name, style.name, round(sign_w, 2), round(z1 - z0, 2), False, level)
+    box = _textured_quad(canvas, cam, origin, along, sign_w, z0, z1, tex, Image.Resampling.BILINEAR)
+    if box is not None and record is not None:
+        record.append(SignRecord(name, view, box, letter_px))
+    blade = style.sign.blade
+    if blade is None:
+        return
+    # A blade sign standing out of the facade near its left end, readable from
+    # both directions along the street: one textured quad per side.
+    bw, bz0 = (1.8, 3.0) if blade == "horizontal" else (1.1, 3.0)
+    bz1 = bz0 + (1.3 if blade == "horizontal" else min(9.0, 0.55 * len(name) + 0.4))
+    foot = (p[0] + along[0] * 0.8 + normal[0] * 0.3, p[1] + along[1] * 0.8 + normal[1] * 0.3)
+    tip = (foot[0] + normal[0] * bw, foot[1] + normal[1] * bw)
+    tex_b = sign_texture(name, style.name, bw, round(bz1 - bz0, 2), blade == "vertical",
+                         texture_level(SIGN_PPM, screen_ppm))
+    for a, c in ((foot, tip), (tip, foot)):
+        ex, ey = c[0] - a[0], c[1] - a[1]
+        if (cam.x - a[0]) * ey - (cam.y - a[1]) * ex <= 0.0:
+            continue
+        box = _textured_quad(canvas, cam, a, (ex / bw, ey / bw), bw, bz0, bz1, tex_b,
+                             Image.Resampling.BILINEAR)
+        if box is not None and record is not None:
+            record.append(SignRecord(name, view, box, letter_px * 0.8))
+
+
+@lru_cache(maxsize=32)
+def _building_arrays(city: City, style_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Footprint corners ``(n, 4, 2)`` and drawn heights ``(n,)`` of every building."""
+    style = STYLES[style_name]
+    corners = np.array([b.footprint for b in city.buildings], dtype=float).reshape(-1, 4, 2)
+    heights = np.array([building_height(b, style) for b in city.buildings], dtype=float)
+    return corners, heights
+
+
+@dataclass(frozen=True)
+class _Nearby:
+    """What lies within drawing range of a position, shared by its four views."""
+
+    buildings: np.ndarray  # building indices
+    distances: np.ndarray  # centroid distances
+    markings: np.ndarray  # (m, 4, 2) marking quads
+    prop_kind: np.ndarray  # 0 tree, 1 lamp
+    prop_xy: np.ndarray  # (p, 2)
+    prop_index: np.ndarray  # index into the style's props (for variation)
+    road: shapely.Geometry  # the road polygon around the position
+
+
+def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Nearby:
+    x, y = position
+    cents = city.building_centroids
+    dist = np.hypot(cents[:, 0] - x, cents[:, 1] - y)
+    bidx = np.flatnonzero(dist < MAX_DISTANCE + city.building_radii)
+    quads = city.markings
+    mq = quads[np.hypot(quads[:, 0, 0] - x, quads[:, 0, 1] - y) < 70.0] if len(quads) else quads
+    props = _props(city, style_name)
+    if len(props.xy):
+        pidx = np.flatnonzero(np.hypot(props.xy[:, 0] - x, props.xy[:, 1] - y) < 90.0)
+    else:
+        pidx = np.zeros(0, dtype=int)
+    r = ROAD_DISTANCE
+    road = shapely.clip_by_rect(city.road_area, x - r, y - r, x + r, y + r)
+    return _Nearby(bidx, dist[bidx], mq, props.kind[pidx], props.xy[pidx], pidx, road)
+
+
+def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby) -> list[int]:
+    """Indices (into ``near.buildings``) of buildings in the view not hidden behind nearer ones.
+
+    A building is hidden when, across its whole screen width, some set of
+    buildings lying entirely in front of it (every corner nearer than its
+    nearest corner) covers it from above its highest roof point down to the
+    ground. Boxes standing on the ground cannot peek out then, so skipping it
+    changes no pixel; it only saves the drawing.
+    """
+    corners, heights = _building_arrays(city, style.name)
+    cand = near.buildings
+    cents = city.building_centroids[cand]
+    radii = city.building_radii[cand]
+    lat_c, dep_c = cam.to_camera(cents)
+    keep = np.flatnonzero((dep_c > -radii) & (np.abs(lat_c) < dep_c * 1.05 + radii * 1.5))
+    if len(keep) == 0:
+        return []
+    idx = cand[keep]
+    lat, dep = cam.to_camera(corners[idx])
+    min_dep, max_dep = dep.min(axis=1), dep.max(axis=1)
+    solid = min_dep > NEAR  # wholly in front: can be projected and occlude
+    safe_dep = np.where(dep > NEAR, dep, 1.0)
+    u = cam.cx + cam.f * lat / safe_dep
+    top = cam.cy - cam.f * (heights[idx, None] - CAMERA_HEIGHT) / safe_dep
+    x0 = np.clip(u.min(axis=1), 0, cam.size)
+    x1 = np.clip(u.max(axis=1), 0, cam.size)
+    hi_top, lo_top = top.min(axis=1), top.max(axis=1)
+    order = np.argsort(min_dep)
+    visible = []
+    # Potential occluders, nearest first: (max depth, lowest roof point, x0, x1).
+    occluders: list[tuple[float, float, float, float]] = []
+    for k in order.tolist():
+        if not solid[k]:
+            visible.append(int(keep[k]))
+            continue
+        if x1[k] - x0[k] < 0.5:
+            continue  # off screen
+        md, ht = float(min_dep[k]), float(hi_top[k])
+        spans = [(a, b) for (d, lt, a, b) in occluders if d <= md and lt <= ht]
+        if spans and _covered(float(x0[k]), float(x1[k]), spans):
+            continue
+        visible.append(int(keep[k]))
+        occluders.append((float(max_dep[k]), float(lo_top[k]), float(x0[k]), float(x1[k])))
+    return visible
+
+
+def _covered(a: float, b: float, spans: list[tuple[float, float]]) -> bool:
+    """Whether the intervals ``spans`` cover ``[a, b]`` with no gap over half a pixel."""
+    reach = a
+    for s0, s1 in sorted(spans):
+        if s0 > reach + 0.5:
+            break
+        reach = max(reach, s1)
+        if reach >= b - 0.5:
+            return True
+    return reach >= b - 0.5
+
+
+def render_view(city: City, style_name: str, position: tuple[float, float], heading: float,
+                size: int, *, view: int = 0, record: list[SignRecord] | None = None,
+                nearby: _Nearby | None = None) -> Image.Image:
+    """One perspective view from ``position`` looking along ``heading``.
+
+    Args:
+        city: The city to draw.
+        style_name: A key of :data:`~gym_virl.render.styles.STYLES`.
+        position: Camera ground position, metres east-north.
+        heading: Viewing bearing, degrees.
+        size: Width and height in pixels.
+        view: Index recorded in ``record`` entries.
+        record: If given, a :class:`SignRecord` is appended for every shop
+            sign drawn with readable lettering.
+        nearby: What lies in range of ``position`` (computed when omitted).
+    """
+    style = STYLES[style_name]
+    near = nearby if nearby is not None else _nearby(city, style_name, position)
+    cam = _Camera(position, heading, size)
+    canvas = _background(style_name, size, heading)
+    draw = ImageDraw.Draw(canvas)
+    _draw_road(draw, cam, near.road, style)
+    _draw_markings(draw, cam, near.markings, style)
+
+    items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
+    for k in _visible_buildings(cam, city, style, near):
+        items.append((float(near.distances[k]), 0, int(near.buildings[k]), 0.0, 0.0))
+    if len(near.prop_xy):
+        plat, pdep = cam.to_camera(near.prop_xy)
+        pkeep = np.flatnonzero((pdep > 0.8) & (np.abs(plat) < pdep * 1.05 + 3.0))
+        pdist = np.hypot(plat, pdep)
+        for i in pkeep.tolist():
+            items.append((float(pdist[i]), 1 + int(near.prop_kind[i]), int(near.prop_index[i]),
+                          float(plat[i]), float(pdep[i])))
+    items.sort(key=lambda it: -it[0])
+    for d, kind, idx, plat_i, pdep_i in items:
+        if kind == 0:
+            _draw_building(canvas, draw, cam, city, style, idx, d, view, record)
+        elif kind == 1:
+            _draw_tree(draw, cam, plat_i, pdep_i, style, d, (idx * 0.618) % 1.0)
+        else:
+            _draw_lamp(draw, cam, plat_i, pdep_i, style, d)
+    return canvas
+
+
+def views_to_grid(views: list[Image.Image] | list[np.ndarray]) -> np.ndarray:
+    """Combine four square views (front, right, back, left) into the 2x2 grid array."""
+    arrays = [np.asarray(v) for v in views]
+    size = arrays[0].shape[0]
+    gap = grid_gap(size)
+    out = np.zeros(grid_shape(size), dtype=np.uint8)
+    for k, arr in enumerate(arrays):
+        r, c = divmod(k, 2)
+        out[r * (size + gap) : r * (size + gap) + size, c * (size + gap) : c * (size + gap) + size] = arr[
+            ..., :3
+        ]
+    return out
+
+
+def render_views(city: City, style_name: str, position: tuple[float, float], heading: float,
+                 size: int = 640, *, record: list[SignRecord] | None = None) -> np.ndarray:
+    """The 2x2 grid of front / right / back / left views as a ``uint8`` array.
+
+    Shape is :func:`grid_shape` ``(size)``. ``record``, if given, collects the
+    signs drawn (see :func:`render_view`).
+    """
+    near = _nearby(city, style_name, position)
+    views = [
+        render_view(city, style_name, position, (heading + off) % 360.0, size, view=k,
+                    record=record, nearby=near)
+        for k, off in enumerate(VIEW_OFFSETS)
+    ]
+    return views_to_grid(views)

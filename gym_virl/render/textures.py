@@ -1,0 +1,396 @@
+"""Facade and sign textures, drawn once and cached.
+
+Textures are pure functions of everything that changes their pixels (city,
+building, face, style, detail level; or sign text, style and size) and are
+kept in LRU caches, like Minigrid's tiles: a street view reuses the
+textures of the buildings it saw one step earlier.
+
+Facade textures are drawn at :data:`FACADE_PPM` pixels per metre; signs at
+:data:`SIGN_PPM`, so that shop names stay sharp in a 640-pixel view. Each
+has coarser levels (half the resolution per level) for buildings far away,
+which keeps nearest-neighbour sampling from shimmering.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import OrderedDict
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from gengym_core.fonts import font
+from gym_virl.city.generate import Building, city_for_seed
+from gym_virl.geometry import bearing
+from gym_virl.render.styles import RGB, STYLES, CityStyle, SignStyle
+
+#: Facade texture resolution at level 0, pixels per metre.
+FACADE_PPM: float = 14.0
+#: Sign texture resolution at level 0, pixels per metre.
+SIGN_PPM: float = 44.0
+#: Height of the ground floor (shop floor), metres.
+GROUND_FLOOR: float = 4.6
+#: Bottom and top of the fascia sign band, metres above the street.
+SIGN_BAND: tuple[float, float] = (3.3, 4.45)
+#: Height of the parapet above the top floor.
+PARAPET: float = 0.7
+
+
+class _ByteBudgetCache:
+    """An LRU cache of images bounded by their total size in bytes, not their count.
+
+    Facade textures range from a few hundred bytes (far levels) to a few
+    hundred kilobytes; a count-bounded cache either thrashes or grows large.
+    """
+
+    def __init__(self, fn, max_bytes: int) -> None:
+        self.fn = fn
+        self.max_bytes = max_bytes
+        self.items: OrderedDict = OrderedDict()
+        self.bytes = 0
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *key):  # positional arguments only: they are the cache key
+        hit = self.items.get(key)
+        if hit is not None:
+            self.items.move_to_end(key)
+            return hit
+        value = self.fn(*key)
+        size = value.size[0] * value.size[1] * len(value.getbands())
+        self.items[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self.items) > 1:
+            _, old = self.items.popitem(last=False)
+            self.bytes -= old.size[0] * old.size[1] * len(old.getbands())
+        return value
+
+    def cache_clear(self) -> None:
+        self.items.clear()
+        self.bytes = 0
+
+
+def byte_budget_cache(max_bytes: int):
+    """Decorator: cache a function returning PIL images within ``max_bytes``."""
+    return lambda fn: _ByteBudgetCache(fn, max_bytes)
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed from text parts that is the same in every process (unlike ``hash``)."""
+    return zlib.crc32("\x1f".join(map(str, parts)).encode())
+
+
+def shade(colour: RGB, factor: float) -> RGB:
+    """``colour`` scaled by ``factor``, clipped to 0..255."""
+    return tuple(int(max(0, min(255, round(c * factor)))) for c in colour)  # type: ignore[return-value]
+
+
+def mix(a: RGB, b: RGB, t: float) -> RGB:
+    """Linear blend from ``a`` (t=0) to ``b`` (t=1)."""
+    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
+
+
+SUN_BEARING = {"day": 150.0, "golden": 250.0, "dusk": 270.0, "overcast": 180.0, "night": 0.0}
+
+
+def face_light(style: CityStyle, normal_bearing: float) -> float:
+    """Brightness of a wall facing ``normal_bearing`` under the style's light."""
+    direct = 0.12 if style.time_of_day in ("overcast", "night") else 0.32
+    cos = math.cos(math.radians(normal_bearing - SUN_BEARING[style.time_of_day]))
+    return style.light * (0.74 + direct * max(0.0, cos) - 0.06 * max(0.0, -cos))
+
+
+def building_height(building: Building, style: CityStyle) -> float:
+    """Height of ``building`` in metres as ``style`` draws it."""
+    floors = max(1, int(round(building.floors * style.floors_scale)))
+    return GROUND_FLOOR + (floors - 1) * style.floor_height + PARAPET
+
+
+def building_wall(building: Building, style: CityStyle) -> RGB:
+    """The facade colour ``style`` gives ``building``."""
+    return style.walls[int(building.variant * len(style.walls)) % len(style.walls)]
+
+
+def face_normal_bearing(building: Building, face: int) -> float:
+    """Bearing of the outward normal of ``face`` (footprint corners are counter-clockwise)."""
+    p = building.footprint[face]
+    q = building.footprint[(face + 1) % len(building.footprint)]
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    return bearing(dy, -dx)
+
+
+_WINDOW_SIZES = {"grid": (1.3, 1.5), "tall": (1.0, 2.1), "arched": (1.1, 1.8)}
+
+
+def _window_boxes(style: CityStyle, width_m: float, ppm: float) -> list[tuple[float, float, float, float]]:
+    """Window rectangles ``(x0, y0, x1, y1)`` of one upper floor, in pixels from the
+    floor strip's top-left corner."""
+    fh = style.floor_height * ppm
+    if style.window_shape == "ribbon":
+        return [(0.05 * width_m * ppm, fh - 2.4 * ppm, 0.95 * width_m * ppm, fh - 0.9 * ppm)]
+    w, h = _WINDOW_SIZES[style.window_shape]
+    cols = max(1, int(width_m // 3.1))
+    boxes = []
+    for c in range(cols):
+        cx = (c + 0.5) * width_m / cols
+        y1 = fh - 0.8 * ppm
+        boxes.append(((cx - w / 2) * ppm, y1 - h * ppm, (cx + w / 2) * ppm, y1))
+    return boxes
+
+
+def _floor_strip(style: CityStyle, width_m: float, ppm: float, wall: RGB, light: float,
+                 colour: RGB) -> Image.Image:
+    """One upper floor: wall with its row of windows (all in ``colour``)."""
+    w_px = max(2, int(round(width_m * ppm)))
+    h_px = max(1, int(round(style.floor_height * ppm)))
+    strip = Image.new("RGBA", (w_px, h_px), wall + (255,))
+    draw = ImageDraw.Draw(strip)
+    frame = shade(style.trim, light)
+    for x0, y0, x1, y1 in _window_boxes(style, width_m, ppm):
+        _draw_window(draw, style, (x0, y0, x1, y1), colour, frame, ppm)
+    return strip
+
+
+def _draw_window(draw: ImageDraw.ImageDraw, style: CityStyle, box: tuple[float, float, float, float],
+                 colour: RGB, frame: RGB, ppm: float) -> None:
+    x0, y0, x1, y1 = box
+    draw.rectangle([x0, y0, x1, y1], fill=colour)
+    if style.window_shape == "arched":
+        r = (x1 - x0) / 2
+        draw.pieslice([x0, y0 - r, x1, y0 + r], 180, 360, fill=colour)
+    if ppm >= 6:
+        draw.rectangle([x0, y0, x1, y1], outline=frame, width=max(1, int(ppm * 0.12)))
+        draw.line([x0, y1, x1, y1], fill=frame, width=max(1, int(ppm * 0.15)))
+
+
+#: Memory budget of the facade texture cache, per process.
+FACADE_CACHE_BYTES: int = 160 * 2**20
+#: Memory budget of the sign texture cache, per process.
+SIGN_CACHE_BYTES: int = 48 * 2**20
+
+
+@byte_budget_cache(FACADE_CACHE_BYTES)
+def facade_texture(city_seed: int, city_config: object, building_id: int, face: int,
+                   style_name: str, level: int) -> Image.Image:
+    """The RGBA texture of one face of one building.
+
+    The texture spans the whole face: width = face length, height =
+    building height, at ``FACADE_PPM / 2**level`` pixels per metre. Faces that
+    carry the place's sign get a shop front (glass, door, awning); the sign
+    itself is a separate quad (see :func:`sign_texture`).
+    """
+    city = city_for_seed(city_seed, city_config)
+    b = city.buildings[building_id]
+    style = STYLES[style_name]
+    p = b.footprint[face]
+    q = b.footprint[(face + 1) % len(b.footprint)]
+    width_m = math.hypot(q[0] - p[0], q[1] - p[1])
+    height_m = building_height(b, style)
+    ppm = FACADE_PPM / (2**level)
+    w_px = max(2, int(round(width_m * ppm)))
+    h_px = max(2, int(round(height_m * ppm)))
+    light = face_light(style, face_normal_bearing(b, face))
+    wall = shade(building_wall(b, style), light)
+    img = Image.new("RGBA", (w_px, h_px), wall + (255,))
+    draw = ImageDraw.Draw(img)
+    rng = np.random.default_rng(stable_seed(city_seed, building_id, face, style_name))
+    floors = max(1, int(round(b.floors * style.floors_scale)))
+    trim = shade(style.trim, light)
+    # Parapet / cornice.
+    draw.rectangle([0, 0, w_px, max(1, int(0.35 * ppm))], fill=trim)
+    # Upper floors: one strip drawn once and pasted per storey; lit windows
+    # (night styles) painted over it.
+    glass_up = shade(style.window, light)
+    strip = _floor_strip(style, width_m, ppm, wall, light, glass_up)
+    boxes = _window_boxes(style, width_m, ppm)
+    for k in range(1, floors):
+        top = int(round(h_px - (GROUND_FLOOR + k * style.floor_height) * ppm))
+        img.paste(strip, (0, top))
+        if style.window_lit is not None:
+            for x0, y0, x1, y1 in boxes:
+                if rng.random() < 0.45:
+                    _draw_window(draw, style, (x0, y0 + top, x1, y1 + top), style.window_lit,
+                                 trim, ppm)
+    # Band between shop floor and the floors above.
+    band_y = h_px - GROUND_FLOOR * ppm
+    draw.rectangle([0, band_y - 0.18 * ppm, w_px, band_y + 0.05 * ppm], fill=trim)
+    is_shop = face in b.sign_faces
+    glass = shade(mix(style.window, (200, 210, 220), 0.25), light)
+    if style.window_lit is not None:
+        glass = mix(glass, style.window_lit, 0.55)
+    if is_shop:
+        x0, x1 = 0.06 * width_m * ppm, 0.94 * width_m * ppm
+        y_top = h_px - 3.0 * ppm
+        y_bot = h_px - 0.25 * ppm
+        draw.rectangle([x0, y_top, x1, y_bot], fill=glass, outline=trim, width=max(1, int(0.15 * ppm)))
+        door_w = 1.2 * ppm
+        dx = x0 + (x1 - x0) * (0.2 + 0.6 * float(rng.random()))
+        draw.rectangle([dx - door_w / 2, y_top + 0.3 * ppm, dx + door_w / 2, h_px], fill=shade(wall, 0.45))
+        mullions = max(1, int((x1 - x0) / (2.2 * ppm)))
+        for m in range(1, mullions):
+            mx = x0 + (x1 - x0) * m / mullions
+            draw.line([mx, y_top, mx, y_bot], fill=trim, width=max(1, int(0.08 * ppm)))
+        if style.awnings and b.variant > 0.35:
+            awning = shade(style.awnings[int(b.variant * 97) % len(style.awnings)], light)
+            draw.rectangle([x0 - 0.1 * ppm, h_px - 3.25 * ppm, x1 + 0.1 * ppm, h_px - 2.75 * ppm], fill=awning)
+            stripes = max(2, int((x1 - x0) / (0.6 * ppm)))
+            for k in range(0, stripes, 2):
+                sx = x0 + (x1 - x0) * k / stripes
+                draw.rectangle([sx, h_px - 3.25 * ppm, sx + (x1 - x0) / stripes, h_px - 2.75 * ppm],
+                               fill=shade(awning, 0.8))
+    else:
+        # A residential ground floor: a door and two windows.
+        cx = width_m * ppm * (0.25 + 0.5 * float(rng.random()))
+        draw.rectangle([cx - 0.6 * ppm, h_px - 2.4 * ppm, cx + 0.6 * ppm, h_px], fill=shade(wall, 0.4))
+        for off in (-2.4, 2.4):
+            wx = cx + off * ppm
+            if 0.5 * ppm < wx < (width_m - 0.5) * ppm:
+                draw.rectangle([wx - 0.6 * ppm, h_px - 2.8 * ppm, wx + 0.6 * ppm, h_px - 1.2 * ppm],
+                               fill=glass, outline=trim)
+    # A plinth.
+    draw.rectangle([0, h_px - 0.25 * ppm, w_px, h_px], fill=shade(wall, 0.7))
+    return img
+
+
+def cased(text: str, sign: SignStyle) -> str:
+    """``text`` in the sign style's letter case."""
+    if sign.case == "upper":
+        return text.upper()
+    if sign.case == "title":
+        return " ".join(w[:1].upper() + w[1:] for w in text.split(" "))
+    return text
+
+
+def sign_colours(name: str, sign: SignStyle) -> tuple[RGB, RGB]:
+    """Board and letter colours of the sign of ``name`` (stable per name)."""
+    k = stable_seed(name) % len(sign.boards)
+    return sign.boards[k], sign.letters[k % len(sign.letters)]
+
+
+def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
+                vertical: bool) -> Image.Image:
+    """The lettering as an RGBA layer on transparent ground, before width/slant."""
+    f = font(size)
+    stroke = int(round(sign.weight * size / 40.0))
+    outline = sign.outline
+    pad = stroke + (max(1, size // 14) if outline else 0) + 2
+    space = sign.spacing * size
+    if vertical:
+        chars = [c for c in lines[0]]
+        step = int(size * 1.02)
+        width = int(max(f.getlength(c) for c in chars if c.strip()) + 2 * pad) if chars else 1
+        height = int(step * len(chars) + 2 * pad)
+        layer = Image.new("RGBA", (max(1, width), max(1, height)), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        for i, c in enumerate(chars):
+            if not c.strip():
+                continue
+            x = (width - f.getlength(c)) / 2
+            draw.text((x, pad + i * step), c, font=f, fill=colour + (255,), stroke_width=stroke,
+                      stroke_fill=(outline or colour) + (255,))
+        return layer
+    line_h = int(size * 1.18)
+    widths = [sum(f.getlength(c) for c in line) + space * max(0, len(line) - 1) for line in lines]
+    width = int(max(widths) + 2 * pad + 2 * stroke)
+    height = int(line_h * len(lines) + 2 * pad)
+    layer = Image.new("RGBA", (max(1, width), max(1, height)), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    ow = max(1, size // 14) if outline else 0
+    for i, line in enumerate(lines):
+        x = pad + stroke + (max(widths) - widths[i]) / 2
+        y = pad + i * line_h
+        if space == 0:
+            draw.text((x, y), line, font=f, fill=colour + (255,), stroke_width=stroke + ow,
+                      stroke_fill=(outline or colour) + (255,))
+        else:
+            for c in line:
+                draw.text((x, y), c, font=f, fill=colour + (255,), stroke_width=stroke + ow,
+                          stroke_fill=(outline or colour) + (255,))
+                x += f.getlength(c) + space
+    return layer
+
+
+def _shape_letters(layer: Image.Image, sign: SignStyle) -> Image.Image:
+    """Apply the style's width scale and slant to a lettering layer."""
+    w, h = layer.size
+    if abs(sign.width - 1.0) > 1e-3:
+        layer = layer.resize((max(1, int(round(w * sign.width))), h), Image.Resampling.BICUBIC)
+        w = layer.size[0]
+    if sign.slant:
+        extra = int(math.ceil(sign.slant * h))
+        # Output x maps to input x - slant * (h - y): letters lean to the right.
+        layer = layer.transform((w + extra, h), Image.Transform.AFFINE,
+                                (1.0, sign.slant, -sign.slant * h, 0.0, 1.0, 0.0),
+                                Image.Resampling.BICUBIC)
+    return layer
+
+
+def _split_two(text: str) -> list[str]:
+    words = text.split(" ")
+    if len(words) < 2:
+        return [text]
+    best = min(range(1, len(words)), key=lambda k: abs(len(" ".join(words[:k])) - len(" ".join(words[k:]))))
+    return [" ".join(words[:best]), " ".join(words[best:])]
+
+
+@byte_budget_cache(SIGN_CACHE_BYTES)
+def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
+                 vertical: bool = False, level: int = 0) -> Image.Image:
+    """The RGBA texture of a sign board showing ``name``.
+
+    The lettering is sized to fill the board: one line when it fits large
+    enough, else two lines; ``vertical`` stacks the letters top to bottom.
+    """
+    style = STYLES[style_name]
+    sign = style.sign
+    ppm = SIGN_PPM / (2**level)
+    w_px = max(4, int(round(width_m * ppm)))
+    h_px = max(4, int(round(height_m * ppm)))
+    board, letters = sign_colours(name, sign)
+    light = 1.0 if sign.glow else style.light
+    board_c = shade(board, min(1.0, light * 1.05))
+    letter_c = shade(letters, 1.0 if (sign.glow or style.light >= 0.8) else min(1.0, light * 1.25))
+    img = Image.new("RGBA", (w_px, h_px), board_c + (255,))
+    draw = ImageDraw.Draw(img)
+    border = max(1, int(0.04 * ppm))
+    draw.rectangle([0, 0, w_px - 1, h_px - 1], outline=shade(style.trim, light) + (255,), width=border)
+    text = cased(name, sign)
+    inner_w, inner_h = w_px - 4 * border, h_px - 4 * border
+    if vertical:
+        size = max(4, int(min(inner_h / (len(text) * 1.02 + 0.5), inner_w * 0.8)))
+        layer = _shape_letters(_text_layer([text], size, sign, letter_c, True), sign)
+    else:
+        # One line or two, whichever lets the letters be larger.
+        best: tuple[int, Image.Image] | None = None
+        for lines in ([text], _split_two(text)):
+            if best is not None and len(lines) == 1:
+                continue
+            size = max(4, int(inner_h / (1.18 * len(lines) + 0.15)))
+            candidate = _shape_letters(_text_layer(lines, size, sign, letter_c, False), sign)
+            for _ in range(30):
+                if candidate.size[0] <= inner_w and candidate.size[1] <= inner_h or size <= 4:
+                    break
+                size = max(4, int(size * 0.93))
+                candidate = _shape_letters(_text_layer(lines, size, sign, letter_c, False), sign)
+            if best is None or size > best[0]:
+                best = (size, candidate)
+        assert best is not None
+        layer = best[1]
+        if layer.size[0] > inner_w or layer.size[1] > inner_h:
+            scale = min(inner_w / layer.size[0], inner_h / layer.size[1])
+            layer = layer.resize((max(1, int(layer.size[0] * scale)), max(1, int(layer.size[1] * scale))),
+                                 Image.Resampling.LANCZOS)
+    if sign.glow:
+        halo = layer.filter(ImageFilter.GaussianBlur(radius=max(1.0, layer.size[1] / 14)))
+        img.alpha_composite(halo, ((w_px - halo.size[0]) // 2, (h_px - halo.size[1]) // 2))
+    img.alpha_composite(layer, ((w_px - layer.size[0]) // 2, (h_px - layer.size[1]) // 2))
+    return img
+
+
+def texture_level(texture_ppm: float, screen_ppm: float, max_level: int = 4) -> int:
+    """The coarsest texture level that still has at least the screen's resolution."""
+    level = 0
+    while level < max_level and texture_ppm / (2 ** (level + 1)) >= screen_ppm:
+        level += 1
+    return level
