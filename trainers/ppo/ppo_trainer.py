@@ -175,6 +175,14 @@ class PPOTrainer:
             critic_body = None
             if cfg.critic == "separate":
                 critic_body = load_model_and_processor(cfg.critic_model or cfg.model, dtype=self.dtype).model
+            if self._ds_hf_config is not None:
+                # Loading is done. Leaving the global flag on would make every later
+                # from_pretrained in this process (an evaluation, the next run)
+                # build partitioned models that nothing gathers.
+                from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+                unset_hf_deepspeed_config()
+                self._ds_hf_config = None
             head_source = critic_body if critic_body is not None else policy
             value_head = ValueHead.for_model_config(head_source.config, ValueHeadConfig(hidden=cfg.value_head_hidden))
             start_head = Path(cfg.model) / "value_head.safetensors"
