@@ -18,6 +18,7 @@ from collections.abc import Sequence
 #: Subcommand name -> module that implements it.
 COMMANDS: dict[str, str] = {
     "play": "gengym_core.play",
+    "data": "trainers.data.cli",
     "ppo": "trainers.ppo.cli",
     "eval": "trainers.eval.cli",
 }
