@@ -30,9 +30,9 @@ FACADE_PPM: float = 14.0
 #: Sign texture resolution at level 0, pixels per metre.
 SIGN_PPM: float = 44.0
 #: Height of the ground floor (shop floor), metres.
-GROUND_FLOOR: float = 4.6
+GROUND_FLOOR: float = 5.0
 #: Bottom and top of the fascia sign band, metres above the street.
-SIGN_BAND: tuple[float, float] = (3.3, 4.45)
+SIGN_BAND: tuple[float, float] = (3.25, 4.75)
 #: Height of the parapet above the top floor.
 PARAPET: float = 0.7
 

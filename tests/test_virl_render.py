@@ -1,0 +1,127 @@
+"""Street views: layout, determinism, styles, and signs only where the geometry puts them."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gym_virl.city import city_for_seed
+from gym_virl.render import (
+    HELD_OUT_STYLES,
+    STYLES,
+    TRAIN_STYLES,
+    grid_shape,
+    render_view,
+    render_views,
+    resolve_styles,
+)
+from gym_virl.render.streetview import VIEW_NAMES, VIEW_OFFSETS, grid_gap
+from gym_virl.routes import route_for
+
+#: Which views may show something on each relative side (views are 90 degrees wide).
+SIDE_VIEWS = {
+    "front": {0}, "right front": {0, 1}, "right": {1}, "right back": {1, 2},
+    "back": {2}, "left back": {2, 3}, "left": {3}, "left front": {3, 0},
+}
+
+
+def test_grid_layout_is_front_right_back_left():
+    city = city_for_seed(0)
+    point = route_for(0, "train", 1).rail[2]
+    size = 40
+    grid = render_views(city, "harbor", point.position, point.heading, size)
+    assert grid.shape == grid_shape(size) and grid.dtype == np.uint8
+    assert VIEW_NAMES == ("front", "right", "back", "left") and VIEW_OFFSETS == (0, 90, 180, 270)
+    gap = grid_gap(size)
+    for k, offset in enumerate(VIEW_OFFSETS):
+        view = np.asarray(render_view(city, "harbor", point.position, (point.heading + offset) % 360, size))
+        r, c = divmod(k, 2)
+        tile = grid[r * (size + gap): r * (size + gap) + size, c * (size + gap): c * (size + gap) + size]
+        assert np.array_equal(tile, view)
+    assert not grid[size:size + gap].any() and not grid[:, size:size + gap].any()
+
+
+def test_landmark_signs_appear_in_the_view_of_their_side_and_are_legible():
+    city = city_for_seed(0)
+    at_key_points = 0
+    for index in range(10):
+        route = route_for(0, "train", index)
+        for point in route.rail:
+            if not point.observed.landmarks:
+                continue
+            record = []
+            render_views(city, "harbor", point.position, point.heading, 320, record=record)
+            for name, side in point.observed.landmarks:
+                shown = [s for s in record if s.name == name]
+                assert shown, (name, side)
+                assert {s.view for s in shown} & SIDE_VIEWS[side], (name, side, [s.view for s in shown])
+            if point.key_point in (None, 0):
+                continue
+            # The landmark the instructions name at this intersection is legible:
+            # letters at least 6 px tall at 320 px (12 px in the default 640 px views).
+            own = route.landmarks[point.key_point - 1]
+            if own is not None:
+                assert max(s.letter_px for s in record if s.name == own) >= 6
+                at_key_points += 1
+    assert at_key_points >= 10
+
+
+def test_signs_drawn_are_storefronts_facing_the_camera():
+    city = city_for_seed(0)
+    point = route_for(0, "train", 4).rail[1]
+    record = []
+    render_views(city, "harbor", point.position, point.heading, 256, record=record)
+    assert record
+    for sign in record:
+        assert city.faces_towards(city.place_by_name[sign.name], point.position)
+        x0, y0, x1, y1 = sign.bbox
+        assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256
+
+
+def test_pixels_are_a_pure_function_of_the_inputs_even_across_processes():
+    point = route_for(2, "test", 0).rail[0]
+    args = (point.position, point.heading)
+    code = (
+        "import hashlib, sys\n"
+        "from gym_virl.city import city_for_seed\n"
+        "from gym_virl.render import render_views\n"
+        f"img = render_views(city_for_seed(2), 'old_town', {args[0]!r}, {args[1]!r}, 96)\n"
+        "sys.stdout.write(hashlib.sha256(img.tobytes()).hexdigest())\n"
+    )
+    other = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    mine = render_views(city_for_seed(2), "old_town", *args, 96)
+    assert hashlib.sha256(mine.tobytes()).hexdigest() == other
+    assert np.array_equal(mine, render_views(city_for_seed(2), "old_town", *args, 96))
+
+
+def test_styles_are_distinct_and_grouped():
+    assert len(STYLES) >= 10 and TRAIN_STYLES == ("harbor",) and len(HELD_OUT_STYLES) == 9
+    assert set(TRAIN_STYLES).isdisjoint(HELD_OUT_STYLES)
+    assert resolve_styles(["neon", "held_out"])[0] == "neon"
+    with pytest.raises(ValueError, match="unknown city style"):
+        resolve_styles("vienna")
+    point = route_for(0, "train", 0).rail[-1]
+    images = {name: render_views(city_for_seed(0), name, point.position, point.heading, 48).astype(float)
+              for name in STYLES}
+    names = list(images)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.abs(images[a] - images[b]).mean() > 4.0, (a, b)
+    # Night is darker than day.
+    assert images["neon"].mean() < images["harbor"].mean() - 30
+
+
+@pytest.mark.parametrize("style", ["neon", "old_town", "nordic"])
+def test_destination_sign_legible_in_every_style(style):
+    city = city_for_seed(0)
+    route = route_for(0, "train", 5)
+    point = route.rail[-1]
+    (name, side), *_ = point.observed.landmarks
+    record = []
+    render_views(city, style, point.position, point.heading, 320, record=record)
+    views = {s.view for s in record if s.name == name and s.letter_px >= 8}
+    assert views & SIDE_VIEWS[side]
