@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "sft": "trainers.sft.cli",
     "ppo": "trainers.ppo.cli",
     "eval": "trainers.eval.cli",
+    "experiment": "trainers.experiment.cli",
+    "demo": "trainers.experiment.demo",
 }
 
 _TRAIN_EXTRA_HINT = (
