@@ -41,9 +41,10 @@ from gym_virl.render.textures import (
     SIGN_PPM,
     building_height,
     building_wall,
-    facade_texture,
+    facade_look,
     face_light,
     face_normal_bearing,
+    look_texture,
     mix,
     shade,
     sign_colours,
@@ -223,8 +224,20 @@ def _props(city: City, style_name: str) -> _Props:
 
 
 def _haze(colour, style: CityStyle, dist: float):
-    t = style.haze * min(1.0, dist / MAX_DISTANCE)
+    """``colour`` faded towards the horizon colour with distance (1 m steps, memoised)."""
+    return _haze_at(colour, style.name, min(int(dist), int(MAX_DISTANCE)))
+
+
+@lru_cache(maxsize=65536)
+def _haze_at(colour, style_name: str, metres: int):
+    style = STYLES[style_name]
+    t = style.haze * min(1.0, metres / MAX_DISTANCE)
     return mix(colour, style.sky_horizon, t) if t > 0.01 else colour
+
+
+@lru_cache(maxsize=4096)
+def _shaded(colour, factor: float):
+    return shade(colour, factor)
 
 
 # ---------------------------------------------------------------------------
@@ -433,9 +446,9 @@ def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
-    trunk = _haze(shade((88, 64, 44), style.light), style, dist)
+    trunk = _haze(_shaded((88, 64, 44), style.light), style, dist)
     leaf_base = {"round": (62, 110, 50), "conifer": (40, 80, 56), "palm": (70, 130, 60)}[style.trees]
-    leaves = _haze(shade(leaf_base, style.light * (0.85 + 0.3 * variant)), style, dist)
+    leaves = _haze(_shaded(leaf_base, round(style.light * (0.85 + 0.3 * variant), 2)), style, dist)
     if style.trees == "palm":
         top = ground_y - 7.5 * s
         draw.line([(x, ground_y), (x + 0.4 * s, top)], fill=trunk, width=max(1, int(0.3 * s)))
@@ -463,7 +476,7 @@ def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
-    pole = _haze(shade((50, 54, 58), style.light), style, dist)
+    pole = _haze(_shaded((50, 54, 58), style.light), style, dist)
     top = ground_y - 5.5 * s
     draw.line([(x, ground_y), (x, top)], fill=pole, width=max(1, int(0.14 * s)))
     head = (255, 236, 180) if style.lamp_glow else pole
@@ -487,6 +500,7 @@ class _Face:
     width: float
     colour: tuple[int, int, int]  # flat colour under the style's light
     sign: bool
+    look: tuple  # appearance key of its texture
 
 
 @lru_cache(maxsize=32)
@@ -503,7 +517,8 @@ def _faces(city: City, style_name: str) -> tuple[tuple[tuple[_Face, ...], float,
             width = math.hypot(q[0] - p[0], q[1] - p[1])
             along = ((q[0] - p[0]) / width, (q[1] - p[1]) / width) if width > 1e-9 else (1.0, 0.0)
             colour = shade(wall, face_light(style, face_normal_bearing(b, k)))
-            faces.append(_Face(p, q, along, width, colour, k in b.sign_faces))
+            faces.append(_Face(p, q, along, width, colour, k in b.sign_faces,
+                               facade_look(b, k, style)))
         name = city.places[b.place].name if b.place is not None else None
         out.append((tuple(faces), building_height(b, style), name))
     return tuple(out)
@@ -514,7 +529,7 @@ def _draw_building(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera,
                    record: list[SignRecord] | None) -> None:
     faces, height, name = _faces(city, style.name)[bid]
     cx, cy = cam.x, cam.y
-    for k, fc in enumerate(faces):
+    for fc in faces:
         p = fc.p
         ax, ay = fc.along
         # Back-face culling: the outward normal of a counter-clockwise footprint is (ay, -ax).
@@ -526,7 +541,7 @@ def _draw_building(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera,
         screen_ppm = cam.f / max(near, 1.0)
         if near <= TEXTURE_DISTANCE and screen_ppm >= MIN_TEXTURE_PPM:
             level = texture_level(FACADE_PPM, screen_ppm * 0.85)
-            tex = facade_texture(city.seed, city.config, bid, k, style.name, level)
+            tex = look_texture(*fc.look, level)
             if _textured_quad(canvas, cam, p, fc.along, fc.width, 0.0, height, tex,
                               Image.Resampling.NEAREST) is None:
                 continue

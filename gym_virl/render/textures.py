@@ -170,32 +170,60 @@ FACADE_CACHE_BYTES: int = 160 * 2**20
 SIGN_CACHE_BYTES: int = 48 * 2**20
 
 
-@byte_budget_cache(FACADE_CACHE_BYTES)
+#: Facade widths are quantised to this step (metres) so that look-alike
+#: faces share one texture; the texture is stretched to the exact width.
+WIDTH_STEP: float = 1.0
+
+
+def facade_look(building: Building, face: int, style: CityStyle) -> tuple:
+    """The appearance key of a face: everything its texture depends on.
+
+    Faces with the same key look the same (same wall colour, width to
+    :data:`WIDTH_STEP`, storeys, shop front or not, awning, door position,
+    light, lit-window pattern), so they share one cached texture.
+    """
+    p = building.footprint[face]
+    q = building.footprint[(face + 1) % len(building.footprint)]
+    width_q = max(1, int(round(math.hypot(q[0] - p[0], q[1] - p[1]) / WIDTH_STEP)))
+    floors = max(1, int(round(building.floors * style.floors_scale)))
+    wall_idx = int(building.variant * len(style.walls)) % len(style.walls)
+    shop = face in building.sign_faces
+    # Details follow from the quantised size, so that look-alikes really coincide.
+    awning = (wall_idx + width_q) % len(style.awnings) if (
+        shop and style.awnings and (width_q + floors) % 3 != 0) else -1
+    door = (width_q + floors) % 5
+    light = round(face_light(style, face_normal_bearing(building, face)), 2)
+    lit = (wall_idx + face) % 2 if style.window_lit is not None else 0
+    return (style.name, wall_idx, floors, width_q, shop, awning, door, light, lit)
+
+
 def facade_texture(city_seed: int, city_config: object, building_id: int, face: int,
                    style_name: str, level: int) -> Image.Image:
-    """The RGBA texture of one face of one building.
+    """The RGBA texture of one face of one building (see :func:`look_texture`)."""
+    b = city_for_seed(city_seed, city_config).buildings[building_id]
+    return look_texture(*facade_look(b, face, STYLES[style_name]), level)
 
-    The texture spans the whole face: width = face length, height =
-    building height, at ``FACADE_PPM / 2**level`` pixels per metre. Faces that
-    carry the place's sign get a shop front (glass, door, awning); the sign
-    itself is a separate quad (see :func:`sign_texture`).
+
+@byte_budget_cache(FACADE_CACHE_BYTES)
+def look_texture(style_name: str, wall_idx: int, floors: int, width_q: int, is_shop: bool,
+                 awning_idx: int, door: int, light: float, lit: int, level: int) -> Image.Image:
+    """The RGBA texture of a face with the given look (see :func:`facade_look`).
+
+    The texture spans the whole face: its width and full height, at
+    ``FACADE_PPM / 2**level`` pixels per metre. Shop fronts get glass, a
+    door and maybe an awning; the sign itself is a separate quad (see
+    :func:`sign_texture`).
     """
-    city = city_for_seed(city_seed, city_config)
-    b = city.buildings[building_id]
     style = STYLES[style_name]
-    p = b.footprint[face]
-    q = b.footprint[(face + 1) % len(b.footprint)]
-    width_m = math.hypot(q[0] - p[0], q[1] - p[1])
-    height_m = building_height(b, style)
+    width_m = width_q * WIDTH_STEP
+    height_m = GROUND_FLOOR + (floors - 1) * style.floor_height + PARAPET
     ppm = FACADE_PPM / (2**level)
     w_px = max(2, int(round(width_m * ppm)))
     h_px = max(2, int(round(height_m * ppm)))
-    light = face_light(style, face_normal_bearing(b, face))
-    wall = shade(building_wall(b, style), light)
+    wall = shade(style.walls[wall_idx], light)
     img = Image.new("RGBA", (w_px, h_px), wall + (255,))
     draw = ImageDraw.Draw(img)
-    rng = np.random.default_rng(stable_seed(city_seed, building_id, face, style_name))
-    floors = max(1, int(round(b.floors * style.floors_scale)))
+    rng = np.random.default_rng(stable_seed(style_name, "lit", lit, width_q, floors))
     trim = shade(style.trim, light)
     # Parapet / cornice.
     draw.rectangle([0, 0, w_px, max(1, int(0.35 * ppm))], fill=trim)
@@ -215,7 +243,6 @@ def facade_texture(city_seed: int, city_config: object, building_id: int, face: 
     # Band between shop floor and the floors above.
     band_y = h_px - GROUND_FLOOR * ppm
     draw.rectangle([0, band_y - 0.18 * ppm, w_px, band_y + 0.05 * ppm], fill=trim)
-    is_shop = face in b.sign_faces
     glass = shade(mix(style.window, (200, 210, 220), 0.25), light)
     if style.window_lit is not None:
         glass = mix(glass, style.window_lit, 0.55)
@@ -225,14 +252,14 @@ def facade_texture(city_seed: int, city_config: object, building_id: int, face: 
         y_bot = h_px - 0.25 * ppm
         draw.rectangle([x0, y_top, x1, y_bot], fill=glass, outline=trim, width=max(1, int(0.15 * ppm)))
         door_w = 1.2 * ppm
-        dx = x0 + (x1 - x0) * (0.2 + 0.6 * float(rng.random()))
+        dx = x0 + (x1 - x0) * (0.2 + 0.15 * door)
         draw.rectangle([dx - door_w / 2, y_top + 0.3 * ppm, dx + door_w / 2, h_px], fill=shade(wall, 0.45))
         mullions = max(1, int((x1 - x0) / (2.2 * ppm)))
         for m in range(1, mullions):
             mx = x0 + (x1 - x0) * m / mullions
             draw.line([mx, y_top, mx, y_bot], fill=trim, width=max(1, int(0.08 * ppm)))
-        if style.awnings and b.variant > 0.35:
-            awning = shade(style.awnings[int(b.variant * 97) % len(style.awnings)], light)
+        if awning_idx >= 0:
+            awning = shade(style.awnings[awning_idx], light)
             draw.rectangle([x0 - 0.1 * ppm, h_px - 3.25 * ppm, x1 + 0.1 * ppm, h_px - 2.75 * ppm], fill=awning)
             stripes = max(2, int((x1 - x0) / (0.6 * ppm)))
             for k in range(0, stripes, 2):
@@ -241,7 +268,7 @@ def facade_texture(city_seed: int, city_config: object, building_id: int, face: 
                                fill=shade(awning, 0.8))
     else:
         # A residential ground floor: a door and two windows.
-        cx = width_m * ppm * (0.25 + 0.5 * float(rng.random()))
+        cx = width_m * ppm * (0.25 + 0.125 * door)
         draw.rectangle([cx - 0.6 * ppm, h_px - 2.4 * ppm, cx + 0.6 * ppm, h_px], fill=shade(wall, 0.4))
         for off in (-2.4, 2.4):
             wx = cx + off * ppm
@@ -361,17 +388,17 @@ def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
         size = max(4, int(min(inner_h / (len(text) * 1.02 + 0.5), inner_w * 0.8)))
         layer = _shape_letters(_text_layer([text], size, sign, letter_c, True), sign)
     else:
-        # One line or two, whichever lets the letters be larger.
+        # One line or two, whichever lets the letters be larger. Lettering
+        # scales with the font size, so one trial render tells the size that fits.
         best: tuple[int, Image.Image] | None = None
         for lines in ([text], _split_two(text)):
             if best is not None and len(lines) == 1:
                 continue
             size = max(4, int(inner_h / (1.18 * len(lines) + 0.15)))
             candidate = _shape_letters(_text_layer(lines, size, sign, letter_c, False), sign)
-            for _ in range(30):
-                if candidate.size[0] <= inner_w and candidate.size[1] <= inner_h or size <= 4:
-                    break
-                size = max(4, int(size * 0.93))
+            scale = min(1.0, inner_w / candidate.size[0], inner_h / candidate.size[1])
+            if scale < 1.0:
+                size = max(4, int(size * scale * 0.97))
                 candidate = _shape_letters(_text_layer(lines, size, sign, letter_c, False), sign)
             if best is None or size > best[0]:
                 best = (size, candidate)
