@@ -1,0 +1,132 @@
+"""Benchmark the V-IRL envs on one CPU core.
+
+Measures env steps per second, one step being ``env.step(answer)`` with the
+oracle's answer (which the verifier parses and judges in full); the time to
+compute the oracle's answer is the agent's and is not counted, resets are.
+Each figure runs through ``gym.make`` (checker and order-enforcing wrappers)
+and walks whole episodes of successive routes, so every step of image mode
+renders a new position:
+
+1. VIRL-L: route generation from a cold start (the first routes of a
+   split), then steady-state steps per second over 1,000 cached routes;
+2. VIRL-VL at the reference's image size (four 640x640 views) and at four
+   256x256 views: *cold* over routes never seen in this process (textures
+   of new buildings are drawn as they come into view) and *warm* over the
+   same routes again (the city's textures cached; every view is still
+   rendered).
+
+Targets (issue 3): VIRL-L >= 20,000 steps/s; VIRL-VL >= 30 steps/s at
+640 px and >= 200 steps/s at 256 px.
+
+Usage::
+
+    python benchmarks/bench_virl.py [--seconds 3] [--json out.json] [--strict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+TARGETS = {"VIRL-L": 20_000.0, "VIRL-VL-640": 30.0, "VIRL-VL-256": 200.0}
+
+
+def pin_to_one_core() -> str:
+    """Run on a single core so figures compare across machines with many cores."""
+    if hasattr(os, "sched_setaffinity"):
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        return f"pinned to core {core}"
+    return "not pinned (no sched_setaffinity on this platform)"
+
+
+def steps_per_second(env, routes: range, seconds: float) -> tuple[float, int]:
+    """Oracle steps per second over whole episodes of ``routes`` (cycled), counting
+    ``reset`` and ``step`` but not the oracle's answer."""
+    core = env.unwrapped
+    spent, steps = 0.0, 0
+    deadline = time.perf_counter() + seconds
+    k = 0
+    while time.perf_counter() < deadline or steps == 0:
+        route = routes[k % len(routes)]
+        k += 1
+        t0 = time.perf_counter()
+        env.reset(options={"route": route})
+        spent += time.perf_counter() - t0
+        while True:
+            answer = core.oracle_answer()
+            t0 = time.perf_counter()
+            _, _, terminated, truncated, info = env.step(answer)
+            spent += time.perf_counter() - t0
+            steps += 1
+            if terminated or truncated:
+                assert info["success"], info
+                break
+    return steps / spent, steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    pinned = pin_to_one_core()
+
+    import gymnasium as gym
+
+    import gym_virl  # noqa: F401
+    from gym_virl.routes import SHORT_ROUTES, route_for
+
+    results: dict[str, float] = {}
+    print(f"python {platform.python_version()} on {platform.machine()}, {pinned}")
+
+    # Route generation, cold: the first 200 routes of the test split of a fresh city.
+    t0 = time.perf_counter()
+    for i in range(200):
+        route_for(7, "test", i, SHORT_ROUTES)
+    per_route = (time.perf_counter() - t0) / 200
+    results["route_generation_ms"] = per_route * 1e3
+    print(f"route generation (cold, incl. the city): {per_route * 1e3:.2f} ms per route")
+
+    env = gym.make("VIRL-L-v0")
+    env.reset(seed=0)
+    for r in range(1000):
+        env.reset(options={"route": r})  # generate and cache the routes
+    sps, n = steps_per_second(env, range(1000), args.seconds)
+    results["VIRL-L"] = sps
+    print(f"VIRL-L: {sps:,.0f} steps/s ({n} steps)")
+
+    next_route = 0
+    for size in (640, 256):
+        env = gym.make("VIRL-VL-v0", view_size=size)
+        env.reset(seed=0)
+        # Cold: routes this process has not rendered before.
+        routes = range(next_route, next_route + 400)
+        cold, n_cold = steps_per_second(env, routes, args.seconds)
+        used = range(next_route, next_route + max(1, n_cold // 6))
+        next_route += 400
+        warm, n_warm = steps_per_second(env, used, args.seconds)
+        key = f"VIRL-VL-{size}"
+        results[key] = cold
+        results[f"{key}-warm"] = warm
+        print(f"VIRL-VL, four {size}x{size} views: {cold:,.1f} steps/s cold ({n_cold} steps), "
+              f"{warm:,.1f} steps/s warm ({n_warm} steps)")
+
+    missed = [k for k, target in TARGETS.items() if results[k] < target]
+    for k, target in TARGETS.items():
+        mark = "ok" if results[k] >= target else "MISSED"
+        print(f"  target {k} >= {target:,.0f}: {results[k]:,.1f} [{mark}]")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "targets": TARGETS, "platform": platform.platform()}, f,
+                      indent=2)
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
