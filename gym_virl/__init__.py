@@ -1,16 +1,19 @@
 """V-IRL street navigation as Gymnasium envs that run fully offline.
 
-Two ids are registered:
+``VIRL-L-v0`` observes in text (the route landmarks in sight and on which
+side, and whether the agent stands at an intersection); ``VIRL-VL-v0`` adds
+a 2x2 grid of street views (front, right, back, left) rendered from the
+city's geometry, from which the model must read the landmarks. Cities,
+routes and street views are generated from seeds, or loaded from real V-IRL
+data with ``gym.make(..., data_dir=PATH)``.
 
-* ``VIRL-L-v0``: text observations (landmarks in sight, intersections).
-* ``VIRL-VL-v0``: the same plus a 2x2 grid of street views rendered from
-  the city's geometry (front, right, back, left).
-
-Cities, routes and street views are generated from seeds (see
-:mod:`gym_virl.city`, :mod:`gym_virl.routes`, :mod:`gym_virl.render`), or
-loaded from real V-IRL data with ``gym.make(..., data_dir=PATH)`` (see
-:mod:`gym_virl.realdata`). :data:`VARIANTS` maps the evaluation protocol's
-variant names to ``gym.make`` keyword arguments.
+The pieces are pure functions usable without Gymnasium:
+:mod:`gym_virl.city` (street networks, buildings, named places),
+:mod:`gym_virl.routes` (routes, rails, gold actions, instructions),
+:mod:`gym_virl.verifier` (judging answers), :mod:`gym_virl.render` (street
+views and city styles) and :mod:`gym_virl.realdata` (the V-IRL data layout).
+:data:`VARIANTS` maps the evaluation protocol's variant names to ``gym.make``
+keyword arguments.
 
 Example:
     >>> import gymnasium as gym

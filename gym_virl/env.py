@@ -193,12 +193,21 @@ class VirlEnv(gym.Env):
 
     ## Arguments
 
-    See :class:`VirlConfig`: ``action_space``, ``split``, ``city_seed``,
-    ``city_style``, ``route_length``, ``train_routes``, ``test_routes``,
-    ``view_size``, ``tries_per_point``, ``rewards``, ``data_dir``; plus
-    ``render_mode`` (``"rgb_array"`` or ``"ansi"``). ``reset`` takes
-    ``options={"route": N}`` (route N of the split), ``"city_style"`` and
-    ``"action_space"`` (used by the variant wrappers).
+    See :class:`VirlConfig`. ``action_space``: ``"absolute"`` (default) or
+    ``"relative"`` (the rule variant). ``split``: ``"train"`` (default, 1000
+    routes) or ``"test"`` (200 routes; never a route of the train split).
+    ``city_seed``: which generated city (default 0). ``city_style``: one of
+    ``harbor`` (the training look), ``desert``, ``old_town``, ``neon``,
+    ``nordic``, ``tropical``, ``modernist``, ``garden``, ``industrial``,
+    ``boulevard``, a group (``"held_out"``: the nine non-training looks;
+    ``"all"``), or a list, drawn per episode. ``route_length``: ``"short"``
+    (V-IRL's 40-150 m, 1-2 turns) or ``"long"`` (3-8 turns).
+    ``view_size``: pixels per view (default 640, like the reference).
+    ``tries_per_point`` (default 2), ``rewards`` (a ``VirlRewards`` or dict),
+    ``data_dir`` (real V-IRL data), ``render_mode`` (``"rgb_array"``: the
+    street-view grid, in both modes; ``"ansi"``: the prompt and a status
+    line). ``reset(options=...)`` takes ``"route"`` (route N of the split; a
+    clear error when out of range), ``"city_style"`` and ``"action_space"``.
 
     ## Version History
 
