@@ -229,7 +229,8 @@ def judge_answer(text: str, gold_action: str, at_intersection: bool,
                  action_space: str = "absolute") -> Judgement:
     """Judge one answer against the gold action and the true intersection flag.
 
-    Never raises on model output: anything unreadable is ``"illegal"``.
+    Never raises on model output: anything unreadable is ``"illegal"``. The
+    feedback is printable ASCII of bounded length, whatever the answer held.
 
     Example:
         >>> ok = '{"current observation": "No landmark nearby. Not at an intersection.", '
@@ -246,7 +247,9 @@ def judge_answer(text: str, gold_action: str, at_intersection: bool,
     try:
         answer = read_answer(text)
     except AnswerFormatError as err:
-        return Judgement("illegal", f"Your answer could not be read: {err.message}.")
+        # The parser's message may quote the model's text: keep the prompt ASCII.
+        message = to_prompt_text(err.message, 2 * ECHO_CHARS)
+        return Judgement("illegal", f"Your answer could not be read: {message}.")
     values = {}
     for key in ANSWER_KEYS:
         try:

@@ -217,6 +217,44 @@ def test_vl_history_does_not_leak_landmark_names():
         )
 
 
+@pytest.mark.parametrize("env_id", IDS)
+def test_adversarial_answers_keep_observations_in_space(env_id):
+    env = make(env_id)
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    prefixes = ["", "{", '{"a":', '{"current observation": ', '{"action": "turn_direction(']
+    for _ in range(400 if env_id == "VIRL-L-v0" else 60):
+        n = int(rng.integers(0, 80))
+        junk = "".join(chr(int(c)) for c in rng.integers(1, 0x2FFF, size=n))
+        obs, reward, te, tr, info = env.step(prefixes[int(rng.integers(len(prefixes)))] + junk)
+        assert env.observation_space.contains(obs), info["feedback"]
+        assert info["feedback"].isascii() and len(info["feedback"]) < 600
+        assert reward < 0
+        if te or tr:
+            env.reset()
+    for action in (None, 42, {"action": "forward()"}, b"\xff", "x" * 3_000_000):
+        obs, *_ = env.step(action)
+        assert env.observation_space.contains(obs)
+        if env.unwrapped._done:
+            env.reset()
+
+
+def test_longest_prompts_fit_the_space():
+    env = make("VIRL-L-v0", route_length="long")
+    longest = 0
+    for route in range(40):
+        env.reset(options={"route": route})
+        u = env.unwrapped
+        while True:
+            obs, _, te, tr, _ = env.step(u.sample_wrong_answer(np.random.default_rng(route), "illegal"))
+            longest = max(longest, len(obs["text"]))
+            obs, _, te, tr, _ = env.step(u.oracle_answer())
+            longest = max(longest, len(obs["text"]))
+            if te or tr:
+                break
+    assert longest < env.observation_space["text"].max_length / 4
+
+
 def test_chat_messages_and_images():
     env = make("VIRL-VL-v0")
     obs, _ = env.reset(seed=0, options={"route": 1})
