@@ -480,14 +480,15 @@ def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     top = ground_y - 5.5 * s
     draw.line([(x, ground_y), (x, top)], fill=pole, width=max(1, int(0.14 * s)))
     head = (255, 236, 180) if style.lamp_glow else pole
+    if style.lamp_glow:  # a halo behind the lamp head
+        r = 0.45 * s
+        cxh = x if style.lamp == "classic" else x + 0.9 * s
+        draw.ellipse([cxh - r, top - 0.3 * s - r, cxh + r, top - 0.3 * s + r], fill=(150, 130, 90))
     if style.lamp == "classic":
         draw.rectangle([x - 0.25 * s, top - 0.6 * s, x + 0.25 * s, top], fill=head, outline=pole)
     else:
         draw.line([(x, top), (x + 0.9 * s, top)], fill=pole, width=max(1, int(0.12 * s)))
         draw.ellipse([x + 0.6 * s, top - 0.1 * s, x + 1.2 * s, top + 0.2 * s], fill=head)
-    if style.lamp_glow:
-        r = 0.9 * s
-        draw.ellipse([x - r, top - r, x + r, top + r], outline=(255, 230, 160))
 
 
 @dataclass(frozen=True)
