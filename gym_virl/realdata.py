@@ -454,6 +454,12 @@ class VirlDataset:
     def __len__(self) -> int:
         return len(self._routes)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Decoded panoramas are a cache (megabytes each): re-read after unpickling.
+        state = self.__dict__.copy()
+        state["_panos"] = OrderedDict()
+        return state
+
     def excluded(self, action_space: str) -> dict[int, str]:
         """Routes left out of ``action_space``'s splits, with the reason."""
         if action_space == "absolute":

@@ -194,6 +194,16 @@ def test_image_mode_cuts_views_with_the_right_headings(data_dir, routes):
                 break
 
 
+def test_image_env_over_real_data_pickles_small(data_dir):
+    env = gym.make("VIRL-VL-v0", data_dir=data_dir, view_size=48)
+    obs, _ = env.reset(seed=0, options={"route": 1})
+    clone = pickle.loads(pickle.dumps(env))
+    assert len(pickle.dumps(env)) < 100_000
+    a = env.step(env.unwrapped.oracle_answer())[0]
+    b = clone.step(clone.unwrapped.oracle_answer())[0]
+    assert np.array_equal(a["image"], b["image"]) and a["text"] == b["text"]
+
+
 def test_perspective_view_wraps_the_seam_and_keeps_straight_lines():
     pano = compass_pano(0.0)
     view = perspective_view(pano, 0.0, 0.0, 64)  # north: the panorama's seam
