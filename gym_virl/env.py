@@ -239,11 +239,16 @@ class VirlEnv(gym.Env):
 
     # ------------------------------------------------------------------ routes
 
-    def num_routes(self, split: str | None = None) -> int:
-        """Number of routes in ``split`` (default: the env's split)."""
+    def num_routes(self, split: str | None = None, action_space: str | None = None) -> int:
+        """Number of routes in ``split`` (default: the env's split).
+
+        With real data, routes whose turns the relative action space cannot
+        express are left out of its splits, so the count depends on
+        ``action_space`` (default: the env's).
+        """
         split = split or self.config.effective_split
         if self._dataset is not None:
-            return len(self._dataset.split_indices(split, self.config.action_space))
+            return len(self._dataset.split_indices(split, action_space or self.config.action_space))
         return self.config.train_routes if split == "train" else self.config.test_routes
 
     def _load_route(self, index: int, action_space: str) -> Route:
@@ -264,7 +269,7 @@ class VirlEnv(gym.Env):
         if action_space not in ("absolute", "relative"):
             raise ValueError(f"action_space must be 'absolute' or 'relative', got {action_space!r}")
         styles = resolve_styles(options.get("city_style", self.config.city_style))
-        n_routes = self.num_routes()
+        n_routes = self.num_routes(action_space=action_space)
         if "route" in options:
             index = options["route"]
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n_routes:

@@ -30,6 +30,7 @@ from gym_virl.realdata import (
     restricted_loads,
 )
 from gym_virl.routes import route_for
+from gym_virl.wrappers import ActionSpaceVariant
 
 ORIGIN = (40.7484, -73.9857)
 R_EARTH = 6_371_008.8
@@ -163,6 +164,29 @@ def test_text_mode_loads_and_oracle_solves(data_dir, routes, action_space):
                 assert list(point.observed.landmarks) == expected
     with pytest.raises(ValueError, match="out of range"):
         env.reset(options={"route": len(routes)})
+
+
+def test_relative_variant_leaves_out_routes_it_cannot_express(tmp_path, routes):
+    entries = export_routes(routes[:3])
+    # Route 1 now starts facing the opposite way: a U-turn, which no relative word says.
+    first = entries[1]["milestone_info"].split("to_next_intersection_heading")[1]
+    degrees = int(first.split('"')[2].split(" ")[0])
+    entries[1]["init_heading"] = (degrees + 180) % 360 or 180
+    root = tmp_path / "u"
+    root.mkdir()
+    (root / "route_infos.json").write_text(json.dumps([entries, 3]))
+    absolute = gym.make("VIRL-L-v0", data_dir=root)
+    relative = gym.make("VIRL-L-v0", data_dir=root, action_space="relative")
+    assert absolute.unwrapped.num_routes() == 3 and relative.unwrapped.num_routes() == 2
+    assert load_dataset(root).excluded("relative") == {1: "a turn of 135 or 180 degrees has no relative action"}
+    assert absolute.unwrapped.num_routes(action_space="relative") == 2
+    wrapped = ActionSpaceVariant(gym.make("VIRL-L-v0", data_dir=root), "relative")
+    for k in range(2):
+        play(wrapped, {"route": k})
+    with pytest.raises(ValueError, match="2 routes"):
+        wrapped.reset(options={"route": 2})
+    info = play(absolute, {"route": 1})
+    assert info["success"]
 
 
 def test_splits_partition_the_file(data_dir, routes):
