@@ -197,7 +197,9 @@ def test_lora_trains_adapters_and_writes_the_merged_model(tiny_model_path, tmp_p
     from peft import PeftModel
 
     base = tiny_model_path("qwen2")
-    final = train_sft(sft_config(base, tmp_path / "run", lora=True, lora_r=4, lora_alpha=8, learning_rate=2e-2))
+    final = train_sft(sft_config(base, tmp_path / "run", lora=True, lora_r=4, lora_alpha=8, learning_rate=2e-2,
+                                 snapshot_steps=[1]))
+    assert (tmp_path / "run" / "snapshots" / "step-000001" / "adapter" / "adapter_config.json").is_file()
     changed, renamed = changed_tensors(base, final)
     assert not renamed and changed
     assert all("proj" in name for name in changed)  # only adapted linear layers moved; norms, embeddings kept
@@ -236,6 +238,18 @@ def test_resume_continues_steps_and_token_count(tiny_model_path, tmp_path):
     assert steps == [1, 2, 3, 4]
 
 
+def test_snapshots_along_the_run_are_loadable_with_their_compute(tiny_model_path, tmp_path):
+    final = train_sft(sft_config(tiny_model_path("qwen2"), tmp_path / "run", max_steps=3, snapshot_steps=[1, 2]))
+    folders = [tmp_path / "run" / "snapshots" / "step-000001", tmp_path / "run" / "snapshots" / "step-000002", final]
+    records = [json.loads((folder / TRAINING_RECORD).read_text()) for folder in folders]
+    assert [r["steps"] for r in records] == [1, 2, 3]
+    tokens = [r["train_tokens"] for r in records]
+    assert 0 < tokens[0] < tokens[1] < tokens[2]
+    weights = [load_file(folder / "model.safetensors")["model.norm.weight"] for folder in folders]
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    assert load_model_and_processor(folders[0]).processor.chat_template
+
+
 def test_deepspeed_zero3_through_the_command_line(tiny_model_path, tmp_path):
     """The real ZeRO-3 path in one CPU process, started as a user would."""
     base = tiny_model_path("llava")
@@ -243,10 +257,14 @@ def test_deepspeed_zero3_through_the_command_line(tiny_model_path, tmp_path):
     cmd = [sys.executable, "-m", "gengym_core.cli", "sft", "--env", "GeneralPoints-VL-v0", "--env-kwarg",
            "image_size=[64,64]", "--model", str(base), "--output-dir", str(out), "--deepspeed", "zero3",
            "--max-steps", "2", "--num-examples", "4", "--per-device-batch-size", "2",
-           "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar"]
+           "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar",
+           "--warmup-ratio", "0", "--snapshot-steps", "1"]
     returncode, stderr = run_command(cmd)
     assert returncode == 0, stderr[-3000:]
     final = out / "final"
+    snapshot = out / "snapshots" / "step-000001"
+    assert changed_tensors(base, snapshot)[0] and not changed_tensors(base, snapshot)[1]
+    assert changed_tensors(snapshot, final)[0]  # the second step moved the weights on
     changed, renamed = changed_tensors(base, final)
     assert changed and not renamed  # gathered from the shards, saved under the model's own names
     record = json.loads((final / TRAINING_RECORD).read_text())
@@ -313,6 +331,8 @@ def test_paper_defaults():
         ({"offload_params": True, "deepspeed": "zero2"}, "offload_params needs deepspeed=zero3"),
         ({"offload_optimizer": True, "deepspeed": "none"}, "offload_optimizer"),
         ({"lora": True, "lora_r": 0}, "lora_r"),
+        ({"max_steps": 10, "snapshot_steps": [5, 20]}, "snapshot_steps past max_steps"),
+        ({"snapshot_steps": [0]}, "snapshot_steps"),
         ({"dataset": "d", "variant": "rule-ood"}, "only shape generated data"),
         ({"dataset": "d", "multi_turn": True}, "multi_turn"),
     ],

@@ -142,6 +142,13 @@ class GengymSFTConfig:
         default=0, metadata={"help": "Write a resumable checkpoint every N optimiser steps; 0 = only the final model."}
     )
     save_total_limit: int = field(default=2, metadata={"help": "Resumable checkpoints kept on disk."})
+    snapshot_steps: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Optimiser steps at which to also write a loadable model with its compute record to "
+            "output_dir/snapshots/step-NNNNNN (for curves over training), e.g. 100,200."
+        },
+    )
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir."})
     tensorboard: bool = field(default=True, metadata={"help": "Write TensorBoard logs to output_dir/tensorboard."})
     progress_bar: bool = field(default=True, metadata={"help": "Show progress bars (data generation, training)."})
@@ -183,6 +190,10 @@ class GengymSFTConfig:
             errors.append("offload_optimizer needs deepspeed=zero2 or zero3")
         if self.logging_steps < 1 or self.save_steps < 0 or self.save_total_limit < 1:
             errors.append("logging_steps and save_total_limit must be at least 1, save_steps >= 0")
+        if any(step < 1 for step in self.snapshot_steps):
+            errors.append("snapshot_steps must be optimiser steps >= 1")
+        elif self.max_steps > 0 and any(step > self.max_steps for step in self.snapshot_steps):
+            errors.append(f"snapshot_steps past max_steps ({self.max_steps}) would never be written")
         if self.dataloader_num_workers < 0:
             errors.append("dataloader_num_workers must be >= 0")
         if self.dataset:

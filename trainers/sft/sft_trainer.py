@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from trainers.common.compute import count_parameters, sft_flops
@@ -60,6 +61,8 @@ logger = logging.getLogger(__name__)
 TRAINING_RECORD = "gengym_training.json"
 #: The final model's folder inside ``output_dir``.
 FINAL_DIR = "final"
+#: Folder of the ``snapshot_steps`` models inside ``output_dir`` (``step-NNNNNN``).
+SNAPSHOT_DIR = "snapshots"
 #: Examples (the longest by text) encoded before training to catch sequences
 #: over ``max_length`` early; the collator still checks every batch.
 PREFLIGHT_EXAMPLES = 4
@@ -517,7 +520,23 @@ def _train(config: GengymSFTConfig) -> Path:
     num_params = count_parameters(model)
 
     # 5. training
-    callbacks = [_jsonl_callback(output_dir)]
+    writer = ModelWriter(
+        config,
+        processor=processor,
+        dtype=dtype,
+        record={
+            "method": "sft",
+            "env_id": env_id,
+            "base_model": config.model,
+            "num_params": num_params,
+            "examples": len(dataset),
+            "dataset": config.dataset or None,
+            "multi_turn": has_revision_dialogues(dataset),
+            "lora": bool(config.lora),
+            "learning_rate": learning_rate,
+        },
+    )
+    callbacks = [_jsonl_callback(output_dir), _SnapshotCallback(writer, output_dir / SNAPSHOT_DIR)]
     if config.tensorboard:
         callbacks.append(_tensorboard_callback(output_dir / "tensorboard"))
     trainer = GengymSFTTrainer(
@@ -531,6 +550,7 @@ def _train(config: GengymSFTConfig) -> Path:
         num_params=num_params,
         init_tokens=_init_tokens(config.model),
     )
+    writer.trainer = trainer
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "gengym_sft_config.json").write_text(json.dumps(config_to_dict(config), indent=2))
@@ -544,35 +564,69 @@ def _train(config: GengymSFTConfig) -> Path:
     trainer.train(resume_from_checkpoint=resume_from)
 
     # 6. output
-    final = output_dir / FINAL_DIR
-    main = trainer.accelerator.is_main_process
-    save_final_model(trainer, final, zero3=config.deepspeed == "zero3")
-    if main:
-        if config.lora:
-            _merge_lora(config, final, dtype=dtype)
-        processor.save_pretrained(str(final))
-        record = {
-            "method": "sft",
-            "env_id": env_id,
-            "base_model": config.model,
-            "num_params": num_params,
-            "init_tokens": trainer.init_tokens,
-            "train_tokens": trainer.train_tokens,
-            "gflops": trainer.gflops,
-            "steps": int(trainer.state.global_step),
-            "examples": len(dataset),
-            "dataset": config.dataset or None,
-            "multi_turn": has_revision_dialogues(dataset),
-            "lora": bool(config.lora),
-            "learning_rate": learning_rate,
-        }
-        (final / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
-    trainer.accelerator.wait_for_everyone()
-    return final
+    return writer.write(output_dir / FINAL_DIR)
 
 
-def save_final_model(trainer: SFTTrainer, final: Path, *, zero3: bool) -> None:
-    """Write the trained model (or adapter) to ``final`` with its own ``save_pretrained``.
+class ModelWriter:
+    """Writes loadable models of the run: the final one and snapshots along the way.
+
+    Each folder gets the model (LoRA merged into its base), the processor or
+    tokenizer with the chat template, and ``gengym_training.json`` with the
+    compute spent up to that point. Every process calls :meth:`write` (ZeRO-3
+    gathers collectively); only the main process writes files.
+
+    Args:
+        config: The run's settings.
+        processor: The model's processor or tokenizer.
+        dtype: Dtype the base model was loaded in (for LoRA merges).
+        record: Fixed fields of the compute record.
+    """
+
+    def __init__(self, config: GengymSFTConfig, *, processor: Any, dtype: torch.dtype, record: dict[str, Any]):
+        self.config = config
+        self.processor = processor
+        self.dtype = dtype
+        self.record = record
+        self.trainer: GengymSFTTrainer | None = None
+
+    def write(self, directory: Path) -> Path:
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("ModelWriter.trainer is not set")
+        if trainer.accelerator.is_main_process and directory.exists():
+            shutil.rmtree(directory)  # a snapshot left by an interrupted run is rewritten whole
+        save_trained_model(trainer, directory, zero3=self.config.deepspeed == "zero3")
+        if trainer.accelerator.is_main_process:
+            if self.config.lora:
+                _merge_lora(self.config, directory, dtype=self.dtype)
+            self.processor.save_pretrained(str(directory))
+            record = {
+                **self.record,
+                "init_tokens": trainer.init_tokens,
+                "train_tokens": trainer.train_tokens,
+                "gflops": trainer.gflops,
+                "steps": int(trainer.state.global_step),
+            }
+            (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+        trainer.accelerator.wait_for_everyone()
+        return directory
+
+
+class _SnapshotCallback(TrainerCallback):
+    """Writes a loadable model at each of ``config.snapshot_steps``."""
+
+    def __init__(self, writer: ModelWriter, folder: Path) -> None:
+        self.writer = writer
+        self.folder = folder
+        self.steps = set(writer.config.snapshot_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            self.writer.write(self.folder / f"step-{state.global_step:06d}")
+
+
+def save_trained_model(trainer: SFTTrainer, directory: Path, *, zero3: bool) -> None:
+    """Write the trained model (or adapter) to ``directory`` with its own ``save_pretrained``.
 
     Under ZeRO-3 the parameters are gathered once (one full copy of the
     weights per process for the duration of the save); ZeRO-2 keeps whole
@@ -601,8 +655,8 @@ def save_final_model(trainer: SFTTrainer, final: Path, *, zero3: bool) -> None:
             base._weight_conversions = None
     with gather:
         if trainer.accelerator.is_main_process:
-            final.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(str(final), safe_serialization=True)
+            directory.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(str(directory), safe_serialization=True)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -615,14 +669,22 @@ def _merge_lora(config: GengymSFTConfig, final: Path, *, dtype: torch.dtype) -> 
     adapter; the adapter alone is kept in ``final/adapter``.
     """
     from peft import PeftModel
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    from transformers.integrations import deepspeed as hf_deepspeed
 
-    unset_hf_deepspeed_config()  # load the base whole, on this process only
     adapter_dir = final / "adapter"
     adapter_dir.mkdir(exist_ok=True)
     for name in ("adapter_model.safetensors", "adapter_config.json", "README.md"):
         if (final / name).exists():
             shutil.move(str(final / name), str(adapter_dir / name))
-    base = load_model_and_processor(config.model, dtype=dtype, trust_remote_code=config.trust_remote_code).model
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(final), safe_serialization=True)
+    # Load the base whole, on this process only: switch ZeRO-3 loading off
+    # meanwhile (a snapshot is written mid-run, when training still needs it).
+    weak = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    active = weak() if weak is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        base = load_model_and_processor(config.model, dtype=dtype, trust_remote_code=config.trust_remote_code).model
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(str(final), safe_serialization=True)
+    finally:
+        if active is not None:
+            hf_deepspeed.set_hf_deepspeed_config(active)
