@@ -171,9 +171,9 @@ def test_text_sft_lowers_the_loss_and_records_its_compute(tiny_model_path, tmp_p
     assert record["train_tokens"] == 2 * sum(own_lengths)  # two epochs, padding not counted
     assert record["gflops"] == pytest.approx(6 * num_params * record["train_tokens"] / 1e9)
 
-    from trainers.ppo.ppo_trainer import _init_tokens_of
+    from trainers.common.compute import init_tokens_of
 
-    assert _init_tokens_of(str(final)) == record["train_tokens"]  # PPO continues the compute axis
+    assert init_tokens_of(str(final)) == record["train_tokens"]  # PPO continues the compute axis
 
     logged = [m for m in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in m]
     assert len(logged) == 8 and logged[-1]["compute/train_tokens"] == record["train_tokens"]

@@ -205,3 +205,34 @@ class ComputeTracker:
         _check_counts(**values)
         for name, value in values.items():
             setattr(self, name, value)
+
+
+#: File beside every checkpoint gengym trains, recording its training compute
+#: (written by SFT and PPO; read to chain D_init and by the experiment runner).
+TRAINING_RECORD = "gengym_training.json"
+
+
+def read_training_record(model_path: Any) -> dict[str, Any]:
+    """The ``gengym_training.json`` beside a local checkpoint, or ``{}``."""
+    import json
+    import logging
+    from pathlib import Path
+
+    record = Path(str(model_path)) / TRAINING_RECORD
+    if not record.is_file():
+        return {}
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        logging.getLogger(__name__).warning("ignoring unreadable %s", record)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def init_tokens_of(model_path: Any) -> int:
+    """``D_init`` of a run that starts from ``model_path``: every token that made it."""
+    record = read_training_record(model_path)
+    try:
+        return int(record.get("init_tokens", 0)) + int(record.get("train_tokens", 0))
+    except (TypeError, ValueError):
+        return 0

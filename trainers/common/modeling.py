@@ -255,3 +255,20 @@ def eos_token_ids(model: Any, processor_or_tokenizer: Any) -> list[int]:
     if tokenizer_eos is not None:
         ids.append(int(tokenizer_eos))
     return list(dict.fromkeys(ids))
+
+
+def forget_load_renames(model: Any) -> None:
+    """Make ``save_pretrained`` write standard weight names for a ZeRO-3-loaded model.
+
+    transformers 5 records on each loaded model which checkpoint renamings it
+    applied, and ``save_pretrained`` reverts exactly those. A model loaded
+    under ZeRO-3 partitioning records the family's whole list instead (legacy
+    renamings included), and reverting all of them writes doubled names such
+    as ``language_model.model.model.*``; ``from_pretrained`` still maps those
+    back, but other tools reading the files would not. Dropping the record
+    makes ``save_pretrained`` revert the family's standard renamings, which is
+    what a model loaded without DeepSpeed writes.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "_weight_conversions", None) is not None:
+        base._weight_conversions = None

@@ -46,13 +46,19 @@ import numpy as np
 import torch
 
 from gengym_core.chat import Message
-from trainers.common.compute import ComputeTracker, count_parameters
+from trainers.common.compute import (
+    TRAINING_RECORD,
+    ComputeTracker,
+    count_parameters,
+    init_tokens_of,
+)
 from trainers.common.config import config_to_dict
 from trainers.common.engine import TrainEngine
 from trainers.common.inputs import append_completions, encode_prompts
 from trainers.common.metrics import MetricsLogger
 from trainers.common.modeling import (
     eos_token_ids,
+    forget_load_renames,
     get_tokenizer,
     is_vision_config,
     load_model_and_processor,
@@ -68,10 +74,6 @@ from trainers.ppo.value_head import ValueHead, ValueHeadConfig, load_value_head,
 from trainers.rewards import RewardFunction, Turn, make_reward_function
 
 logger = logging.getLogger(__name__)
-
-#: File beside a checkpoint that records how it was trained (read by PPO to
-#: count the SFT tokens it starts from, and by the experiment runner).
-TRAINING_RECORD = "gengym_training.json"
 
 
 @dataclass
@@ -220,7 +222,7 @@ class PPOTrainer:
         num_params = count_parameters(self.engine.module.policy) + (
             count_parameters(critic_body) if critic_body is not None else 0
         )
-        self.compute = ComputeTracker(num_params=num_params, init_tokens=_init_tokens_of(cfg.model))
+        self.compute = ComputeTracker(num_params=num_params, init_tokens=init_tokens_of(cfg.model))
         self.metrics = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, enabled=self.is_main)
         self.start_update = 0
         if cfg.resume:
@@ -487,6 +489,8 @@ class PPOTrainer:
         """The policy in Hugging Face format (``from_pretrained`` loads it), its
         processor, the value head, and a record of the training compute."""
         module = self.engine.module
+        if self.engine.is_zero3:
+            forget_load_renames(module.policy)
         with self.engine.gathered(True):
             if self.is_main:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -703,18 +707,6 @@ def _plain_info(info: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(v, np.generic):
             out[k] = v.item()
     return out
-
-
-def _init_tokens_of(model_path: str) -> int:
-    record = Path(model_path) / TRAINING_RECORD
-    if not record.is_file():
-        return 0
-    try:
-        data = json.loads(record.read_text())
-        return int(data.get("init_tokens", 0)) + int(data.get("train_tokens", 0))
-    except (ValueError, TypeError, OSError):
-        logger.warning("ignoring unreadable %s", record)
-        return 0
 
 
 def _is_distributed() -> bool:

@@ -45,20 +45,16 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from trainers.common.compute import count_parameters, sft_flops
+from trainers.common.compute import TRAINING_RECORD, count_parameters, init_tokens_of, sft_flops
 from trainers.common.config import ConfigError, config_to_dict
 from trainers.common.engine_config import DEEPSPEED_CONFIG_DIR
 from trainers.common.inputs import IGNORE_INDEX, encode_for_sft
-from trainers.common.modeling import is_vision_config, load_model_and_processor
+from trainers.common.modeling import forget_load_renames, is_vision_config, load_model_and_processor
 from trainers.data.oracle import OracleDataConfig, build_oracle_dataset, clean_messages
 from trainers.sft.sft_config import GengymSFTConfig
 
 logger = logging.getLogger(__name__)
 
-#: File beside a checkpoint that records how it was trained; the PPO trainer
-#: reads ``init_tokens + train_tokens`` from it as its own ``D_init``. (Same
-#: name as :data:`trainers.ppo.ppo_trainer.TRAINING_RECORD`.)
-TRAINING_RECORD = "gengym_training.json"
 #: The final model's folder inside ``output_dir``.
 FINAL_DIR = "final"
 #: Folder of the ``snapshot_steps`` models inside ``output_dir`` (``step-NNNNNN``).
@@ -359,28 +355,6 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def read_training_record(model_path: str) -> dict[str, Any]:
-    """The ``gengym_training.json`` beside a local checkpoint, or ``{}``."""
-    record = Path(model_path) / TRAINING_RECORD
-    if not record.is_file():
-        return {}
-    try:
-        data = json.loads(record.read_text())
-    except (OSError, ValueError):
-        logger.warning("ignoring unreadable %s", record)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _init_tokens(model_path: str) -> int:
-    """``D_init`` of a run that starts from ``model_path``: all tokens that made it."""
-    record = read_training_record(model_path)
-    try:
-        return int(record.get("init_tokens", 0)) + int(record.get("train_tokens", 0))
-    except (TypeError, ValueError):
-        return 0
-
-
 def _lora_config(config: GengymSFTConfig) -> Any:
     from peft import LoraConfig
 
@@ -548,7 +522,7 @@ def _train(config: GengymSFTConfig) -> Path:
         peft_config=_lora_config(config) if config.lora else None,
         callbacks=callbacks,
         num_params=num_params,
-        init_tokens=_init_tokens(config.model),
+        init_tokens=init_tokens_of(config.model),
     )
     writer.trainer = trainer
     if main:
@@ -632,15 +606,7 @@ def save_trained_model(trainer: SFTTrainer, directory: Path, *, zero3: bool) -> 
     weights per process for the duration of the save); ZeRO-2 keeps whole
     parameters on every process.
 
-    Weight names: transformers 5 records, on each loaded model, which
-    checkpoint renamings it applied, and ``save_pretrained`` reverts exactly
-    those. A model loaded under ZeRO-3 partitioning records the family's
-    whole list instead (legacy renamings included), and reverting all of
-    them writes doubled names such as ``language_model.model.model.*``;
-    ``from_pretrained`` still maps those back, but other tools reading the
-    files would not. Dropping the record makes ``save_pretrained`` revert
-    the family's standard renamings, which is what a model loaded without
-    DeepSpeed writes.
+    Weight names: see :func:`trainers.common.modeling.forget_load_renames`.
     """
     import contextlib
 
@@ -650,9 +616,7 @@ def save_trained_model(trainer: SFTTrainer, directory: Path, *, zero3: bool) -> 
         import deepspeed
 
         gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if getattr(base, "_weight_conversions", None) is not None:
-            base._weight_conversions = None
+        forget_load_renames(model)
     with gather:
         if trainer.accelerator.is_main_process:
             directory.mkdir(parents=True, exist_ok=True)
