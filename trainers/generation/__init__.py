@@ -5,6 +5,10 @@ interface, :class:`~trainers.generation.base.GenerationBackend`. Pick one by
 name with :func:`make_backend`:
 
 * ``"hf"`` -- Hugging Face ``generate``; the reference for correctness.
+* ``"static"`` -- our own decode loop on a static KV cache, with each decode
+  step captured as a CUDA graph on GPU (see :mod:`trainers.generation.static`).
+* ``"vllm"`` -- generation through vLLM when it is installed (optional extra;
+  see :mod:`trainers.generation.vllm_backend`).
 
 Backends import torch lazily; importing this package is cheap.
 """
@@ -16,6 +20,8 @@ from typing import Any
 #: Backend name -> "module:class".
 BACKENDS: dict[str, str] = {
     "hf": "trainers.generation.hf:HFGenerationBackend",
+    "static": "trainers.generation.static:StaticGenerationBackend",
+    "vllm": "trainers.generation.vllm_backend:VLLMGenerationBackend",
 }
 
 
