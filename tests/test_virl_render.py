@@ -125,3 +125,30 @@ def test_destination_sign_legible_in_every_style(style):
     render_views(city, style, point.position, point.heading, 320, record=record)
     views = {s.view for s in record if s.name == name and s.letter_px >= 8}
     assert views & SIDE_VIEWS[side]
+
+
+def test_warping_in_place_matches_transform_and_paste():
+    # The renderer warps opaque textures straight into the canvas through
+    # Pillow's image core; the public route (transform to a transparent image,
+    # paste through its alpha) must give the same pixels.
+    from PIL import Image
+
+    from gym_virl.render.streetview import _warp_into
+
+    rng = np.random.default_rng(0)
+    texture = Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8))
+    coeffs = (0.9, 0.1, -5.0, -0.05, 1.2, 3.0, 0.002, -0.001)
+    box = (7, 5, 61, 50)
+    for resample in (Image.Resampling.NEAREST, Image.Resampling.BILINEAR):
+        base = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        before = np.asarray(base).copy()
+        public = base.copy()
+        warped = texture.convert("RGBA").transform((box[2] - box[0], box[3] - box[1]),
+                                                   Image.Transform.PERSPECTIVE, coeffs, resample)
+        public.paste(warped, box[:2], warped)
+        _warp_into(base, box, texture, coeffs, resample)
+        assert np.array_equal(np.asarray(base), np.asarray(public))
+        # The texture covers part of the box: pixels inside it change, the rest are kept.
+        changed = (np.asarray(base) != before).any(axis=-1)
+        assert 0.2 < changed[box[1]:box[3], box[0]:box[2]].mean() < 0.95
+        assert not changed[:box[1]].any() and not changed[:, :box[0]].any()

@@ -364,9 +364,25 @@ def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float
             inv[2][0], inv[2][1],
         )
     )
-    warped = texture.transform((x1 - x0, y1 - y0), Image.Transform.PERSPECTIVE, coeffs, resample)
-    canvas.paste(warped, (x0, y0), warped)
+    _warp_into(canvas, box, texture, coeffs, resample)
     return box
+
+
+def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
+               coeffs: tuple[float, ...], resample: Image.Resampling) -> None:
+    """Warp ``texture`` straight into ``box`` of ``canvas`` (perspective ``coeffs``,
+    relative to the box's top-left corner).
+
+    Pillow's transform writes only the pixels whose source lies inside the
+    texture when told not to fill, so an opaque texture of the canvas's mode
+    can be drawn in place: the same pixels as ``transform`` to a transparent
+    image and ``paste`` through its alpha, without the intermediate image, the
+    compositing, or the premultiplied-alpha round trip Pillow makes for
+    bilinear RGBA. ``Image.transform`` has no public form of this, so it goes
+    through the image core (``tests/test_virl_render.py`` checks that it
+    still matches the public route).
+    """
+    canvas.im.transform(box, texture.im, Image.Transform.PERSPECTIVE, coeffs, resample, 0)
 
 
 def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],

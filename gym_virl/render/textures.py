@@ -58,17 +58,22 @@ class _ByteBudgetCache:
             self.items.move_to_end(key)
             return hit
         value = self.fn(*key)
-        size = value.size[0] * value.size[1] * len(value.getbands())
+        size = _image_bytes(value)
         self.items[key] = value
         self.bytes += size
         while self.bytes > self.max_bytes and len(self.items) > 1:
             _, old = self.items.popitem(last=False)
-            self.bytes -= old.size[0] * old.size[1] * len(old.getbands())
+            self.bytes -= _image_bytes(old)
         return value
 
     def cache_clear(self) -> None:
         self.items.clear()
         self.bytes = 0
+
+
+def _image_bytes(img: Image.Image) -> int:
+    """Memory an image's pixels take: Pillow keeps multi-band pixels in four bytes (RGB too)."""
+    return img.size[0] * img.size[1] * (1 if len(img.getbands()) == 1 else 4)
 
 
 def byte_budget_cache(max_bytes: int):
@@ -144,7 +149,7 @@ def _floor_strip(style: CityStyle, width_m: float, ppm: float, wall: RGB, light:
     """One upper floor: wall with its row of windows (all in ``colour``)."""
     w_px = max(2, int(round(width_m * ppm)))
     h_px = max(1, int(round(style.floor_height * ppm)))
-    strip = Image.new("RGBA", (w_px, h_px), wall + (255,))
+    strip = Image.new("RGB", (w_px, h_px), wall)
     draw = ImageDraw.Draw(strip)
     frame = shade(style.trim, light)
     for x0, y0, x1, y1 in _window_boxes(style, width_m, ppm):
@@ -199,7 +204,7 @@ def facade_look(building: Building, face: int, style: CityStyle) -> tuple:
 
 def facade_texture(city_seed: int, city_config: object, building_id: int, face: int,
                    style_name: str, level: int) -> Image.Image:
-    """The RGBA texture of one face of one building (see :func:`look_texture`)."""
+    """The RGB texture of one face of one building (see :func:`look_texture`)."""
     b = city_for_seed(city_seed, city_config).buildings[building_id]
     return look_texture(*facade_look(b, face, STYLES[style_name]), level)
 
@@ -207,7 +212,7 @@ def facade_texture(city_seed: int, city_config: object, building_id: int, face: 
 @byte_budget_cache(FACADE_CACHE_BYTES)
 def look_texture(style_name: str, wall_idx: int, floors: int, width_q: int, is_shop: bool,
                  awning_idx: int, door: int, light: float, lit: int, level: int) -> Image.Image:
-    """The RGBA texture of a face with the given look (see :func:`facade_look`).
+    """The RGB texture of a face with the given look (see :func:`facade_look`).
 
     The texture spans the whole face: its width and full height, at
     ``FACADE_PPM / 2**level`` pixels per metre. Shop fronts get glass, a
@@ -221,7 +226,7 @@ def look_texture(style_name: str, wall_idx: int, floors: int, width_q: int, is_s
     w_px = max(2, int(round(width_m * ppm)))
     h_px = max(2, int(round(height_m * ppm)))
     wall = shade(style.walls[wall_idx], light)
-    img = Image.new("RGBA", (w_px, h_px), wall + (255,))
+    img = Image.new("RGB", (w_px, h_px), wall)
     draw = ImageDraw.Draw(img)
     rng = np.random.default_rng(stable_seed(style_name, "lit", lit, width_q, floors))
     trim = shade(style.trim, light)
@@ -364,7 +369,7 @@ def _split_two(text: str) -> list[str]:
 @byte_budget_cache(SIGN_CACHE_BYTES)
 def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
                  vertical: bool = False, level: int = 0) -> Image.Image:
-    """The RGBA texture of a sign board showing ``name``.
+    """The RGB texture of a sign board showing ``name``.
 
     The lettering is sized to fill the board: one line when it fits large
     enough, else two lines; ``vertical`` stacks the letters top to bottom.
@@ -412,7 +417,7 @@ def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
         halo = layer.filter(ImageFilter.GaussianBlur(radius=max(1.0, layer.size[1] / 14)))
         img.alpha_composite(halo, ((w_px - halo.size[0]) // 2, (h_px - halo.size[1]) // 2))
     img.alpha_composite(layer, ((w_px - layer.size[0]) // 2, (h_px - layer.size[1]) // 2))
-    return img
+    return img.convert("RGB")
 
 
 def texture_level(texture_ppm: float, screen_ppm: float, max_level: int = 4) -> int:
