@@ -300,15 +300,38 @@ def sign_colours(name: str, sign: SignStyle) -> tuple[RGB, RGB]:
     return sign.boards[k], sign.letters[k % len(sign.letters)]
 
 
+def _line_layout(lines: list[str], size: int, sign: SignStyle) -> tuple[int, int, int, list[float], int, int]:
+    """Measurements of horizontal lettering: ``(stroke, pad, line_h, widths, width, height)``,
+    the layer size before width scale and slant (measured, nothing drawn)."""
+    f = font(size)
+    stroke = int(round(sign.weight * size / 40.0))
+    pad = stroke + (max(1, size // 14) if sign.outline else 0) + 2
+    space = sign.spacing * size
+    line_h = int(size * 1.18)
+    widths = [sum(f.getlength(c) for c in line) + space * max(0, len(line) - 1) for line in lines]
+    width = int(max(widths) + 2 * pad + 2 * stroke)
+    height = int(line_h * len(lines) + 2 * pad)
+    return stroke, pad, line_h, widths, max(1, width), max(1, height)
+
+
+def _shaped_size(size: tuple[int, int], sign: SignStyle) -> tuple[int, int]:
+    """Size of a lettering layer of ``size`` after :func:`_shape_letters`."""
+    w, h = size
+    if abs(sign.width - 1.0) > 1e-3:
+        w = max(1, int(round(w * sign.width)))
+    if sign.slant:
+        w += int(math.ceil(sign.slant * h))
+    return w, h
+
+
 def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
                 vertical: bool) -> Image.Image:
     """The lettering as an RGBA layer on transparent ground, before width/slant."""
     f = font(size)
-    stroke = int(round(sign.weight * size / 40.0))
     outline = sign.outline
-    pad = stroke + (max(1, size // 14) if outline else 0) + 2
-    space = sign.spacing * size
     if vertical:
+        stroke = int(round(sign.weight * size / 40.0))
+        pad = stroke + (max(1, size // 14) if outline else 0) + 2
         chars = [c for c in lines[0]]
         step = int(size * 1.02)
         width = int(max(f.getlength(c) for c in chars if c.strip()) + 2 * pad) if chars else 1
@@ -322,11 +345,9 @@ def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
             draw.text((x, pad + i * step), c, font=f, fill=colour + (255,), stroke_width=stroke,
                       stroke_fill=(outline or colour) + (255,))
         return layer
-    line_h = int(size * 1.18)
-    widths = [sum(f.getlength(c) for c in line) + space * max(0, len(line) - 1) for line in lines]
-    width = int(max(widths) + 2 * pad + 2 * stroke)
-    height = int(line_h * len(lines) + 2 * pad)
-    layer = Image.new("RGBA", (max(1, width), max(1, height)), (0, 0, 0, 0))
+    stroke, pad, line_h, widths, width, height = _line_layout(lines, size, sign)
+    space = sign.spacing * size
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     ow = max(1, size // 14) if outline else 0
     for i, line in enumerate(lines):
@@ -394,21 +415,21 @@ def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
         layer = _shape_letters(_text_layer([text], size, sign, letter_c, True), sign)
     else:
         # One line or two, whichever lets the letters be larger. Lettering
-        # scales with the font size, so one trial render tells the size that fits.
-        best: tuple[int, Image.Image] | None = None
+        # scales with the font size, so one trial measurement tells the size
+        # that fits; only the chosen layout is drawn.
+        best: tuple[int, list[str]] | None = None
         for lines in ([text], _split_two(text)):
             if best is not None and len(lines) == 1:
                 continue
             size = max(4, int(inner_h / (1.18 * len(lines) + 0.15)))
-            candidate = _shape_letters(_text_layer(lines, size, sign, letter_c, False), sign)
-            scale = min(1.0, inner_w / candidate.size[0], inner_h / candidate.size[1])
+            cw, ch = _shaped_size(_line_layout(lines, size, sign)[4:], sign)
+            scale = min(1.0, inner_w / cw, inner_h / ch)
             if scale < 1.0:
                 size = max(4, int(size * scale * 0.97))
-                candidate = _shape_letters(_text_layer(lines, size, sign, letter_c, False), sign)
             if best is None or size > best[0]:
-                best = (size, candidate)
+                best = (size, lines)
         assert best is not None
-        layer = best[1]
+        layer = _shape_letters(_text_layer(best[1], best[0], sign, letter_c, False), sign)
         if layer.size[0] > inner_w or layer.size[1] > inner_h:
             scale = min(inner_w / layer.size[0], inner_h / layer.size[1])
             layer = layer.resize((max(1, int(layer.size[0] * scale)), max(1, int(layer.size[1] * scale))),
