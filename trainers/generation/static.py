@@ -587,14 +587,11 @@ class _StaticState:
 class _StaticDecoder:
     """Runs decode steps of a loaded :class:`_StaticState`, through a graph when it can."""
 
-    def __init__(
-        self, state: _StaticState, rows: int, generator: Any, *, use_graphs: bool, graph_pool: Any
-    ) -> None:
+    def __init__(self, state: _StaticState, rows: int, generator: Any, *, use_graphs: bool) -> None:
         self.state = state
         self.rows = rows
         self.generator = generator
         self.use_graphs = use_graphs
-        self.graph_pool = graph_pool
 
     @property
     def finished(self) -> Any:
@@ -650,7 +647,9 @@ class _StaticDecoder:
         state = self.state
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, pool=self.graph_pool):
+            # A private memory pool per graph: graphs of different buckets and
+            # modes may then be replayed in any order.
+            with torch.cuda.graph(graph):
                 state.decode_step()
         except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
             where = traceback.extract_tb(exc.__traceback__)
@@ -790,10 +789,9 @@ class StaticGenerationBackend(GenerationBackend):
         self.pad_id = int(self.tokenizer.pad_token_id)
         self._states: OrderedDict[tuple, _StaticState] = OrderedDict()
         self._weights_key: tuple | None = None
-        self._graph_pool: Any = None
         self._generators: dict[str, Any] = {}
         self._phase_depth = 0
-        #: Why the fast path was not taken, newest last (also logged).
+        #: Why a faster path was not taken (each logged once), oldest first.
         self.fallback_reasons: list[str] = []
         #: Which decoder ran the last call: "graph", "static-eager" or "generic".
         self.last_decoder: str | None = None
@@ -820,7 +818,6 @@ class StaticGenerationBackend(GenerationBackend):
     def release(self) -> None:
         """Drop every KV cache and captured graph."""
         self._states.clear()
-        self._graph_pool = None
         self._weights_key = None
 
     def close(self) -> None:
@@ -828,9 +825,10 @@ class StaticGenerationBackend(GenerationBackend):
 
     # ------------------------------------------------------------------ helpers
     def _note(self, reason: str) -> None:
+        """Log a fallback reason once and keep it in :attr:`fallback_reasons`."""
         if reason not in self.fallback_reasons:
             logger.warning("static generation: %s", reason)
-        self.fallback_reasons.append(reason)
+            self.fallback_reasons.append(reason)
 
     def _device(self) -> Any:
         import torch
@@ -1006,7 +1004,6 @@ class StaticGenerationBackend(GenerationBackend):
     def _generate(
         self, inputs: Mapping[str, Any], params: SamplingParams
     ) -> tuple[list[list[int]], list[list[float]]]:
-        import torch
 
         device = self._device()
         input_ids, kwargs, prompt_mask = self._model_kwargs(inputs, device)
@@ -1090,20 +1087,17 @@ class StaticGenerationBackend(GenerationBackend):
                 params=params,
             )
             del prefill_cache
-            if use_graphs and self._graph_pool is None:
-                self._graph_pool = torch.cuda.graph_pool_handle()
-            decoder = _StaticDecoder(
-                state, rows, generator, use_graphs=use_graphs, graph_pool=self._graph_pool
-            )
+            decoder = _StaticDecoder(state, rows, generator, use_graphs=use_graphs)
             self.last_decoder = "static-eager"
         del outputs
 
         steps = self._decode_loop(decoder, rows, params)
-        if (
-            isinstance(decoder, _StaticDecoder)
-            and decoder.state.graphs.get(decoder.state.mode) is not None
-        ):
-            self.last_decoder = "graph"
+        if isinstance(decoder, _StaticDecoder):
+            state = decoder.state
+            if state.graphs.get(state.mode) is not None:
+                self.last_decoder = "graph"
+            for mode, failure in state.graph_failures.items():
+                self._note(f"CUDA graph capture failed ({mode} mode): {failure}; decoding eagerly")
         tokens = decoder.out_tokens[:rows, :steps].tolist()
         logprobs = decoder.out_logprobs[:rows, :steps].tolist()
         return tokens, logprobs
