@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -144,21 +145,19 @@ def _window_boxes(style: CityStyle, width_m: float, ppm: float) -> list[tuple[fl
     return boxes
 
 
-def _floor_strip(style: CityStyle, width_m: float, ppm: float, wall: RGB, light: float,
-                 colour: RGB) -> Image.Image:
-    """One upper floor: wall with its row of windows (all in ``colour``)."""
+def _floor_strip(style: CityStyle, width_m: float, ppm: float) -> Image.Image:
+    """One upper floor as colour roles (see :func:`look_texture`): wall with its row of windows."""
     w_px = max(2, int(round(width_m * ppm)))
     h_px = max(1, int(round(style.floor_height * ppm)))
-    strip = Image.new("RGB", (w_px, h_px), wall)
+    strip = Image.new("L", (w_px, h_px), _WALL)
     draw = ImageDraw.Draw(strip)
-    frame = shade(style.trim, light)
     for x0, y0, x1, y1 in _window_boxes(style, width_m, ppm):
-        _draw_window(draw, style, (x0, y0, x1, y1), colour, frame, ppm)
+        _draw_window(draw, style, (x0, y0, x1, y1), _GLASS_UP, _TRIM, ppm)
     return strip
 
 
 def _draw_window(draw: ImageDraw.ImageDraw, style: CityStyle, box: tuple[float, float, float, float],
-                 colour: RGB, frame: RGB, ppm: float) -> None:
+                 colour: int, frame: int, ppm: float) -> None:
     x0, y0, x1, y1 = box
     draw.rectangle([x0, y0, x1, y1], fill=colour)
     if style.window_shape == "arched":
@@ -209,6 +208,102 @@ def facade_texture(city_seed: int, city_config: object, building_id: int, face: 
     return look_texture(*facade_look(b, face, STYLES[style_name]), level)
 
 
+#: Colour roles of facade pixels. A facade is drawn once as a map of these
+#: roles (independent of wall colour and light) and coloured per look by a
+#: palette, which gives the same pixels as drawing in colour at a fraction
+#: of the cost of drawing.
+_WALL, _TRIM, _GLASS_UP, _LIT, _GLASS, _SHOP_DOOR, _HOUSE_DOOR, _AWNING, _AWNING_STRIPE, _PLINTH = range(10)
+#: Memory budget of the cache of facade role maps (one byte per pixel).
+FACADE_ROLES_CACHE_BYTES: int = 48 * 2**20
+
+
+@byte_budget_cache(FACADE_ROLES_CACHE_BYTES)
+def _look_roles(style_name: str, floors: int, width_q: int, is_shop: bool, awning: bool, door: int,
+                lit: int, level: int) -> Image.Image:
+    """The facade of a look as an ``"L"`` image of colour roles (see :func:`look_texture`)."""
+    style = STYLES[style_name]
+    width_m = width_q * WIDTH_STEP
+    height_m = GROUND_FLOOR + (floors - 1) * style.floor_height + PARAPET
+    ppm = FACADE_PPM / (2**level)
+    w_px = max(2, int(round(width_m * ppm)))
+    h_px = max(2, int(round(height_m * ppm)))
+    img = Image.new("L", (w_px, h_px), _WALL)
+    draw = ImageDraw.Draw(img)
+    rng = np.random.default_rng(stable_seed(style_name, "lit", lit, width_q, floors))
+    # Parapet / cornice.
+    draw.rectangle([0, 0, w_px, max(1, int(0.35 * ppm))], fill=_TRIM)
+    # Upper floors: one strip drawn once and pasted per storey; lit windows
+    # (night styles) painted over it.
+    strip = _floor_strip(style, width_m, ppm)
+    boxes = _window_boxes(style, width_m, ppm)
+    for k in range(1, floors):
+        top = int(round(h_px - (GROUND_FLOOR + k * style.floor_height) * ppm))
+        img.paste(strip, (0, top))
+        if style.window_lit is not None:
+            for x0, y0, x1, y1 in boxes:
+                if rng.random() < 0.45:
+                    _draw_window(draw, style, (x0, y0 + top, x1, y1 + top), _LIT, _TRIM, ppm)
+    # Band between shop floor and the floors above.
+    band_y = h_px - GROUND_FLOOR * ppm
+    draw.rectangle([0, band_y - 0.18 * ppm, w_px, band_y + 0.05 * ppm], fill=_TRIM)
+    if is_shop:
+        x0, x1 = 0.06 * width_m * ppm, 0.94 * width_m * ppm
+        y_top = h_px - 3.0 * ppm
+        y_bot = h_px - 0.25 * ppm
+        draw.rectangle([x0, y_top, x1, y_bot], fill=_GLASS, outline=_TRIM, width=max(1, int(0.15 * ppm)))
+        door_w = 1.2 * ppm
+        dx = x0 + (x1 - x0) * (0.2 + 0.15 * door)
+        draw.rectangle([dx - door_w / 2, y_top + 0.3 * ppm, dx + door_w / 2, h_px], fill=_SHOP_DOOR)
+        mullions = max(1, int((x1 - x0) / (2.2 * ppm)))
+        for m in range(1, mullions):
+            mx = x0 + (x1 - x0) * m / mullions
+            draw.line([mx, y_top, mx, y_bot], fill=_TRIM, width=max(1, int(0.08 * ppm)))
+        if awning:
+            draw.rectangle([x0 - 0.1 * ppm, h_px - 3.25 * ppm, x1 + 0.1 * ppm, h_px - 2.75 * ppm], fill=_AWNING)
+            stripes = max(2, int((x1 - x0) / (0.6 * ppm)))
+            for k in range(0, stripes, 2):
+                sx = x0 + (x1 - x0) * k / stripes
+                draw.rectangle([sx, h_px - 3.25 * ppm, sx + (x1 - x0) / stripes, h_px - 2.75 * ppm],
+                               fill=_AWNING_STRIPE)
+    else:
+        # A residential ground floor: a door and two windows.
+        cx = width_m * ppm * (0.25 + 0.125 * door)
+        draw.rectangle([cx - 0.6 * ppm, h_px - 2.4 * ppm, cx + 0.6 * ppm, h_px], fill=_HOUSE_DOOR)
+        for off in (-2.4, 2.4):
+            wx = cx + off * ppm
+            if 0.5 * ppm < wx < (width_m - 0.5) * ppm:
+                draw.rectangle([wx - 0.6 * ppm, h_px - 2.8 * ppm, wx + 0.6 * ppm, h_px - 1.2 * ppm],
+                               fill=_GLASS, outline=_TRIM)
+    # A plinth.
+    draw.rectangle([0, h_px - 0.25 * ppm, w_px, h_px], fill=_PLINTH)
+    return img
+
+
+@lru_cache(maxsize=4096)
+def _look_palette(style_name: str, wall_idx: int, awning_idx: int, light: float) -> bytes:
+    """The colours of the facade roles for a wall colour, awning and light."""
+    style = STYLES[style_name]
+    wall = shade(style.walls[wall_idx], light)
+    trim = shade(style.trim, light)
+    glass = shade(mix(style.window, (200, 210, 220), 0.25), light)
+    if style.window_lit is not None:
+        glass = mix(glass, style.window_lit, 0.55)
+    awning = shade(style.awnings[awning_idx], light) if awning_idx >= 0 else wall
+    colours = {
+        _WALL: wall,
+        _TRIM: trim,
+        _GLASS_UP: shade(style.window, light),
+        _LIT: style.window_lit or wall,
+        _GLASS: glass,
+        _SHOP_DOOR: shade(wall, 0.45),
+        _HOUSE_DOOR: shade(wall, 0.4),
+        _AWNING: awning,
+        _AWNING_STRIPE: shade(awning, 0.8),
+        _PLINTH: shade(wall, 0.7),
+    }
+    return bytes(c for role in range(len(colours)) for c in colours[role])
+
+
 @byte_budget_cache(FACADE_CACHE_BYTES)
 def look_texture(style_name: str, wall_idx: int, floors: int, width_q: int, is_shop: bool,
                  awning_idx: int, door: int, light: float, lit: int, level: int) -> Image.Image:
@@ -217,72 +312,13 @@ def look_texture(style_name: str, wall_idx: int, floors: int, width_q: int, is_s
     The texture spans the whole face: its width and full height, at
     ``FACADE_PPM / 2**level`` pixels per metre. Shop fronts get glass, a
     door and maybe an awning; the sign itself is a separate quad (see
-    :func:`sign_texture`).
+    :func:`sign_texture`). The layout is drawn once per shape as colour
+    roles (:func:`_look_roles`) and coloured here.
     """
-    style = STYLES[style_name]
-    width_m = width_q * WIDTH_STEP
-    height_m = GROUND_FLOOR + (floors - 1) * style.floor_height + PARAPET
-    ppm = FACADE_PPM / (2**level)
-    w_px = max(2, int(round(width_m * ppm)))
-    h_px = max(2, int(round(height_m * ppm)))
-    wall = shade(style.walls[wall_idx], light)
-    img = Image.new("RGB", (w_px, h_px), wall)
-    draw = ImageDraw.Draw(img)
-    rng = np.random.default_rng(stable_seed(style_name, "lit", lit, width_q, floors))
-    trim = shade(style.trim, light)
-    # Parapet / cornice.
-    draw.rectangle([0, 0, w_px, max(1, int(0.35 * ppm))], fill=trim)
-    # Upper floors: one strip drawn once and pasted per storey; lit windows
-    # (night styles) painted over it.
-    glass_up = shade(style.window, light)
-    strip = _floor_strip(style, width_m, ppm, wall, light, glass_up)
-    boxes = _window_boxes(style, width_m, ppm)
-    for k in range(1, floors):
-        top = int(round(h_px - (GROUND_FLOOR + k * style.floor_height) * ppm))
-        img.paste(strip, (0, top))
-        if style.window_lit is not None:
-            for x0, y0, x1, y1 in boxes:
-                if rng.random() < 0.45:
-                    _draw_window(draw, style, (x0, y0 + top, x1, y1 + top), style.window_lit,
-                                 trim, ppm)
-    # Band between shop floor and the floors above.
-    band_y = h_px - GROUND_FLOOR * ppm
-    draw.rectangle([0, band_y - 0.18 * ppm, w_px, band_y + 0.05 * ppm], fill=trim)
-    glass = shade(mix(style.window, (200, 210, 220), 0.25), light)
-    if style.window_lit is not None:
-        glass = mix(glass, style.window_lit, 0.55)
-    if is_shop:
-        x0, x1 = 0.06 * width_m * ppm, 0.94 * width_m * ppm
-        y_top = h_px - 3.0 * ppm
-        y_bot = h_px - 0.25 * ppm
-        draw.rectangle([x0, y_top, x1, y_bot], fill=glass, outline=trim, width=max(1, int(0.15 * ppm)))
-        door_w = 1.2 * ppm
-        dx = x0 + (x1 - x0) * (0.2 + 0.15 * door)
-        draw.rectangle([dx - door_w / 2, y_top + 0.3 * ppm, dx + door_w / 2, h_px], fill=shade(wall, 0.45))
-        mullions = max(1, int((x1 - x0) / (2.2 * ppm)))
-        for m in range(1, mullions):
-            mx = x0 + (x1 - x0) * m / mullions
-            draw.line([mx, y_top, mx, y_bot], fill=trim, width=max(1, int(0.08 * ppm)))
-        if awning_idx >= 0:
-            awning = shade(style.awnings[awning_idx], light)
-            draw.rectangle([x0 - 0.1 * ppm, h_px - 3.25 * ppm, x1 + 0.1 * ppm, h_px - 2.75 * ppm], fill=awning)
-            stripes = max(2, int((x1 - x0) / (0.6 * ppm)))
-            for k in range(0, stripes, 2):
-                sx = x0 + (x1 - x0) * k / stripes
-                draw.rectangle([sx, h_px - 3.25 * ppm, sx + (x1 - x0) / stripes, h_px - 2.75 * ppm],
-                               fill=shade(awning, 0.8))
-    else:
-        # A residential ground floor: a door and two windows.
-        cx = width_m * ppm * (0.25 + 0.125 * door)
-        draw.rectangle([cx - 0.6 * ppm, h_px - 2.4 * ppm, cx + 0.6 * ppm, h_px], fill=shade(wall, 0.4))
-        for off in (-2.4, 2.4):
-            wx = cx + off * ppm
-            if 0.5 * ppm < wx < (width_m - 0.5) * ppm:
-                draw.rectangle([wx - 0.6 * ppm, h_px - 2.8 * ppm, wx + 0.6 * ppm, h_px - 1.2 * ppm],
-                               fill=glass, outline=trim)
-    # A plinth.
-    draw.rectangle([0, h_px - 0.25 * ppm, w_px, h_px], fill=shade(wall, 0.7))
-    return img
+    roles = _look_roles(style_name, floors, width_q, is_shop, awning_idx >= 0, door, lit, level)
+    img = roles.copy()
+    img.putpalette(_look_palette(style_name, wall_idx, awning_idx, light))
+    return img.convert("RGB")
 
 
 def cased(text: str, sign: SignStyle) -> str:
@@ -300,15 +336,20 @@ def sign_colours(name: str, sign: SignStyle) -> tuple[RGB, RGB]:
     return sign.boards[k], sign.letters[k % len(sign.letters)]
 
 
+@lru_cache(maxsize=16384)
+def _advance(size: int, char: str) -> float:
+    """Advance width of one letter at ``size`` (memoised: sign layouts measure letter by letter)."""
+    return font(size).getlength(char)
+
+
 def _line_layout(lines: list[str], size: int, sign: SignStyle) -> tuple[int, int, int, list[float], int, int]:
     """Measurements of horizontal lettering: ``(stroke, pad, line_h, widths, width, height)``,
     the layer size before width scale and slant (measured, nothing drawn)."""
-    f = font(size)
     stroke = int(round(sign.weight * size / 40.0))
     pad = stroke + (max(1, size // 14) if sign.outline else 0) + 2
     space = sign.spacing * size
     line_h = int(size * 1.18)
-    widths = [sum(f.getlength(c) for c in line) + space * max(0, len(line) - 1) for line in lines]
+    widths = [sum(_advance(size, c) for c in line) + space * max(0, len(line) - 1) for line in lines]
     width = int(max(widths) + 2 * pad + 2 * stroke)
     height = int(line_h * len(lines) + 2 * pad)
     return stroke, pad, line_h, widths, max(1, width), max(1, height)
@@ -334,14 +375,14 @@ def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
         pad = stroke + (max(1, size // 14) if outline else 0) + 2
         chars = [c for c in lines[0]]
         step = int(size * 1.02)
-        width = int(max(f.getlength(c) for c in chars if c.strip()) + 2 * pad) if chars else 1
+        width = int(max(_advance(size, c) for c in chars if c.strip()) + 2 * pad) if chars else 1
         height = int(step * len(chars) + 2 * pad)
         layer = Image.new("RGBA", (max(1, width), max(1, height)), (0, 0, 0, 0))
         draw = ImageDraw.Draw(layer)
         for i, c in enumerate(chars):
             if not c.strip():
                 continue
-            x = (width - f.getlength(c)) / 2
+            x = (width - _advance(size, c)) / 2
             draw.text((x, pad + i * step), c, font=f, fill=colour + (255,), stroke_width=stroke,
                       stroke_fill=(outline or colour) + (255,))
         return layer
@@ -360,7 +401,7 @@ def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
             for c in line:
                 draw.text((x, y), c, font=f, fill=colour + (255,), stroke_width=stroke + ow,
                           stroke_fill=(outline or colour) + (255,))
-                x += f.getlength(c) + space
+                x += _advance(size, c) + space
     return layer
 
 
