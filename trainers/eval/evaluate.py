@@ -104,7 +104,8 @@ def run_episodes(
             obs, reward, terminated, truncated, info = envs[k].step(answer)
             state["obs"], state["ret"] = obs, state["ret"] + float(reward)
             state["verdicts"].append(str(info.get("verdict")))
-            if info.get("recognition_correct") is not None:
+            if "recognition_correct" in info:
+                # An answer that could not be read did not report the image right.
                 state["recog"].append(bool(info["recognition_correct"]))
             if terminated or truncated:
                 index = state["index"]
@@ -142,8 +143,13 @@ def evaluate(
     prompt_format: str = "observation",
     keep_transcripts: int = 3,
     show_progress: bool = True,
+    env_overrides: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """Evaluate ``agent`` on ``episodes`` fixed episodes of each variant."""
+    """Evaluate ``agent`` on ``episodes`` fixed episodes of each variant.
+
+    ``env_overrides`` are ``gym.make`` kwargs applied on top of every
+    variant's own (e.g. ``{"verify_iter": 1}`` for the verification ablation).
+    """
     from tqdm.auto import tqdm
 
     if episodes < 1:
@@ -152,6 +158,7 @@ def evaluate(
     metrics: dict[str, dict[str, Any]] = {}
     records: dict[str, list[EpisodeRecord]] = {}
     for name, kwargs in resolved.items():
+        kwargs = {**kwargs, **(env_overrides or {})}
         seeds = [episode_seed(seed, name, i) for i in range(episodes)]
         start = time.perf_counter()
         with tqdm(total=episodes, desc=f"eval {name}", unit="ep", disable=not show_progress, leave=False) as bar:
@@ -172,6 +179,7 @@ def evaluate(
         "seed": seed,
         "batch_size": batch_size,
         "prompt_format": prompt_format,
+        "env_overrides": dict(env_overrides or {}),
     }
     return EvalResult(env_id=env_id, agent=getattr(agent, "name", type(agent).__name__), metrics=metrics, episodes=records, settings=settings)
 

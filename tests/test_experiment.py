@@ -1,0 +1,140 @@
+"""The experiment runner: a tiny recipe end to end, its plots, resume, and the demo settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from trainers.common.config import ConfigError, config_from_dict  # noqa: E402
+from trainers.experiment.runner import ExperimentConfig, ExperimentRunner  # noqa: E402
+
+TINY = {
+    "name": "tiny",
+    "env_id": "GeneralPoints-VL-v0",
+    "model": "tiny:llava",
+    "device": "cpu",
+    "eval_episodes": 2,
+    "eval_batch_size": 2,
+    "eval_max_new_tokens": 8,
+    "init_sft": {"num_examples": 8, "max_steps": 2, "per_device_batch_size": 4, "progress_bar": False},
+    "sft": {"num_examples": 8, "max_steps": 2, "per_device_batch_size": 4, "progress_bar": False},
+    "sft_snapshots": 2,
+    "ppo": {
+        "total_updates": 1,
+        "num_envs": 2,
+        "num_steps": 1,
+        "minibatch_size": 2,
+        "micro_batch_size": 2,
+        "ppo_epochs": 1,
+        "max_new_tokens": 8,
+    },
+    "rl_without_sft": True,
+    "verification_ablation": [1, 2],
+}
+
+
+def read_results(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def assert_png_is_a_real_plot(path):
+    from PIL import Image
+
+    image = np.asarray(Image.open(path).convert("L"))
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    # A blank canvas has one grey level; a plot has axes, text and lines.
+    assert len(np.unique(image)) > 20 and image.std() > 10
+
+
+@pytest.mark.slow
+def test_tiny_experiment_runs_plots_and_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "exp"
+    config = config_from_dict(ExperimentConfig, {**TINY, "output_dir": str(out)})
+
+    # Interrupt the first run inside the RL series, after the SFT stages.
+    import trainers.experiment.runner as runner_module
+
+    real_rl_series = runner_module.ExperimentRunner.rl_series
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module.ExperimentRunner, "rl_series", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ExperimentRunner(config, log=lambda *_: None).run()
+    before = read_results(out)
+    assert {r["series"] for r in before} == {"sft", "rl"}  # init (both series) and SFT snapshots
+    init_weights = out / "init-sft" / "final" / "model.safetensors"
+    stamp = init_weights.stat().st_mtime_ns
+
+    monkeypatch.setattr(runner_module.ExperimentRunner, "rl_series", real_rl_series)
+    summary = ExperimentRunner(config, log=lambda *_: None).run()
+    assert init_weights.stat().st_mtime_ns == stamp, "the resumed run retrained the init checkpoint"
+    records = read_results(out)
+    keys = [(r["series"], r["checkpoint"]) for r in records]
+    assert len(keys) == len(set(keys)), "a checkpoint was evaluated twice"
+    assert records[: len(before)] == before
+    series = {r["series"] for r in records}
+    assert series == {"sft", "rl", "rl-no-sft", "viter-1", "viter-2"}
+    sft = sorted((r for r in records if r["series"] == "sft"), key=lambda r: r["gflops"])
+    assert [r["step"] for r in sft] == [0, 1, 2]
+    assert sft[0]["gflops"] < sft[-1]["gflops"]
+    for r in records:
+        assert set(r["variants"]) == {"id", "rule-ood", "visual-ood"}
+
+    for name in ("success_vs_compute", "recognition_vs_success", "rl_without_sft", "verification_ablation"):
+        assert_png_is_a_real_plot(out / "plots" / f"{name}.png")
+    text = summary.read_text()
+    assert "| sft | 2 |" in text and "verification_ablation.png" in text
+
+    # A third run finds everything done and evaluates nothing again.
+    ExperimentRunner(config, log=lambda *_: None).run()
+    assert len(read_results(out)) == len(records)
+
+
+def test_ablation_evaluates_with_its_own_budget(tmp_path, monkeypatch):
+    calls = []
+    config = config_from_dict(ExperimentConfig, {**TINY, "output_dir": str(tmp_path), "verification_ablation": [3]})
+    runner = ExperimentRunner(config, log=lambda *_: None)
+    monkeypatch.setattr(runner, "evaluate", lambda ckpt, series, step, env_overrides=None: calls.append((series, env_overrides)))
+    monkeypatch.setattr(runner, "rl_series", lambda *a, **k: calls.append(("rl", k.get("env_kwargs"))))
+    monkeypatch.setattr(runner, "base_model", lambda: tmp_path / "base")
+    monkeypatch.setattr(runner, "init_checkpoint", lambda base: tmp_path / "init")
+    monkeypatch.setattr(runner, "sft_series", lambda init: None)
+    monkeypatch.setattr(runner, "report", lambda: tmp_path / "summary.md")
+    config.rl_without_sft = False
+    runner.run()
+    assert (["viter-3"], {"verify_iter": 3}) in calls
+    assert ("rl", {"verify_iter": 3}) in calls
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"env_id": "Nope-v0"}, "unknown gengym env"),
+        ({"eval_variants": ["visual-ood"], "env_id": "GeneralPoints-L-v0"}, "not variants"),
+        ({"sft": {"learning_rat": 1}}, "learning_rat"),
+        ({"ppo": {"clip_range": 3}}, "clip_range"),
+        ({"verification_ablation": [0]}, "at least 1"),
+    ],
+)
+def test_bad_recipes_fail_before_training(settings, message):
+    with pytest.raises((ConfigError, ValueError), match=message):
+        config_from_dict(ExperimentConfig, {**TINY, **settings})
+
+
+def test_demo_and_example_recipes_are_valid():
+    from pathlib import Path
+
+    from trainers.experiment.demo import DEMO_SETTINGS
+    from trainers.experiment.runner import load_experiment_config
+
+    config_from_dict(ExperimentConfig, DEMO_SETTINGS)
+    recipes = sorted(Path(__file__).resolve().parent.parent.joinpath("examples", "experiments").glob("*.yaml"))
+    assert len(recipes) >= 4
+    for recipe in recipes:
+        load_experiment_config(recipe)

@@ -1,0 +1,392 @@
+"""The paper's comparison as one resumable recipe: SFT vs RL, ID vs OOD, against compute.
+
+A run follows the paper's protocol:
+
+1. **init**: a short SFT on oracle answers from the base model (the format
+   warm-up both methods start from; RL without it fails when the base model
+   does not follow the answer format).
+2. **sft** series: SFT continues from the init checkpoint; evaluable
+   snapshots along the way.
+3. **rl** series: PPO from the init checkpoint with the env's verifier as
+   reward; a checkpoint after every few updates.
+4. optional **rl-no-sft**: PPO from the base model directly.
+5. optional **verification ablation**: PPO from init with verification
+   budgets 1, 3, 5, 10.
+
+Every checkpoint is evaluated on the ID and OOD variants; each result is one
+line of ``results.jsonl`` with the checkpoint's training compute (the paper's
+FLOPs formula, read from its ``gengym_training.json``). The plots and
+``summary.md`` are drawn from that file. Every stage skips what is already
+on disk, so re-running the same command resumes an interrupted experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from trainers.common.compute import TRAINING_RECORD
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExperimentConfig:
+    """One SFT-vs-RL experiment. Sections ``init_sft``, ``sft`` and ``ppo`` take
+    any settings of the SFT and PPO configs (they override the defaults here)."""
+
+    name: str = field(default="experiment", metadata={"help": "Name shown in plots and the summary."})
+    env_id: str = field(default="GeneralPoints-L-v0", metadata={"help": "gengym env id to train on."})
+    model: str = field(
+        default="tiny:qwen2",
+        metadata={"help": "Base checkpoint (path or hub id), or tiny:FAMILY for a built-in tiny model."},
+    )
+    output_dir: str = field(default="runs/experiment", metadata={"help": "Where everything goes."})
+    seed: int = field(default=0, metadata={"help": "Seed of data, training and evaluation."})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "Where to train and evaluate."})
+    deepspeed: Literal["zero3", "zero2", "none"] = field(
+        default="none", metadata={"help": "Engine of SFT and PPO (zero3 for large models on GPUs)."}
+    )
+    train_variant: str = field(default="id", metadata={"help": "Variant whose env settings training uses."})
+    eval_variants: list[str] = field(
+        default_factory=list, metadata={"help": "Variants evaluated (empty = all the env has)."}
+    )
+    eval_episodes: int = field(default=50, metadata={"help": "Episodes per variant and checkpoint."})
+    eval_batch_size: int = field(default=8, metadata={"help": "Envs answered in one generation batch."})
+    eval_max_new_tokens: int = field(default=256, metadata={"help": "Answer length limit in evaluation."})
+    prompt_format: Literal["observation", "chat"] = field(
+        default="observation", metadata={"help": "How turns are shown to the model (as in PPO)."}
+    )
+    init_sft: dict[str, Any] = field(
+        default_factory=lambda: {"num_examples": 64, "max_steps": 8},
+        metadata={"help": "SFT settings of the format warm-up; {skip: true} starts both series from the base model."},
+    )
+    sft: dict[str, Any] = field(
+        default_factory=lambda: {"num_examples": 256, "max_steps": 24},
+        metadata={"help": "SFT settings of the SFT series (continues from init)."},
+    )
+    sft_snapshots: int = field(default=3, metadata={"help": "Evaluated checkpoints along the SFT series."})
+    ppo: dict[str, Any] = field(
+        default_factory=lambda: {"total_updates": 3, "num_envs": 4, "num_steps": 4, "minibatch_size": 8},
+        metadata={"help": "PPO settings of the RL series (starts from init)."},
+    )
+    ppo_eval_every: int = field(default=1, metadata={"help": "Evaluate every K-th PPO update."})
+    rl_without_sft: bool = field(default=False, metadata={"help": "Also run PPO from the base model."})
+    verification_ablation: list[int] = field(
+        default_factory=list, metadata={"help": "Verification budgets to compare with PPO from init, e.g. [1, 3, 5, 10]."}
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check everything that can be checked before training; raise ``ValueError``."""
+        from gengym_core.registry import variants_of
+
+        errors = []
+        try:
+            known = variants_of(self.env_id)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        if self.train_variant not in known:
+            errors.append(f"train_variant {self.train_variant!r} is not a variant of {self.env_id} ({', '.join(known)})")
+        bad = [v for v in self.eval_variants if v not in known]
+        if bad:
+            errors.append(f"eval_variants {bad} are not variants of {self.env_id} ({', '.join(known)})")
+        if self.eval_episodes < 1 or self.eval_batch_size < 1 or self.eval_max_new_tokens < 1:
+            errors.append("eval_episodes, eval_batch_size and eval_max_new_tokens must be at least 1")
+        if self.sft_snapshots < 0 or self.ppo_eval_every < 1:
+            errors.append("sft_snapshots must be >= 0 and ppo_eval_every >= 1")
+        if any(b < 1 for b in self.verification_ablation):
+            errors.append("verification budgets must be at least 1")
+        for section in ("init_sft", "sft", "ppo"):
+            if not isinstance(getattr(self, section), dict):
+                errors.append(f"{section} must be a mapping of settings")
+        if errors:
+            raise ValueError("invalid experiment settings:\n  - " + "\n  - ".join(errors))
+        # The sections must be valid configs too (fail before any training).
+        self.sft_config("init", model="x", output_dir="x")
+        self.sft_config("sft", model="x", output_dir="x")
+        self.ppo_config(model="x", output_dir="x")
+
+    @property
+    def variants(self) -> list[str]:
+        from gengym_core.registry import variants_of
+
+        return list(self.eval_variants) or list(variants_of(self.env_id))
+
+    def train_env_kwargs(self) -> dict[str, Any]:
+        from gengym_core.registry import variants_of
+
+        return dict(variants_of(self.env_id)[self.train_variant])
+
+    def sft_config(self, section: str, **overrides: Any):
+        from trainers.common.config import config_from_dict
+        from trainers.sft.sft_config import GengymSFTConfig
+
+        raw = dict(self.init_sft if section == "init" else self.sft)
+        raw.pop("skip", None)
+        settings = {
+            "env_id": self.env_id,
+            "env_kwargs": self.train_env_kwargs(),
+            "seed": self.seed,
+            "data_seed": self.seed + (0 if section == "init" else 1),
+            "deepspeed": self.deepspeed,
+            "device": self.device,
+            "tensorboard": False,
+            **raw,
+            **overrides,
+        }
+        return config_from_dict(GengymSFTConfig, settings, source=f"experiment section {section!r}")
+
+    def ppo_config(self, **overrides: Any):
+        from trainers.common.config import config_from_dict
+        from trainers.ppo.ppo_config import PPOConfig
+
+        env_kwargs = {**self.train_env_kwargs(), **dict(self.ppo.get("env_kwargs", {})), **overrides.pop("env_kwargs", {})}
+        settings = {
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "deepspeed": self.deepspeed,
+            "device": self.device,
+            "prompt_format": self.prompt_format,
+            "tensorboard": False,
+            **{k: v for k, v in self.ppo.items() if k != "env_kwargs"},
+            "env_kwargs": env_kwargs,
+            **overrides,
+        }
+        return config_from_dict(PPOConfig, settings, source="experiment section 'ppo'")
+
+
+def load_experiment_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
+    """Read an experiment YAML file (unknown keys are errors)."""
+    from trainers.common.config import config_from_dict, load_yaml
+
+    data = {**load_yaml(path), **{k: v for k, v in overrides.items() if v is not None}}
+    return config_from_dict(ExperimentConfig, data, source=str(path))
+
+
+class ExperimentRunner:
+    """Runs (or resumes) an experiment; see the module docs for the stages."""
+
+    def __init__(self, config: ExperimentConfig, *, log=print) -> None:
+        self.config = config
+        self.out = Path(config.output_dir)
+        self.results_path = self.out / "results.jsonl"
+        self.log = log
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------- stages
+    def run(self) -> Path:
+        """Every stage, then plots and the summary; returns ``summary.md``."""
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        base = self._stage("base model", self.base_model)
+        init = self._stage("format warm-up (init SFT)", lambda: self.init_checkpoint(base))
+        self._stage("evaluate init", lambda: self.evaluate(init, ["sft", "rl"], step=0))
+        self._stage("SFT series", lambda: self.sft_series(init))
+        self._stage("RL series", lambda: self.rl_series(init, "rl", self.out / "rl"))
+        if cfg.rl_without_sft:
+            self._stage("evaluate base", lambda: self.evaluate(base, ["rl-no-sft"], step=0))
+            self._stage("RL without SFT", lambda: self.rl_series(base, "rl-no-sft", self.out / "rl-no-sft"))
+        for budget in cfg.verification_ablation:
+            series = f"viter-{budget}"
+            viter = {budget_kwarg(cfg.env_id): budget}
+            self._stage(
+                f"evaluate init ({series})", lambda s=series, v=viter: self.evaluate(init, [s], step=0, env_overrides=v)
+            )
+            self._stage(
+                f"RL, verification budget {budget}",
+                lambda s=series, v=viter: self.rl_series(init, s, self.out / s, env_kwargs=v),
+            )
+        return self._stage("plots and summary", self.report)
+
+    def _stage(self, name: str, fn):
+        self.log(f"== {name}")
+        start = time.perf_counter()
+        result = fn()
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    def base_model(self) -> Path:
+        spec = self.config.model
+        if not spec.startswith("tiny:"):
+            return Path(spec) if Path(spec).exists() else spec  # hub ids stay strings
+        from trainers.testing.tiny_models import build_tiny_model
+
+        path = self.out / "base-model"
+        if not (path / "config.json").is_file():
+            build_tiny_model(spec.split(":", 1)[1], path, seed=self.config.seed)
+        return path
+
+    def init_checkpoint(self, base: Path | str) -> Path | str:
+        cfg = self.config
+        if cfg.init_sft.get("skip"):
+            return base
+        out = self.out / "init-sft"
+        final = out / "final"
+        if (final / TRAINING_RECORD).is_file():
+            self.log(f"   found {final}")
+            return final
+        from trainers.sft import train_sft
+
+        return train_sft(cfg.sft_config("init", model=str(base), output_dir=str(out), resume=out.is_dir()))
+
+    def sft_series(self, init: Path | str) -> None:
+        cfg = self.config
+        if cfg.sft_snapshots == 0:
+            return
+        out = self.out / "sft"
+        final = out / "final"
+        probe = cfg.sft_config("sft", model=str(init), output_dir=str(out))
+        total = probe.max_steps
+        if total < 1:
+            raise ValueError("the sft section needs max_steps >= 1 for a series of snapshots")
+        steps = sorted({max(1, round(total * (k + 1) / cfg.sft_snapshots)) for k in range(cfg.sft_snapshots)})
+        if not (final / TRAINING_RECORD).is_file():
+            from trainers.sft import train_sft
+
+            train_sft(
+                cfg.sft_config(
+                    "sft", model=str(init), output_dir=str(out), snapshot_steps=steps[:-1], resume=out.is_dir()
+                )
+            )
+        snapshots = [out / "snapshots" / f"step-{s:06d}" for s in steps[:-1]] + [final]
+        for step, path in zip(steps, snapshots, strict=True):
+            self.evaluate(path, ["sft"], step=step)
+
+    def rl_series(self, start: Path | str, series: str, out: Path, env_kwargs: dict[str, Any] | None = None) -> None:
+        cfg = self.config
+        ppo_cfg = cfg.ppo_config(
+            model=str(start),
+            output_dir=str(out),
+            env_kwargs=dict(env_kwargs or {}),
+        )
+        ppo_cfg = dataclasses.replace(
+            ppo_cfg, save_every=cfg.ppo_eval_every, keep_checkpoints=max(ppo_cfg.total_updates, 1)
+        )
+        if not (out / "final" / TRAINING_RECORD).is_file():
+            from trainers.ppo.ppo_trainer import train_ppo
+
+            ppo_cfg = dataclasses.replace(ppo_cfg, resume=(out / "checkpoints").is_dir())
+            train_ppo(ppo_cfg)
+        for ckpt in sorted((out / "checkpoints").glob("update-*")):
+            step = int(ckpt.name.split("-")[1])
+            self.evaluate(ckpt / "policy", [series], step=step, env_overrides=env_kwargs)
+
+    # -------------------------------------------------------- evaluation
+    def done(self) -> set[tuple[str, str]]:
+        from trainers.common.metrics import read_metrics
+
+        if not self.results_path.is_file():
+            return set()
+        return {(r["series"], r["checkpoint"]) for r in read_metrics(self.results_path)}
+
+    def evaluate(
+        self, checkpoint: Path | str, series: list[str], step: int, env_overrides: dict[str, Any] | None = None
+    ) -> None:
+        """Evaluate one checkpoint (once) and record it under each series name.
+
+        ``env_overrides`` change the evaluation envs the way the training envs
+        of that series were changed (the verification budget of an ablation).
+        """
+        cfg = self.config
+        key = str(checkpoint)
+        todo = [s for s in series if (s, key) not in self.done()]
+        if not todo:
+            return
+        from trainers.eval.agents import ModelAgent
+        from trainers.eval.evaluate import evaluate, write_report
+
+        agent = ModelAgent(
+            key, max_new_tokens=cfg.eval_max_new_tokens, device=cfg.device, seed=cfg.seed
+        )
+        result = evaluate(
+            agent,
+            cfg.env_id,
+            cfg.variants,
+            episodes=cfg.eval_episodes,
+            seed=cfg.seed + 7,
+            batch_size=cfg.eval_batch_size,
+            prompt_format=cfg.prompt_format,
+            keep_transcripts=2,
+            env_overrides=env_overrides,
+        )
+        name = "-".join(todo) + f"-step{step}"
+        write_report(result, self.out / "evals" / name)
+        gflops = _gflops_of(checkpoint)
+        with self.results_path.open("a") as f:
+            for s in todo:
+                record = {"series": s, "checkpoint": key, "step": step, "gflops": gflops, "variants": result.metrics}
+                f.write(json.dumps(record) + "\n")
+        summary = ", ".join(f"{v} {100 * m['success_rate']:.0f}%" for v, m in result.metrics.items())
+        self.log(f"   {'/'.join(todo)} step {step}: {summary} at {gflops:.3g} GFLOPs")
+
+    # ------------------------------------------------------------ report
+    def records(self) -> list[dict[str, Any]]:
+        from trainers.common.metrics import read_metrics
+
+        return read_metrics(self.results_path) if self.results_path.is_file() else []
+
+    def report(self) -> Path:
+        from trainers.experiment.plots import (
+            headline_metric,
+            plot_recognition_vs_success,
+            plot_success_vs_compute,
+            plot_verification_ablation,
+        )
+
+        cfg = self.config
+        records = self.records()
+        plots = self.out / "plots"
+        made: list[Path] = []
+        main = [r for r in records if r["series"] in ("sft", "rl")]
+        made.append(plot_success_vs_compute(main, cfg.env_id, plots / "success_vs_compute.png", title=f"{cfg.name}: SFT vs RL"))
+        if any(m.get("recognition_accuracy") is not None for r in main for m in r["variants"].values()):
+            made.append(plot_recognition_vs_success(main, cfg.env_id, plots / "recognition_vs_success.png"))
+        if cfg.rl_without_sft:
+            rows = [r for r in records if r["series"] in ("rl", "rl-no-sft")]
+            made.append(plot_success_vs_compute(rows, cfg.env_id, plots / "rl_without_sft.png", title=f"{cfg.name}: RL with and without SFT"))
+        if cfg.verification_ablation:
+            runs = {b: [r for r in records if r["series"] == f"viter-{b}"] for b in cfg.verification_ablation}
+            ood = "rule-ood" if "rule-ood" in cfg.variants else cfg.variants[-1]
+            made.append(plot_verification_ablation(runs, cfg.env_id, ood, plots / "verification_ablation.png"))
+        metric, label = headline_metric(cfg.env_id)
+        lines = [f"# {cfg.name}", "", f"Env `{cfg.env_id}`, base model `{cfg.model}`, {cfg.eval_episodes} episodes per variant.", ""]
+        lines += ["| series | step | GFLOPs | " + " | ".join(cfg.variants) + " |", "|---|---|---|" + "---|" * len(cfg.variants)]
+        for r in sorted(records, key=lambda r: (r["series"], r["gflops"])):
+            cells = []
+            for v in cfg.variants:
+                m = r["variants"].get(v)
+                cells.append("-" if m is None else f"{100 * m[metric]:.1f}%")
+            lines.append(f"| {r['series']} | {r['step']} | {r['gflops']:.4g} | " + " | ".join(cells) + " |")
+        lines += ["", f"Cells: {label}.", ""]
+        for p in made:
+            lines += [f"![{p.stem}](plots/{p.name})", ""]
+        if self.timings:
+            lines += ["Wall time per stage (this invocation):", ""]
+            lines += [f"- {k}: {v:.0f} s" for k, v in self.timings.items()]
+        summary = self.out / "summary.md"
+        summary.write_text("\n".join(lines) + "\n")
+        return summary
+
+
+def budget_kwarg(env_id: str) -> str:
+    """The ``gym.make`` kwarg of an env family's verification budget."""
+    return "tries_per_point" if env_id.startswith("VIRL") else "verify_iter"
+
+
+def _gflops_of(checkpoint: Path | str) -> float:
+    record = Path(checkpoint) / TRAINING_RECORD
+    if not record.is_file():
+        return 0.0  # a base model: no training compute spent here
+    try:
+        return float(json.loads(record.read_text()).get("gflops", 0.0))
+    except (ValueError, OSError):
+        return 0.0
