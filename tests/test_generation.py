@@ -492,3 +492,19 @@ def test_benchmark_script_runs_on_a_tiny_config(tmp_path):
     assert [r["backend"] for r in rows] == ["hf", "static"]
     assert all(r["tokens_per_s"] > 0 and r["prompt_tokens"] == 40 for r in rows)
     assert rows[1]["decoder"] == "static-eager" and rows[1]["fallbacks"] == []
+
+
+def test_mllama_text_only_batch_after_an_image_batch(tiny_model):
+    """Cross-attention layers filled by an earlier image batch must not leak into a text-only one."""
+    loaded = tiny_model("mllama")
+    model, processor = loaded.model, loaded.processor
+    hf = make_backend("hf", model, processor)
+    backend = make_backend(
+        "static", model, processor, pad_to_buckets=True, release_after_phase=False
+    )
+    images = prompts(loaded)
+    assert_same(hf.generate(images, GREEDY), backend.generate(images, GREEDY))
+    conversations = [[{"role": "user", "content": [{"type": "text", "text": t}]}] for t in TEXTS]
+    text_only = encode_prompts(processor, conversations)
+    assert_same(hf.generate(text_only, GREEDY), backend.generate(text_only, GREEDY))
+    assert_same(hf.generate(images, GREEDY), backend.generate(images, GREEDY))

@@ -433,7 +433,9 @@ class _StepPlan:
 
         def describe(value: Any) -> Any:
             if isinstance(value, torch.Tensor):
-                return ("tensor", tuple(value.shape[1:]), str(value.dtype), str(value.device))
+                per_row = value.ndim > 0 and value.shape[0] == self.batch_size
+                shape = tuple(value.shape[1:]) if per_row else tuple(value.shape)
+                return ("tensor", per_row, shape, str(value.dtype), str(value.device))
             return ("value", repr(value))
 
         pos = (
@@ -963,7 +965,7 @@ class StaticGenerationBackend(GenerationBackend):
         )
         if set(step_1) != set(step_2):
             return None, f"decode steps take different inputs ({sorted(set(step_1) ^ set(step_2))})"
-        position_key = next((k for k in ("position_ids",) if step_1.get(k) is not None), None)
+        position_key = "position_ids" if step_1.get("position_ids") is not None else None
         positions = None
         if position_key is not None:
             positions = step_1[position_key]
@@ -1068,9 +1070,13 @@ class StaticGenerationBackend(GenerationBackend):
             bucket = cfg.bucket_for(rows) if pad else rows
             if use_graphs:
                 self._check_weights()
+            # Layers the prefill left empty (Mllama's cross-attention without
+            # images) must stay empty in the decode cache: a different state.
+            filled = tuple(layer.is_initialized for layer in prefill_cache.layers)
             state = self._state_for(
                 plan,
                 layout,
+                filled,
                 bucket,
                 length + params.max_new_tokens,
                 outputs.logits.shape[-1],
@@ -1086,7 +1092,7 @@ class StaticGenerationBackend(GenerationBackend):
                 pad_id=self.pad_id,
                 params=params,
             )
-            del prefill_cache
+            del prefill_cache, kwargs["past_key_values"]  # the decode cache holds a copy
             decoder = _StaticDecoder(state, rows, generator, use_graphs=use_graphs)
             self.last_decoder = "static-eager"
         del outputs
@@ -1125,6 +1131,7 @@ class StaticGenerationBackend(GenerationBackend):
         self,
         plan: _StepPlan,
         layout: _CacheLayout,
+        filled: tuple[bool, ...],
         bucket: int,
         needed: int,
         vocab: int,
@@ -1132,7 +1139,7 @@ class StaticGenerationBackend(GenerationBackend):
         device: Any,
     ) -> _StaticState:
         """A state for this bucket and input layout with room for ``needed`` positions, reused when possible."""
-        key = plan.signature(bucket) + (layout.fixed_lengths, layout.follows_length, vocab)
+        key = plan.signature(bucket) + (layout.fixed_lengths, layout.follows_length, filled, vocab)
         state = self._states.get(key)
         if state is not None and state.capacity >= needed:
             self._states.move_to_end(key)
