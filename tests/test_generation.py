@@ -508,3 +508,37 @@ def test_mllama_text_only_batch_after_an_image_batch(tiny_model):
     text_only = encode_prompts(processor, conversations)
     assert_same(hf.generate(text_only, GREEDY), backend.generate(text_only, GREEDY))
     assert_same(hf.generate(images, GREEDY), backend.generate(images, GREEDY))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gather", [True, False])
+def test_ppo_update_with_static_backend_on_zero3(tiny_model_path, tmp_path, gather):
+    """ZeRO-3 on one CPU process: weights gathered once per phase, or gathered per forward."""
+    from trainers.ppo.ppo_config import PPOConfig
+    from trainers.ppo.ppo_trainer import PPOTrainer
+
+    cfg = PPOConfig(
+        env_id="GeneralPoints-L-v0",
+        model=str(tiny_model_path("qwen2")),
+        output_dir=str(tmp_path / "run"),
+        num_envs=2,
+        num_steps=2,
+        total_updates=1,
+        minibatch_size=2,
+        micro_batch_size=1,
+        ppo_epochs=1,
+        max_new_tokens=12,
+        deepspeed="zero3",
+        gather_for_generation=gather,
+        tensorboard=False,
+        learning_rate=1e-3,
+        max_grad_norm=1.0,
+        generation_backend="static",
+    )
+    trainer = PPOTrainer(cfg)
+    backend = trainer.backend
+    assert backend._weights_partitioned()
+    with trainer.engine.gathered(True):
+        assert not backend._weights_partitioned()
+    trainer.train()
+    assert backend.last_decoder == "static-eager" and not backend.fallback_reasons
