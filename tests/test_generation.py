@@ -332,7 +332,7 @@ def test_eos_and_stop_strings_end_each_row_like_hf(tiny_model):
     expected = hf.generate(inputs, params)
     assert expected.finish_reasons[2] == "stop" and stop in expected.texts[2]
     assert len(expected.token_ids[2]) < len(free.token_ids[2])
-    for interval in (1, 3, 16):
+    for interval in (1, 3, 8, 16):
         backend = make_backend("static", model, processor, stop_check_interval=interval)
         assert_same(expected, backend.generate(inputs, params))
 

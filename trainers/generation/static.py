@@ -1139,7 +1139,13 @@ class StaticGenerationBackend(GenerationBackend):
         device: Any,
     ) -> _StaticState:
         """A state for this bucket and input layout with room for ``needed`` positions, reused when possible."""
-        key = plan.signature(bucket) + (layout.fixed_lengths, layout.follows_length, filled, vocab)
+        key = plan.signature(bucket) + (
+            layout.fixed_lengths,
+            layout.follows_length,
+            filled,
+            vocab,
+            tuple(sorted(self.eos_ids)),
+        )
         state = self._states.get(key)
         if state is not None and state.capacity >= needed:
             self._states.move_to_end(key)
