@@ -22,6 +22,8 @@ class Agent(Protocol):
 
     def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]: ...
 
+    def close(self) -> None: ...
+
 
 class OracleAgent:
     """Answers with the env's own oracle: an upper bound that must score 100%."""
@@ -30,6 +32,9 @@ class OracleAgent:
 
     def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
         return [env.unwrapped.oracle_answer() for env in envs]
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class RandomAgent:
@@ -51,6 +56,9 @@ class RandomAgent:
             sampler = getattr(env.unwrapped, "sample_random_answer", None)
             out.append(sampler(self.rng) if sampler is not None else env.action_space.sample())
         return out
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class ModelAgent:
@@ -102,6 +110,18 @@ class ModelAgent:
         self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
         self.seed = seed
         self._calls = 0
+        # One rollout phase for the agent's whole life: the weights never
+        # change during an evaluation, so backends keep their caches and
+        # captured graphs across batches instead of rebuilding them per call.
+        self._phase = self.backend.rollout_phase()
+        self._phase.__enter__()
+
+    def close(self) -> None:
+        """Release the backend's caches (and graphs); the agent is done."""
+        if self._phase is not None:
+            self._phase.__exit__(None, None, None)
+            self._phase = None
+            self.backend.close()
 
     def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
         import dataclasses
@@ -120,8 +140,7 @@ class ModelAgent:
                 inputs[key] = value.to(self.dtype)
         self._calls += 1
         params = dataclasses.replace(self.params, seed=self.seed * 1_000_003 + self._calls)
-        with self.backend.rollout_phase():
-            return self.backend.generate(inputs, params).texts
+        return self.backend.generate(inputs, params).texts
 
 
 def make_agent(spec: str, **kwargs: Any) -> Agent:

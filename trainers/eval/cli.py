@@ -61,16 +61,19 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
         )
     agent = make_agent(args.model, **agent_kwargs)
-    result = evaluate(
-        agent,
-        args.env,
-        names,
-        episodes=args.episodes,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        prompt_format=args.prompt_format,
-        keep_transcripts=args.transcripts,
-    )
+    try:
+        result = evaluate(
+            agent,
+            args.env,
+            names,
+            episodes=args.episodes,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            prompt_format=args.prompt_format,
+            keep_transcripts=args.transcripts,
+        )
+    finally:
+        agent.close()
     out = write_report(result, args.output_dir)
     for name, m in result.metrics.items():
         lo, hi = m["success_ci"]

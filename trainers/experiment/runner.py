@@ -307,17 +307,20 @@ class ExperimentRunner:
         agent = ModelAgent(
             key, max_new_tokens=cfg.eval_max_new_tokens, device=cfg.device, seed=cfg.seed
         )
-        result = evaluate(
-            agent,
-            cfg.env_id,
-            cfg.variants,
-            episodes=cfg.eval_episodes,
-            seed=cfg.seed + 7,
-            batch_size=cfg.eval_batch_size,
-            prompt_format=cfg.prompt_format,
-            keep_transcripts=2,
-            env_overrides=env_overrides,
-        )
+        try:
+            result = evaluate(
+                agent,
+                cfg.env_id,
+                cfg.variants,
+                episodes=cfg.eval_episodes,
+                seed=cfg.seed + 7,
+                batch_size=cfg.eval_batch_size,
+                prompt_format=cfg.prompt_format,
+                keep_transcripts=2,
+                env_overrides=env_overrides,
+            )
+        finally:
+            agent.close()
         name = "-".join(todo) + f"-step{step}"
         write_report(result, self.out / "evals" / name)
         gflops = _gflops_of(checkpoint)
