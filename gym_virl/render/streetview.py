@@ -837,15 +837,17 @@ def render_view(city: City, style_name: str, position: tuple[float, float], head
 
 def views_to_grid(views: list[Image.Image] | list[np.ndarray]) -> np.ndarray:
     """Combine four square views (front, right, back, left) into the 2x2 grid array."""
-    arrays = [np.asarray(v) for v in views]
-    size = arrays[0].shape[0]
+    first = views[0]
+    size = first.size[1] if isinstance(first, Image.Image) else first.shape[0]
     gap = grid_gap(size)
-    out = np.zeros(grid_shape(size), dtype=np.uint8)
-    for k, arr in enumerate(arrays):
+    out = np.empty(grid_shape(size), dtype=np.uint8)
+    out[size:size + gap] = 0
+    out[:, size:size + gap] = 0
+    for k, view in enumerate(views):
         r, c = divmod(k, 2)
-        out[r * (size + gap) : r * (size + gap) + size, c * (size + gap) : c * (size + gap) + size] = arr[
-            ..., :3
-        ]
+        out[r * (size + gap) : r * (size + gap) + size, c * (size + gap) : c * (size + gap) + size] = (
+            np.asarray(view)[..., :3]
+        )
     return out
 
 
@@ -857,11 +859,8 @@ def render_views(city: City, style_name: str, position: tuple[float, float], hea
     signs drawn (see :func:`render_view`).
     """
     near = _nearby(city, style_name, position)
-    gap = grid_gap(size)
-    grid = Image.new("RGB", grid_shape(size)[1::-1])
-    for k, off in enumerate(VIEW_OFFSETS):
-        view = render_view(city, style_name, position, (heading + off) % 360.0, size, view=k,
-                           record=record, nearby=near)
-        r, c = divmod(k, 2)
-        grid.paste(view, (c * (size + gap), r * (size + gap)))
-    return np.array(grid)
+    return views_to_grid([
+        render_view(city, style_name, position, (heading + off) % 360.0, size, view=k,
+                    record=record, nearby=near)
+        for k, off in enumerate(VIEW_OFFSETS)
+    ])
