@@ -1,0 +1,191 @@
+"""Train a model on a gengym env with TRL's GRPOTrainer, through gengym's adapters.
+
+Two modes:
+
+``--mode tools`` (multi-turn, default)
+    Each rollout plays one episode: the env's first observation is the
+    prompt, the model submits answers with the ``submit_answer`` tool, the
+    env's verifier replies with feedback, and the episode return is the
+    reward (``trainers.adapters.tool_env_factory``). All completions of a
+    prompt start from the same state: the row's seed. Needs a model whose
+    chat template supports tool calling and that TRL can parse (Qwen2.5,
+    Qwen3, Llama 3.1/3.2 instruct, ...). Text envs; see
+    docs/integrations.md for image envs.
+``--mode single-turn``
+    Each row is one task step with a frozen verifier; the reward function
+    scores the completion exactly as the env scores a first attempt
+    (``trainers.adapters.single_turn_dataset`` + ``verifier_reward``).
+    Works for text LMs and VLMs (image envs send their images the standard
+    TRL way).
+
+Smoke run on a CPU, with tiny random models built offline (no download):
+
+    python examples/grpo_trl.py --tiny --env GeneralPoints-L-v0 --mode tools --max-steps 1
+    python examples/grpo_trl.py --tiny --env GeneralPoints-VL-v0 --mode single-turn \\
+        --env-kwarg image_size=64 --max-steps 1
+
+A real run (GPU), for example:
+
+    python examples/grpo_trl.py --model Qwen/Qwen2.5-1.5B-Instruct --env GeneralPoints-L-v0 \\
+        --num-prompts 2048 --max-steps 500 --num-generations 8 --bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--model", help="model id or local checkpoint (not with --tiny)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="build a tiny random model offline instead (qwen2 text, or llava for image envs)",
+    )
+    parser.add_argument("--env", default="GeneralPoints-L-v0", help="gengym env id")
+    parser.add_argument(
+        "--variant", default="", help="evaluation variant: id, rule-ood, visual-ood"
+    )
+    parser.add_argument(
+        "--env-kwarg",
+        dest="env_kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra gym.make keyword argument (repeatable; values read as JSON when they parse)",
+    )
+    parser.add_argument("--mode", choices=("tools", "single-turn"), default="tools")
+    parser.add_argument("--num-prompts", type=int, default=64, help="dataset rows (GRPO groups)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the rows and of training")
+    parser.add_argument("--max-steps", type=int, default=10)
+    parser.add_argument("--num-generations", type=int, default=4, help="completions per prompt")
+    parser.add_argument("--batch-size", type=int, default=4, help="per-device train batch size")
+    parser.add_argument("--max-completion-length", type=int, default=256)
+    parser.add_argument(
+        "--max-tool-calls",
+        type=int,
+        default=5,
+        help="tool-calling iterations per rollout (tools mode)",
+    )
+    parser.add_argument("--learning-rate", type=float, default=1e-6)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--bf16", action="store_true", help="train in bfloat16 (GPU)")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/grpo_trl"))
+    args = parser.parse_args(argv)
+    if bool(args.model) == bool(args.tiny):
+        parser.error("give exactly one of --model and --tiny")
+    return args
+
+
+def load_model(args: argparse.Namespace, image_env: bool) -> tuple[Any, Any]:
+    """The model and its processing class (tokenizer, or processor for VLMs)."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
+
+    path = args.model
+    if args.tiny:
+        from trainers.testing.tiny_models import build_tiny_model
+
+        family = "llava" if image_env and args.mode == "single-turn" else "qwen2"
+        path = build_tiny_model(family, Path(tempfile.mkdtemp(prefix=f"tiny-{family}-")))
+    processing_class = AutoProcessor.from_pretrained(path)
+    auto = (
+        AutoModelForImageTextToText
+        if hasattr(processing_class, "image_processor")
+        else AutoModelForCausalLM
+    )
+    model = auto.from_pretrained(path)
+    if args.tiny and args.mode == "tools":
+        # The tiny model's own template has no tool calls; give it one TRL can parse.
+        from trl.chat_template_utils import qwen2_5_chat_template
+
+        processing_class.chat_template = qwen2_5_chat_template
+    return model, processing_class
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Train; return the metrics logged at the last step."""
+    args = parse_args(argv)
+    from gengym_core.play import parse_env_kwargs
+    from gengym_core.registry import make
+    from gengym_core.single_turn import resolve_env_kwargs
+
+    env_kwargs = resolve_env_kwargs(args.env, parse_env_kwargs(args.env_kwargs), args.variant)
+    probe = make(args.env, **env_kwargs)
+    image_env = "image" in probe.observation_space.spaces
+    probe.close()
+
+    if args.tiny:
+        import torch
+
+        torch.set_num_threads(1)  # tiny matrices: threads only add overhead
+    os.environ.setdefault(
+        "TRL_EXPERIMENTAL_SILENCE", "1"
+    )  # the adapter pins the TRL it was tested with
+    from trl import GRPOConfig, GRPOTrainer
+
+    from trainers.adapters import (
+        env_success,
+        single_turn_dataset,
+        tool_env_factory,
+        tool_prompt_dataset,
+        verifier_reward,
+    )
+
+    model, processing_class = load_model(args, image_env)
+    config = GRPOConfig(
+        output_dir=str(args.output_dir),
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        num_generations=args.num_generations,
+        max_completion_length=args.max_completion_length,
+        learning_rate=args.learning_rate,
+        temperature=args.temperature,
+        seed=args.seed,
+        bf16=args.bf16,
+        use_cpu=args.tiny,
+        gradient_checkpointing=not args.tiny,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        max_tool_calling_iterations=args.max_tool_calls if args.mode == "tools" else None,
+        # Success is logged beside the env reward but not trained on (weight 0).
+        reward_weights=[0.0] if args.mode == "tools" else None,
+    )
+    if args.mode == "tools":
+        trainer = GRPOTrainer(
+            model=model,
+            args=config,
+            processing_class=processing_class,
+            train_dataset=tool_prompt_dataset(args.env, args.num_prompts, seed=args.seed),
+            environment_factory=tool_env_factory(args.env, env_kwargs=env_kwargs),
+            reward_funcs=[env_success],
+        )
+    else:
+        dataset = single_turn_dataset(
+            args.env, args.num_prompts, seed=args.seed, env_kwargs=env_kwargs
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            args=config,
+            processing_class=processing_class,
+            train_dataset=dataset,
+            reward_funcs=[verifier_reward],
+        )
+    trainer.train()
+    metrics = [entry for entry in trainer.state.log_history if "loss" in entry]
+    last = metrics[-1] if metrics else {}
+    print(f"{args.env} ({args.mode}): {len(metrics)} step(s); last reward {last.get('reward')}")
+    return last
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
