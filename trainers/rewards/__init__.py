@@ -8,9 +8,23 @@ through the same interface, chosen by a *reward spec* string:
 
 ``env``
     The env's own reward (the verifier's score), unchanged.
+``reward-model:PATH``
+    A learned reward model's score of each answer in context (RLHF; see
+    :mod:`trainers.rewards.reward_model` and ``gengym reward-model``).
+``judge:PATH``
+    A local Hugging Face model asked to grade each answer by a rubric built
+    from the env's rules (RLAIF; see :mod:`trainers.rewards.judge`).
 
 More kinds register themselves in :data:`REWARD_KINDS`. A spec is checked by
-:func:`validate_reward_spec` before any model is loaded.
+:func:`validate_reward_spec` before any model is loaded. A model-based
+source can be mixed with the verifier's reward by weights
+(:class:`WeightedReward`): ``{"reward-model": 1.0, "env": 0.5}`` scores each
+turn ``1.0 * model score + 0.5 * env reward``.
+
+Model-based sources spend forward passes of their own model. They report
+them through :class:`ScoringCompute`, which charges the PPO run's compute
+tracker in policy-equivalent ``D_buffer`` tokens, so the paper's FLOPs axis
+includes them (see ``docs/methods.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +37,11 @@ from typing import Any, Protocol
 #: Reward spec kind -> ("module:factory", whether the spec needs ":PATH").
 REWARD_KINDS: dict[str, tuple[str, bool]] = {
     "env": ("trainers.rewards:EnvReward", False),
+    "reward-model": ("trainers.rewards.reward_model:RewardModelReward", True),
+    "judge": ("trainers.rewards.judge:JudgeReward", True),
 }
+#: Key of the env verifier's reward in mixing weights (the other key is the spec's kind).
+ENV_WEIGHT_KEY = "env"
 
 
 @dataclass
@@ -80,16 +98,177 @@ def parse_reward_spec(spec: str) -> tuple[str, str | None]:
 
 
 def validate_reward_spec(spec: str) -> None:
-    """Raise ``ValueError`` when ``spec`` cannot name a reward source."""
-    parse_reward_spec(spec)
+    """Raise ``ValueError`` when ``spec`` cannot name a reward source.
 
+    A reward model must be a local folder (a judge may also be a hub id).
+    """
+    from pathlib import Path
 
-def make_reward_function(spec: str, **kwargs: Any) -> RewardFunction:
-    """Build the reward function a spec names (models load here, not earlier)."""
     kind, arg = parse_reward_spec(spec)
+    if kind == "reward-model" and not Path(str(arg)).is_dir():
+        raise ValueError(
+            f"reward model {arg!r} is not a folder; train one with `gengym reward-model` and pass its final/ folder"
+        )
+
+
+def validate_reward_weights(spec: str, weights: dict[str, float] | None) -> None:
+    """Check mixing weights against a spec; raise ``ValueError`` saying what to change.
+
+    Keys are ``"env"`` and the spec's kind (e.g. ``"judge"``); values finite
+    numbers, not all zero. Empty weights mean the spec's source alone.
+    """
+    import math
+
+    if not weights:
+        return
+    kind, _ = parse_reward_spec(spec)
+    if kind == ENV_WEIGHT_KEY:
+        raise ValueError("reward_weights mix a reward-model or judge score with the env's reward; with reward env, drop them")
+    if not isinstance(weights, dict):
+        raise ValueError(f"reward_weights must be a mapping like {{{kind!r}: 1.0, 'env': 0.5}}, got {weights!r}")
+    allowed = {kind, ENV_WEIGHT_KEY}
+    unknown = set(weights) - allowed
+    if unknown:
+        raise ValueError(
+            f"reward_weights keys must be {sorted(allowed)} for reward {spec!r}; unknown: {sorted(unknown)}"
+        )
+    for key, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"reward_weights[{key!r}] must be a finite number, got {value!r}")
+    if not any(weights.values()):
+        raise ValueError("reward_weights are all zero: every turn would score 0")
+
+
+def make_reward_function(
+    spec: str,
+    *,
+    weights: dict[str, float] | None = None,
+    compute: Any = None,
+    **options: Any,
+) -> RewardFunction:
+    """Build the reward function a spec names (models load here, not earlier).
+
+    Args:
+        spec: ``env``, ``reward-model:PATH`` or ``judge:PATH``.
+        weights: Mixing weights (see :func:`validate_reward_weights`).
+        compute: The training run's
+            :class:`~trainers.common.compute.ComputeTracker`; model-based
+            sources charge their scoring forwards to it.
+        **options: Settings of a model-based source (device, batch size,
+            judge settings...); see its class.
+
+    Raises:
+        ValueError: A bad spec or weights, or options for the env's reward.
+    """
+    kind, arg = parse_reward_spec(spec)
+    validate_reward_weights(spec, weights)
     module_name, name = REWARD_KINDS[kind][0].split(":")
     factory = getattr(importlib.import_module(module_name), name)
-    return factory(arg, **kwargs) if REWARD_KINDS[kind][1] else factory(**kwargs)
+    if REWARD_KINDS[kind][1]:
+        source = factory(arg, compute=compute, **options)
+    else:
+        if options:
+            raise ValueError(f"reward {kind!r} takes no options, got {sorted(options)}")
+        source = factory()
+    if not weights or (set(weights) == {kind} and weights[kind] == 1):
+        return source
+    return WeightedReward(source, kind, weights)
+
+
+class WeightedReward:
+    """``w_source * source(turns) + w_env * env_reward``, per turn.
+
+    Args:
+        source: The model-based reward function.
+        kind: Its spec kind (the key of its weight).
+        weights: ``{kind: w_source, "env": w_env}``; a missing key weighs 0.
+
+    Example:
+        >>> mixed = WeightedReward(lambda turns: [1.0 for _ in turns], "judge", {"judge": 2.0, "env": 0.5})
+        >>> mixed([Turn("GeneralPoints-L-v0", [], [], "{}", env_reward=-3.0)])
+        [0.5]
+    """
+
+    def __init__(self, source: RewardFunction, kind: str, weights: dict[str, float]) -> None:
+        self.source = source
+        self.kind = kind
+        self.source_weight = float(weights.get(kind, 0.0))
+        self.env_weight = float(weights.get(ENV_WEIGHT_KEY, 0.0))
+
+    def __call__(self, turns: Sequence[Turn]) -> list[float]:
+        scores = self.source(turns) if self.source_weight else [0.0] * len(turns)
+        if len(scores) != len(turns):
+            raise ValueError(f"the {self.kind} reward returned {len(scores)} scores for {len(turns)} turns")
+        return [self.source_weight * float(s) + self.env_weight * float(t.env_reward) for s, t in zip(scores, turns, strict=True)]
+
+
+class ScoringCompute:
+    """Forward compute a reward model or judge spends, charged to a training run.
+
+    Every scored token costs ``2 N_source`` FLOPs (one forward pass). The
+    tracker of the PPO run counts ``2 N_policy`` per ``D_buffer`` token, so
+    the source's tokens are added as ``D_source * N_source / N_policy``
+    policy-equivalent buffer tokens (rounded down overall, so never more
+    than one token short): the run's ``gflops`` then include
+    ``2 N_source D_source``.
+
+    Args:
+        num_params: ``N_source``.
+        tracker: The run's ``ComputeTracker``, or ``None`` to only count.
+
+    Example:
+        >>> from trainers.common.compute import ComputeTracker
+        >>> tracker = ComputeTracker(num_params=100)
+        >>> charge = ScoringCompute(num_params=250, tracker=tracker)
+        >>> charge.add(3)
+        >>> tracker.buffer_tokens, charge.flops, tracker.flops
+        (7, 1500, 1400)
+    """
+
+    def __init__(self, num_params: int, tracker: Any = None) -> None:
+        self.num_params = int(num_params)
+        self.tracker = tracker
+        self.tokens = 0
+        self._charged = 0
+
+    def add(self, tokens: int) -> None:
+        """Count ``tokens`` more scored tokens (and charge them to the tracker)."""
+        self.tokens += int(tokens)
+        if self.tracker is not None and self.tracker.num_params > 0:
+            equivalent = self.num_params * self.tokens // self.tracker.num_params
+            self.tracker.add_buffer_tokens(equivalent - self._charged)
+            self._charged = equivalent
+
+    @property
+    def flops(self) -> int:
+        """``2 N_source D_source`` so far."""
+        return 2 * self.num_params * self.tokens
+
+
+def resolve_device(device: str) -> Any:
+    """A torch device for a reward model or judge.
+
+    ``"auto"`` and ``"cuda"`` mean this process's GPU when there is one (the
+    policy's, under a multi-process launcher: ``LOCAL_RANK``), ``"auto"``
+    falls back to the CPU; ``"cpu"`` and ``"cuda:N"`` are taken as given.
+
+    Raises:
+        ValueError: ``"cuda"`` without a visible GPU, or an unknown device.
+    """
+    import os
+
+    import torch
+
+    if device in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        if device == "cuda":
+            raise ValueError("reward device cuda but no CUDA device is visible")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown reward device {device!r}; use auto, cpu, cuda or cuda:N") from err
 
 
 def _kinds_help() -> str:
