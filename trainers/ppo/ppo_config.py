@@ -10,7 +10,10 @@ model is loaded, and says what to change.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from trainers.common.engine_config import EngineConfig
@@ -66,6 +69,28 @@ class PPOConfig:
     reward: str = field(
         default="env",
         metadata={"help": "Reward source: env (the verifier), or reward-model:PATH, judge:PATH."},
+    )
+    reward_weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Mix a reward-model or judge score with the verifier's reward, e.g. {judge: 1.0, env: 0.5} "
+            "(in YAML); empty = the reward source alone."
+        },
+    )
+    reward_device: str = field(
+        default="auto",
+        metadata={"help": "Where a reward model or judge runs: auto (the policy's device), cpu, cuda or cuda:N."},
+    )
+    reward_batch_size: int = field(default=8, metadata={"help": "Turns scored per reward-model or judge batch."})
+    reward_max_length: int = field(
+        default=8192, metadata={"help": "Longest conversation a reward model or judge reads (tokens; never truncated)."}
+    )
+    judge_max_new_tokens: int = field(default=32, metadata={"help": "Longest reply of the judge (judge:PATH)."})
+    judge_default_reward: float = field(
+        default=0.0, metadata={"help": "Reward of a turn whose judge reply holds no readable 0-10 score (logged)."}
+    )
+    judge_rubric_file: str = field(
+        default="", metadata={"help": "Text file replacing the judge's built-in instruction and criteria."}
     )
 
     # ------------------------------------------------------------ PPO update
@@ -197,7 +222,7 @@ class PPOConfig:
         if self.lora and self.lora_r < 1:
             errors.append("lora_r must be at least 1")
         from trainers.generation import available_backends
-        from trainers.rewards import validate_reward_spec
+        from trainers.rewards import validate_reward_spec, validate_reward_weights
 
         if self.generation_backend not in available_backends():
             errors.append(
@@ -205,10 +230,43 @@ class PPOConfig:
             )
         try:
             validate_reward_spec(self.reward)
+            validate_reward_weights(self.reward, self.reward_weights)
         except ValueError as err:
             errors.append(str(err))
+        if self.reward_batch_size < 1 or self.reward_max_length < 1 or self.judge_max_new_tokens < 1:
+            errors.append("reward_batch_size, reward_max_length and judge_max_new_tokens must be at least 1")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.reward_device):
+            errors.append(f"reward_device must be auto, cpu, cuda or cuda:N, got {self.reward_device!r}")
+        if not math.isfinite(self.judge_default_reward):
+            errors.append("judge_default_reward must be a finite number")
+        if self.judge_rubric_file and not Path(self.judge_rubric_file).is_file():
+            errors.append(f"judge_rubric_file {self.judge_rubric_file!r} is not a file")
         if errors:
             raise ValueError("invalid PPO settings:\n  - " + "\n  - ".join(errors))
+
+    def reward_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`trainers.rewards.make_reward_function` for :attr:`reward`.
+
+        ``reward_device: auto`` follows the policy: the CPU when the policy
+        is told to run there, else the process's GPU when there is one.
+        """
+        kind = self.reward.strip().partition(":")[0]
+        if kind == "env":
+            return {}
+        options: dict[str, Any] = {
+            "weights": dict(self.reward_weights),
+            "device": "cpu" if self.reward_device == "auto" and self.device == "cpu" else self.reward_device,
+            "dtype": self.dtype,
+            "batch_size": self.reward_batch_size,
+            "max_length": self.reward_max_length,
+        }
+        if kind == "judge":
+            options.update(
+                max_new_tokens=self.judge_max_new_tokens,
+                default_reward=self.judge_default_reward,
+                rubric_file=self.judge_rubric_file,
+            )
+        return options
 
     @property
     def batch_size(self) -> int:

@@ -212,7 +212,6 @@ class PPOTrainer:
         synced = cfg.deepspeed == "zero3" and not cfg.gather_for_generation and self.world_size > 1
         backend_kwargs = {"synced_gpus": True} if synced and cfg.generation_backend == "hf" else {}
         self.backend = make_backend(cfg.generation_backend, self.engine.module.policy, self.processor, **backend_kwargs)
-        self.reward_fn = reward_fn if reward_fn is not None else make_reward_function(cfg.reward)
         self.answer_keys = (cfg.answer_key,) if cfg.answer_key else answer_keys_for(cfg.env_id)
         self.sampling = SamplingParams(
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k
@@ -223,6 +222,11 @@ class PPOTrainer:
             count_parameters(critic_body) if critic_body is not None else 0
         )
         self.compute = ComputeTracker(num_params=num_params, init_tokens=init_tokens_of(cfg.model))
+        # A reward model or judge charges its own forward passes to the tracker.
+        self.reward_fn = (
+            reward_fn if reward_fn is not None
+            else make_reward_function(cfg.reward, compute=self.compute, **cfg.reward_options())
+        )
         self.metrics = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, enabled=self.is_main)
         self.start_update = 0
         if cfg.resume:
