@@ -450,3 +450,47 @@ def test_gymnasium_vector_example(extra, capsys):
     assert (len(set(vector["first_prompts"])) == 1) == ("--group" in extra)
     assert result["single_turn"] == {"tasks": 3, "oracle_mean": 5.0, "wrong_mean": -3.0}
     assert "episodes, mean return" in capsys.readouterr().out
+
+
+def test_grpo_trainer_step_with_two_envs(tiny_model_path, tmp_path, monkeypatch):
+    """A dict of factories routes each row to its env by TRL's ``environment`` column."""
+    from datasets import concatenate_datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+    from trl.chat_template_utils import qwen2_5_chat_template
+
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    path = tiny_model_path("qwen2")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.chat_template = qwen2_5_chat_template
+    model = AutoModelForCausalLM.from_pretrained(path)
+    factories = {
+        "gp": tool_env_factory("GeneralPoints-L-v0"),
+        "virl": tool_env_factory("VIRL-L-v0"),
+    }
+    dataset = concatenate_datasets(
+        [
+            tool_prompt_dataset("GeneralPoints-L-v0", 1, seed=0, environment="gp"),
+            tool_prompt_dataset("VIRL-L-v0", 1, seed=0, environment="virl"),
+        ]
+    )
+    args = _grpo_args(
+        tmp_path,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        shuffle_dataset=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        environment_factory=factories,
+    )
+    trainer.train()
+    envs = trainer.environments
+    assert sorted(e.config.env_id for e in envs) == ["GeneralPoints-L-v0"] * 2 + ["VIRL-L-v0"] * 2
+    # Silent rollouts: each env judged one empty answer with its own verifier.
+    assert sorted(e.episode_return for e in envs) == [-3.0, -3.0, -1.0, -1.0]
+    assert trainer.state.log_history[0]["reward"] == pytest.approx(-2.0)
