@@ -162,7 +162,7 @@ class GeneralPointsScorer:
         faces = _int_list(data, "face_card_values")
         if len(faces) != 3:
             raise ValueError("scorer JSON: face_card_values must list three numbers (J, Q, K)")
-        rewards = _mapping(data, "rewards")
+        rewards = _rewards(data)
         try:
             GeneralPointsRewards(**rewards)
         except TypeError as err:
@@ -225,7 +225,7 @@ class VirlScorer:
             canonical = parse_action(gold, space)
         except ActionFormatError as err:
             raise ValueError(f"scorer JSON: gold_action: {err}") from None
-        rewards = _mapping(data, "rewards")
+        rewards = _rewards(data)
         try:
             VirlRewards(**rewards)
         except TypeError as err:
@@ -401,6 +401,15 @@ def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"scorer JSON: {key}.{name} must be finite")
     return value
+
+
+def _rewards(data: dict[str, Any]) -> dict[str, Any]:
+    rewards = _mapping(data, "rewards")
+    for name, value in rewards.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number or (value is None and name == "prefix")):
+            raise ValueError(f"scorer JSON: rewards.{name} must be a number, got {value!r}")
+    return rewards
 
 
 # ------------------------------------------------------- scorers of live envs

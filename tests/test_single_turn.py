@@ -204,6 +204,8 @@ def _gp_json(**changes):
         (_gp_json(face_card_values=[10, 10]), "three numbers"),
         (_gp_json(rewards={"correct": 5.0, "bonus": 9}), "bad rewards"),
         (_gp_json(extra=1), "unknown field"),
+        (_gp_json(rewards={"correct": "lots"}), "must be a number"),
+        (_gp_json(rewards={"correct": None}), "must be a number"),
         (
             json.dumps({k: v for k, v in json.loads(GOOD_GP.to_json()).items() if k != "target"}),
             "lacks",
