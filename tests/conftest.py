@@ -19,6 +19,11 @@ import pytest
 # read these once at import time.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# One compute thread per test process: the suite runs one process per core
+# (pytest -n 2), and tiny models spend far more time synchronising threads
+# than computing (a tiny matmul goes from milliseconds to microseconds).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
