@@ -64,6 +64,8 @@ PAIRS_INFO = "gengym_pairs.json"
 _CHUNK = 256
 #: Verdicts that are not errors of an answer.
 _NOT_ERRORS = ("correct", "budget")
+#: States skipped in a row (model pairs, ``fallback="skip"``) before giving up.
+MAX_SKIPPED_IN_A_ROW = 64
 #: Random streams of one episode (see :func:`_episode_rng`).
 _REVISION_STREAM, _WRONG_STREAM = 2, 3
 
@@ -169,7 +171,7 @@ def iter_states(config: PairsConfig) -> Iterator[PairState]:
                     obs, _, terminated, truncated, info = env.step(wrong)
                     if info.get("verdict") == "correct":
                         raise OracleError(f"{config.env_id}: sample_wrong_answer gave an accepted answer: {wrong!r}")
-                    if terminated or truncated:
+                    if terminated or truncated or _next_answer_is_over_budget(env):
                         raise ValueError(_BUDGET_HINT.format(env_id=config.env_id))
                     prefix.append(wrong)
                 messages, images = turn_prompt(env, obs, config.prompt_format)
@@ -194,6 +196,16 @@ def iter_states(config: PairsConfig) -> Iterator[PairState]:
             episode += 1
     finally:
         env.close()
+
+
+def _next_answer_is_over_budget(env: Any) -> bool:
+    """Whether the env would refuse any answer now for lack of attempts (verdict ``budget``)."""
+    probe = copy.deepcopy(env)
+    try:
+        _, _, _, _, info = probe.step(probe.unwrapped.oracle_answer())
+    finally:
+        probe.close()
+    return info.get("verdict") == "budget"
 
 
 # -- pairs ---------------------------------------------------------------------------
@@ -355,7 +367,7 @@ def iter_pairs(config: PairsConfig, *, stats: dict[str, Any] | None = None) -> I
     per_call = max(1, config.batch_size // config.samples_per_state) if config.model else 1
     stats = stats if stats is not None else {}
     stats.update(states=0, skipped_states=0)
-    produced = 0
+    produced = skipped_in_a_row = 0
     states = iter_states(config)
     try:
         while produced < config.num_pairs:
@@ -365,7 +377,14 @@ def iter_pairs(config: PairsConfig, *, stats: dict[str, Any] | None = None) -> I
             for state, sides_of_state in zip(batch, sides(batch), strict=True):
                 if sides_of_state is None:
                     stats["skipped_states"] += 1
+                    skipped_in_a_row += 1
+                    if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                        raise ValueError(
+                            f"{config.model}'s samples gave no usable pair (an accepted and a refused answer) at "
+                            f"{skipped_in_a_row} states in a row; sample more per state, or use fallback=oracle"
+                        )
                     continue
+                skipped_in_a_row = 0
                 chosen, rejected = sides_of_state
                 _check_sides(config, state, chosen, rejected)
                 yield _pair_row(config, kwargs_text, state, chosen, rejected)
