@@ -305,9 +305,14 @@ def _inv3(m) -> tuple[tuple[float, float, float], ...] | None:
 
 def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float],
                    along: tuple[float, float], width: float, z0: float, z1: float,
-                   texture: Image.Image, resample: Image.Resampling) -> tuple[int, int, int, int] | None:
+                   texture: Image.Image, resample: Image.Resampling,
+                   hidden: list[tuple[int, int]] = ()) -> tuple[int, int, int, int] | None:
     """Map ``texture`` onto the vertical rectangle ``origin + s * along``, ``s`` in
-    ``[0, width]``, heights ``[z0, z1]``. Returns the screen bbox drawn, if any.
+    ``[0, width]``, heights ``[z0, z1]``. Returns the screen bbox it covers, if any.
+
+    Screen columns in the sorted, disjoint spans ``hidden`` are left out (things
+    drawn later will cover them), and the rest is warped in column bands
+    each bounded by the quad's top and bottom edges (see :func:`_warp_bands`).
     """
     ax, ay = origin[0] - cam.x, origin[1] - cam.y
     a_r = ax * cam.right[0] + ay * cam.right[1]
@@ -330,7 +335,8 @@ def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float
     tw, th = texture.size
     ppm_x = tw / width
     x_lo, x_hi = int(math.floor(s_lo * ppm_x)), int(math.ceil(s_hi * ppm_x))
-    if x_lo > 0 or x_hi < tw:
+    clipped = x_lo > 0 or x_hi < tw
+    if clipped:
         texture = texture.crop((x_lo, 0, x_hi, th))
         s_lo, s_hi = x_lo / ppm_x, x_hi / ppm_x
         tw = texture.size[0]
@@ -364,11 +370,31 @@ def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float
     inv = _inv3(hmat)
     if inv is None:
         return None
-    # Output pixel (x, y) of the crop is screen pixel (x0 + x + 0.5, y0 + y + 0.5).
-    ox, oy = x0 + 0.5, y0 + 0.5
+    if clipped:  # a corner was pulled to the near plane: its edges are not the quad's
+        _warp_box(canvas, box, texture, inv, resample)
+    else:
+        _warp_bands(canvas, box, texture, inv, resample, pts, hidden)
+    return box
+
+
+#: Extra pixels a warp may visit before a band is split off (about what one
+#: more call to Pillow costs).
+SPLIT_PIXELS: float = 300.0
+
+
+#: A warp whose perspective divisor changes by less than this across its box
+#: is drawn as the affine map it then is (a wall square to the view).
+AFFINE_TOLERANCE: float = 1e-9
+
+
+def _warp_box(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
+              inv: tuple[tuple[float, float, float], ...], resample: Image.Resampling) -> None:
+    """Warp through the texture-from-screen homography ``inv`` into ``box``."""
+    # Output pixel (x, y) of the box is screen pixel (x0 + x + 0.5, y0 + y + 0.5).
+    ox, oy = box[0] + 0.5, box[1] + 0.5
     c2 = inv[2][0] * ox + inv[2][1] * oy + inv[2][2]
     if abs(c2) < 1e-12:
-        return None
+        return
     coeffs = tuple(
         v / c2
         for v in (
@@ -377,14 +403,71 @@ def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float
             inv[2][0], inv[2][1],
         )
     )
+    w, h = box[2] - box[0], box[3] - box[1]
+    if abs(coeffs[6]) * w + abs(coeffs[7]) * h < AFFINE_TOLERANCE:
+        # A wall facing the camera squarely: constant depth, so the map is
+        # affine, and for a level camera a plain scale, which Pillow draws
+        # several times faster than a perspective map.
+        a0, a1, a2, a3, a4, a5 = coeffs[:6]
+        if abs(a1) * h < AFFINE_TOLERANCE * 1e3 and abs(a3) * w < AFFINE_TOLERANCE * 1e3:
+            a1 = a3 = 0.0
+        _warp_into(canvas, box, texture, (a0, a1, a2, a3, a4, a5), resample, Image.Transform.AFFINE)
+        return
     _warp_into(canvas, box, texture, coeffs, resample)
-    return box
+
+
+def _warp_bands(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
+                inv: tuple[tuple[float, float, float], ...], resample: Image.Resampling,
+                corners: list[tuple[float, float]], hidden: list[tuple[int, int]]) -> None:
+    """Warp a wall quad in column bands, skipping the ``hidden`` columns.
+
+    A vertical quad seen by a level camera is a trapezoid on screen: vertical
+    sides at ``u_lo`` and ``u_hi`` (``corners`` are ``(u_lo, bottom)``,
+    ``(u_lo, top)``, ``(u_hi, bottom)``, ``(u_hi, top)``) and straight top and
+    bottom edges. Pillow's warp visits every pixel of its box, so the box of
+    each band is cut to the rows between those edges, and a band is split
+    where the slanted edges waste more than :data:`SPLIT_PIXELS` per split.
+    The pixels written are the same as one warp of the whole box.
+    """
+    x0, y0, x1, y1 = box
+    (ua, ba), (_, ta), (ub, bb), (_, tb) = corners
+    if ub < ua:
+        ua, ba, ta, ub, bb, tb = ub, bb, tb, ua, ba, ta
+    span = ub - ua
+    if span < 1e-9:
+        _warp_box(canvas, box, texture, inv, resample)
+        return
+    top_slope, bottom_slope = (tb - ta) / span, (bb - ba) / span
+    runs, start = [], x0
+    for a, b in hidden:
+        if b <= start or a >= x1:
+            continue
+        if a > start:
+            runs.append((start, a))
+        start = max(start, b)
+    if start < x1:
+        runs.append((start, x1))
+    slant = abs(top_slope) + abs(bottom_slope)
+    for a, b in runs:
+        pieces = max(1, min(8, int(round(math.sqrt((b - a) ** 2 * slant / 2.0 / SPLIT_PIXELS)))))
+        step = (b - a) / pieces
+        for i in range(pieces):
+            c0 = a + int(round(i * step))
+            c1 = b if i == pieces - 1 else a + int(round((i + 1) * step))
+            if c1 <= c0:
+                continue
+            e0, e1 = min(max(c0, ua), ub) - ua, min(max(c1, ua), ub) - ua
+            r0 = max(y0, int(math.floor(ta + min(e0 * top_slope, e1 * top_slope))))
+            r1 = min(y1, int(math.ceil(ba + max(e0 * bottom_slope, e1 * bottom_slope))))
+            if r1 > r0:
+                _warp_box(canvas, (c0, r0, c1, r1), texture, inv, resample)
 
 
 def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
-               coeffs: tuple[float, ...], resample: Image.Resampling) -> None:
-    """Warp ``texture`` straight into ``box`` of ``canvas`` (perspective ``coeffs``,
-    relative to the box's top-left corner).
+               coeffs: tuple[float, ...], resample: Image.Resampling,
+               method: Image.Transform = Image.Transform.PERSPECTIVE) -> None:
+    """Warp ``texture`` straight into ``box`` of ``canvas`` (``coeffs`` of a perspective
+    or affine ``method``, relative to the box's top-left corner).
 
     Pillow's transform writes only the pixels whose source lies inside the
     texture when told not to fill, so an opaque texture of the canvas's mode
@@ -395,7 +478,7 @@ def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Ima
     through the image core (``tests/test_virl_render.py`` checks that it
     still matches the public route).
     """
-    canvas.im.transform(box, texture.im, Image.Transform.PERSPECTIVE, coeffs, resample, 0)
+    canvas.im.transform(box, texture.im, method, coeffs, resample, 0)
 
 
 def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],
@@ -627,7 +710,7 @@ def _faces(city: City, style_name: str) -> tuple[tuple[tuple[_Face, ...], float,
 
 def _draw_building(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, city: City,
                    style: CityStyle, bid: int, dist: float, view: int,
-                   record: list[SignRecord] | None) -> None:
+                   record: list[SignRecord] | None, hidden: list[tuple[int, int]]) -> None:
     faces, height, name = _faces(city, style.name)[bid]
     cx, cy = cam.x, cam.y
     for fc in faces:
@@ -644,17 +727,19 @@ def _draw_building(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera,
             level = texture_level(FACADE_PPM, screen_ppm * 0.85)
             tex = look_texture(*fc.look, level)
             if _textured_quad(canvas, cam, p, fc.along, fc.width, 0.0, height, tex,
-                              Image.Resampling.NEAREST) is None:
+                              Image.Resampling.NEAREST, hidden) is None:
                 continue
         else:
             _flat_quad(draw, cam, p, fc.q, 0.0, height, _haze(fc.colour, style, dist))
         if name is not None and fc.sign:
-            _draw_signs(canvas, draw, cam, style, name, p, fc.along, fc.width, near, view, record)
+            _draw_signs(canvas, draw, cam, style, name, p, fc.along, fc.width, near, view, record,
+                        hidden)
 
 
 def _draw_signs(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style: CityStyle,
                 name: str, p: tuple[float, float], along: tuple[float, float], width: float,
-                near: float, view: int, record: list[SignRecord] | None) -> None:
+                near: float, view: int, record: list[SignRecord] | None,
+                hidden: list[tuple[int, int]]) -> None:
     z0, z1 = SIGN_BAND
     screen_ppm = cam.f / max(near, 1.0)
     letter_px = (z1 - z0) * 0.6 * screen_ppm
@@ -669,7 +754,8 @@ def _draw_signs(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, st
         return
     level = texture_level(SIGN_PPM, screen_ppm)
     tex = sign_texture(name, style.name, round(sign_w, 2), round(z1 - z0, 2), False, level)
-    box = _textured_quad(canvas, cam, origin, along, sign_w, z0, z1, tex, Image.Resampling.BILINEAR)
+    box = _textured_quad(canvas, cam, origin, along, sign_w, z0, z1, tex, Image.Resampling.BILINEAR,
+                         hidden)
     if box is not None and record is not None:
         record.append(SignRecord(name, view, box, letter_px))
     blade = style.sign.blade
@@ -732,8 +818,36 @@ def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Near
     return _Nearby(bidx, dist[bidx], mq, props.kind[pidx], props.xy[pidx], pidx, road)
 
 
-def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby) -> list[int]:
-    """Indices (into ``near.buildings``) of buildings in the view not hidden behind nearer ones.
+@dataclass(frozen=True)
+class _Shown:
+    """The buildings a view draws, with their screen extents (arrays aligned with ``index``).
+
+    Attributes:
+        index: Indices into :attr:`_Nearby.buildings`.
+        min_dep: Depth of the nearest corner.
+        max_dep: Depth of the farthest corner.
+        solid: Whether wholly in front of the near plane (then the rest is meaningful).
+        x0: Left end of the screen span (clipped to the view).
+        x1: Right end of the screen span.
+        lo_top: Lowest roof point on screen (largest row coordinate).
+        hi_top: Highest roof point on screen.
+    """
+
+    index: list[int]
+    min_dep: np.ndarray
+    max_dep: np.ndarray
+    solid: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+    lo_top: np.ndarray
+    hi_top: np.ndarray
+
+
+_NOTHING_SHOWN = _Shown([], *([np.zeros(0)] * 7))
+
+
+def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby) -> _Shown:
+    """Buildings in the view not hidden behind nearer ones, with their screen extents.
 
     A building is hidden when, across its whole screen width, some set of
     buildings lying entirely in front of it (every corner nearer than its
@@ -748,7 +862,7 @@ def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby
     lat_c, dep_c = cam.to_camera(cents)
     keep = np.flatnonzero((dep_c > -radii) & (np.abs(lat_c) < dep_c * 1.05 + radii * 1.5))
     if len(keep) == 0:
-        return []
+        return _NOTHING_SHOWN
     idx = cand[keep]
     lat, dep = cam.to_camera(corners[idx])
     min_dep, max_dep = dep.min(axis=1), dep.max(axis=1)
@@ -765,7 +879,7 @@ def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby
     occluders: list[tuple[float, float, float, float]] = []
     for k in order.tolist():
         if not solid[k]:
-            visible.append(int(keep[k]))
+            visible.append(k)
             continue
         if x1[k] - x0[k] < 0.5:
             continue  # off screen
@@ -773,9 +887,51 @@ def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby
         spans = [(a, b) for (d, lt, a, b) in occluders if d <= md and lt <= ht]
         if spans and _covered(float(x0[k]), float(x1[k]), spans):
             continue
-        visible.append(int(keep[k]))
+        visible.append(k)
         occluders.append((float(max_dep[k]), float(lo_top[k]), float(x0[k]), float(x1[k])))
-    return visible
+    v = np.array(visible, dtype=np.intp)
+    return _Shown(keep[v].tolist(), min_dep[v], max_dep[v], solid[v], x0[v], x1[v], lo_top[v], hi_top[v])
+
+
+#: Depth margin (metres) by which a building must lie in front of another
+#: to hide its columns; it also covers shop signs, 0.06 m proud of their wall.
+COVER_MARGIN: float = 0.1
+
+
+def _hidden_columns(shown: _Shown, rank: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Per shown building, the screen columns ``[a, b)`` that buildings drawn after it will
+    cover from above its roof to below its foot, so that drawing it there is wasted.
+
+    A later building (higher painter ``rank``) covers a column of an earlier one
+    when it lies wholly in front (every corner nearer than the other's nearest,
+    by :data:`COVER_MARGIN`) and its lowest roof point is above the other's
+    highest: boxes standing on the ground then hide the other from its roof to
+    its foot. Spans are shrunk by a pixel at each end so that edge pixels are
+    always drawn.
+    """
+    n = len(shown.index)
+    out: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    if n < 2:
+        return out
+    lo = np.ceil(shown.x0 + 1.0).astype(int)
+    hi = np.floor(shown.x1 - 1.0).astype(int)
+    usable = shown.solid & (hi > lo)
+    covers = (  # covers[j, k]: j hides k's columns in [lo_j, hi_j)
+        usable[:, None] & shown.solid[None, :]
+        & (rank[:, None] > rank[None, :])
+        & (shown.max_dep[:, None] < shown.min_dep[None, :] - COVER_MARGIN)
+        & (shown.lo_top[:, None] <= shown.hi_top[None, :] - 1.0)
+    )
+    for k in np.flatnonzero(covers.any(axis=0)).tolist():
+        spans = sorted(zip(lo[covers[:, k]].tolist(), hi[covers[:, k]].tolist(), strict=True))
+        merged = [list(spans[0])]
+        for a, b in spans[1:]:
+            if a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out[k] = [(a, b) for a, b in merged]
+    return out
 
 
 def _covered(a: float, b: float, spans: list[tuple[float, float]]) -> bool:
@@ -814,9 +970,10 @@ def render_view(city: City, style_name: str, position: tuple[float, float], head
     _draw_road(canvas, draw, cam, near.road, style, heading)
     _draw_markings(draw, cam, near.markings, style)
 
+    shown = _visible_buildings(cam, city, style, near)
     items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
-    for k in _visible_buildings(cam, city, style, near):
-        items.append((float(near.distances[k]), 0, int(near.buildings[k]), 0.0, 0.0))
+    for i, k in enumerate(shown.index):  # buildings: index = position in ``shown``
+        items.append((float(near.distances[k]), 0, i, 0.0, 0.0))
     if len(near.prop_xy):
         plat, pdep = cam.to_camera(near.prop_xy)
         pkeep = np.flatnonzero((pdep > 0.8) & (np.abs(plat) < pdep * 1.05 + 3.0))
@@ -825,9 +982,15 @@ def render_view(city: City, style_name: str, position: tuple[float, float], head
             items.append((float(pdist[i]), 1 + int(near.prop_kind[i]), int(near.prop_index[i]),
                           float(plat[i]), float(pdep[i])))
     items.sort(key=lambda it: -it[0])
+    rank = np.zeros(len(shown.index), dtype=int)
+    for r, it in enumerate(items):
+        if it[1] == 0:
+            rank[it[2]] = r
+    hidden = _hidden_columns(shown, rank)
     for d, kind, idx, plat_i, pdep_i in items:
         if kind == 0:
-            _draw_building(canvas, draw, cam, city, style, idx, d, view, record)
+            _draw_building(canvas, draw, cam, city, style, int(near.buildings[shown.index[idx]]), d,
+                           view, record, hidden[idx])
         elif kind == 1:
             _draw_tree(draw, cam, plat_i, pdep_i, style, d, (idx * 0.618) % 1.0)
         else:
