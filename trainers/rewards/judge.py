@@ -77,8 +77,9 @@ _SCORE_REQUEST = (
     "'Score: N'."
 )
 
-_NUMBER = r"[+-]?\d+(?:\.\d+)?"
-_SCORE_LINE = re.compile(rf"score\W{{0,4}}(?:is\s+|of\s+)?({_NUMBER})", re.IGNORECASE)
+#: A plain decimal number, not the start of a longer token ("1e400", "7b", "3.5.1").
+_NUMBER = r"[+-]?\d+(?:\.\d+)?(?!\w)(?!\.\d)"
+_SCORE_LINE = re.compile(rf"score[^\w+-]{{0,4}}(?:is\s+|of\s+)?({_NUMBER})", re.IGNORECASE)
 _FRACTION = re.compile(rf"({_NUMBER})\s*(?:/|out\s+of)\s*10(?![\d.])", re.IGNORECASE)
 _LONE_NUMBER = re.compile(rf"^\W*({_NUMBER})\W*$")
 
