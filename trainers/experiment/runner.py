@@ -9,8 +9,13 @@ A run follows the paper's protocol:
    snapshots along the way.
 3. **rl** series: PPO from the init checkpoint with the env's verifier as
    reward; a checkpoint after every few updates.
-4. optional **rl-no-sft**: PPO from the base model directly.
-5. optional **verification ablation**: PPO from init with verification
+4. optional further methods (``methods``), each a series from init:
+   **dpo** (DPO on preference pairs from the env), **rlhf** (a reward model
+   trained on those pairs, then PPO against it) and **rlaif** (PPO against
+   an AI judge); see :meth:`ExperimentRunner.dpo_series` and the compute
+   notes there.
+5. optional **rl-no-sft**: PPO from the base model directly.
+6. optional **verification ablation**: PPO from init with verification
    budgets 1, 3, 5, 10.
 
 Every checkpoint is evaluated on the ID and OOD variants; each result is one
@@ -33,6 +38,18 @@ from typing import Any, Literal
 from trainers.common.compute import TRAINING_RECORD
 
 logger = logging.getLogger(__name__)
+
+#: Methods an experiment can compare, in the order they run, with their names in titles.
+METHODS: dict[str, str] = {"sft": "SFT", "rl": "RL", "dpo": "DPO", "rlhf": "RLHF", "rlaif": "RLAIF"}
+#: How each series is trained and how its compute is counted (for the summary).
+METHOD_NOTES: dict[str, str] = {
+    "sft": "SFT on oracle answers from init; 6 N (D_init + D_SFT)",
+    "rl": "PPO with the env's verifier as reward; 6 N (D_init + D_RL) + 2 N D_buffer",
+    "dpo": "DPO on env preference pairs from init; 6 N (D_init + D_DPO) + 2 N D_ref, D_ref = D_DPO",
+    "rlhf": "PPO against a reward model trained on the pairs; RL's formula + 2 N_RM D_RM-scored (in D_buffer) "
+    "+ the reward model's training 6 N_RM D_RM",
+    "rlaif": "PPO against an AI judge; RL's formula + 2 N_judge D_judge (prompt and reply tokens, in D_buffer)",
+}
 
 
 @dataclass
@@ -76,6 +93,41 @@ class ExperimentConfig:
         metadata={"help": "PPO settings of the RL series (starts from init)."},
     )
     ppo_eval_every: int = field(default=1, metadata={"help": "Evaluate every K-th PPO update."})
+    methods: list[str] = field(
+        default_factory=lambda: ["sft", "rl"],
+        metadata={
+            "help": "Methods compared, each a series from init: sft, rl (PPO with the verifier), dpo, rlhf (PPO "
+            "against a reward model trained on env pairs), rlaif (PPO against an AI judge)."
+        },
+    )
+    pairs: dict[str, Any] = field(
+        default_factory=lambda: {"num_pairs": 128},
+        metadata={
+            "help": "Preference-pair settings (gengym pairs) for dpo and rlhf; model: init (or base) samples the "
+            "answers from that checkpoint instead of the oracle."
+        },
+    )
+    dpo: dict[str, Any] = field(
+        default_factory=lambda: {"max_steps": 24},
+        metadata={"help": "DPO settings of the dpo series (starts from init, trains on the pairs)."},
+    )
+    dpo_snapshots: int = field(default=3, metadata={"help": "Evaluated checkpoints along the DPO series."})
+    reward_model: dict[str, Any] = field(
+        default_factory=lambda: {"max_steps": 24},
+        metadata={"help": "Reward-model settings of the rlhf series (backbone: init, trained on the pairs)."},
+    )
+    rlhf: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "PPO settings of the rlhf series on top of the ppo section (e.g. reward_weights)."},
+    )
+    rlaif: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "PPO settings of the rlaif series on top of the ppo section (judge_*, reward_weights)."},
+    )
+    judge_model: str = field(
+        default="",
+        metadata={"help": "Judge of the rlaif series: a path, hub id or tiny:FAMILY; empty = the base model."},
+    )
     rl_without_sft: bool = field(default=False, metadata={"help": "Also run PPO from the base model."})
     verification_ablation: list[int] = field(
         default_factory=list, metadata={"help": "Verification budgets to compare with PPO from init, e.g. [1, 3, 5, 10]."}
@@ -104,15 +156,35 @@ class ExperimentConfig:
             errors.append("sft_snapshots must be >= 0 and ppo_eval_every >= 1")
         if any(b < 1 for b in self.verification_ablation):
             errors.append("verification budgets must be at least 1")
-        for section in ("init_sft", "sft", "ppo"):
+        for section in ("init_sft", "sft", "ppo", "pairs", "dpo", "reward_model", "rlhf", "rlaif"):
             if not isinstance(getattr(self, section), dict):
                 errors.append(f"{section} must be a mapping of settings")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
+            errors.append(f"methods must be distinct names among {', '.join(METHODS)}; got {self.methods}")
+        if self.dpo_snapshots < 0:
+            errors.append("dpo_snapshots must be >= 0")
+        for section in ("rlhf", "rlaif"):
+            if isinstance(getattr(self, section), dict) and "reward" in getattr(self, section):
+                errors.append(f"the {section} series sets its own reward; drop reward from the {section} section")
         if errors:
             raise ValueError("invalid experiment settings:\n  - " + "\n  - ".join(errors))
         # The sections must be valid configs too (fail before any training).
         self.sft_config("init", model="x", output_dir="x")
         self.sft_config("sft", model="x", output_dir="x")
         self.ppo_config(model="x", output_dir="x")
+        if "dpo" in self.methods or "rlhf" in self.methods:
+            self.pairs_config(model="")
+        if "dpo" in self.methods:
+            self.dpo_config(model="x", output_dir="x")
+        if "rlhf" in self.methods:
+            import tempfile
+
+            self.reward_model_config(model="x", output_dir="x")
+            # A stand-in folder: the reward model does not exist before the run.
+            self.ppo_config(model="x", output_dir="x", reward=f"reward-model:{tempfile.gettempdir()}", **self.rlhf)
+        if "rlaif" in self.methods:
+            self.ppo_config(model="x", output_dir="x", reward="judge:x", **self.rlaif)
 
     @property
     def variants(self) -> list[str]:
@@ -163,6 +235,64 @@ class ExperimentConfig:
         return config_from_dict(PPOConfig, settings, source="experiment section 'ppo'")
 
 
+    def pairs_config(self, **overrides: Any):
+        """The preference pairs of the dpo and rlhf series (train variant, the runs' prompt format)."""
+        from trainers.common.config import config_from_dict
+        from trainers.pairs.config import PairsConfig
+
+        settings = {
+            "env_id": self.env_id,
+            "env_kwargs": self.train_env_kwargs(),
+            "seed": self.seed + 2,
+            "prompt_format": self.prompt_format,
+            "device": self.device,
+            "progress_bar": False,
+            **self.pairs,
+            **overrides,
+        }
+        return config_from_dict(PairsConfig, settings, source="experiment section 'pairs'")
+
+    def dpo_config(self, **overrides: Any):
+        from trainers.common.config import config_from_dict
+        from trainers.dpo.dpo_config import GengymDPOConfig
+
+        settings = {
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "deepspeed": self.deepspeed,
+            "device": self.device,
+            "tensorboard": False,
+            "prompt_format": self.prompt_format,
+            "env_kwargs": self.train_env_kwargs(),
+            **self.dpo,
+            **overrides,
+        }
+        if settings.get("dataset"):  # the pairs folder fixes how the pairs were made
+            for key in ("env_kwargs", "prompt_format"):
+                settings.pop(key, None)
+        return config_from_dict(GengymDPOConfig, settings, source="experiment section 'dpo'")
+
+    def reward_model_config(self, **overrides: Any):
+        from trainers.common.config import config_from_dict
+        from trainers.reward_model.reward_config import GengymRewardModelConfig
+
+        settings = {
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "deepspeed": self.deepspeed,
+            "device": self.device,
+            "tensorboard": False,
+            "prompt_format": self.prompt_format,
+            "env_kwargs": self.train_env_kwargs(),
+            **self.reward_model,
+            **overrides,
+        }
+        if settings.get("dataset"):
+            for key in ("env_kwargs", "prompt_format"):
+                settings.pop(key, None)
+        return config_from_dict(GengymRewardModelConfig, settings, source="experiment section 'reward_model'")
+
+
 def load_experiment_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
     """Read an experiment YAML file (unknown keys are errors)."""
     from trainers.common.config import config_from_dict, load_yaml
@@ -189,9 +319,19 @@ class ExperimentRunner:
         (self.out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         base = self._stage("base model", self.base_model)
         init = self._stage("format warm-up (init SFT)", lambda: self.init_checkpoint(base))
-        self._stage("evaluate init", lambda: self.evaluate(init, ["sft", "rl"], step=0))
-        self._stage("SFT series", lambda: self.sft_series(init))
-        self._stage("RL series", lambda: self.rl_series(init, "rl", self.out / "rl"))
+        self._stage("evaluate init", lambda: self.evaluate(init, list(cfg.methods), step=0))
+        if "sft" in cfg.methods:
+            self._stage("SFT series", lambda: self.sft_series(init))
+        if "rl" in cfg.methods:
+            self._stage("RL series", lambda: self.rl_series(init, "rl", self.out / "rl"))
+        if "dpo" in cfg.methods or "rlhf" in cfg.methods:
+            pairs = self._stage("preference pairs", lambda: self.preference_pairs(base, init))
+            if "dpo" in cfg.methods:
+                self._stage("DPO series", lambda: self.dpo_series(init, pairs))
+            if "rlhf" in cfg.methods:
+                self._stage("RLHF series", lambda: self.rlhf_series(init, pairs))
+        if "rlaif" in cfg.methods:
+            self._stage("RLAIF series", lambda: self.rlaif_series(base, init))
         if cfg.rl_without_sft:
             self._stage("evaluate base", lambda: self.evaluate(base, ["rl-no-sft"], step=0))
             self._stage("RL without SFT", lambda: self.rl_series(base, "rl-no-sft", self.out / "rl-no-sft"))
@@ -261,12 +401,27 @@ class ExperimentRunner:
         for step, path in zip(steps, snapshots, strict=True):
             self.evaluate(path, ["sft"], step=step)
 
-    def rl_series(self, start: Path | str, series: str, out: Path, env_kwargs: dict[str, Any] | None = None) -> None:
+    def rl_series(
+        self,
+        start: Path | str,
+        series: str,
+        out: Path,
+        env_kwargs: dict[str, Any] | None = None,
+        ppo_overrides: dict[str, Any] | None = None,
+        extra_gflops: float = 0.0,
+    ) -> None:
+        """PPO from ``start``; every saved checkpoint is evaluated as ``series``.
+
+        ``ppo_overrides`` change the PPO settings (the reward of RLHF and
+        RLAIF); ``extra_gflops`` is compute spent before PPO that the series
+        carries (the reward model's training).
+        """
         cfg = self.config
         ppo_cfg = cfg.ppo_config(
             model=str(start),
             output_dir=str(out),
             env_kwargs=dict(env_kwargs or {}),
+            **dict(ppo_overrides or {}),
         )
         ppo_cfg = dataclasses.replace(
             ppo_cfg, save_every=cfg.ppo_eval_every, keep_checkpoints=max(ppo_cfg.total_updates, 1)
@@ -278,7 +433,119 @@ class ExperimentRunner:
             train_ppo(ppo_cfg)
         for ckpt in sorted((out / "checkpoints").glob("update-*")):
             step = int(ckpt.name.split("-")[1])
-            self.evaluate(ckpt / "policy", [series], step=step, env_overrides=env_kwargs)
+            self.evaluate(ckpt / "policy", [series], step=step, env_overrides=env_kwargs, extra_gflops=extra_gflops)
+
+    def preference_pairs(self, base: Path | str, init: Path | str) -> Path:
+        """The pairs of the dpo and rlhf series (built once, re-verified, kept on disk).
+
+        Oracle pairs by default; ``pairs: {model: init}`` (or ``base``)
+        samples both answers from that checkpoint, labelled by the verifier.
+        Their sampling compute is recorded with them and charged to the
+        series trained on them.
+        """
+        from trainers.pairs.build import PAIRS_INFO, build_pairs_dataset, save_pairs_dataset
+
+        out = self.out / "pairs"
+        if (out / PAIRS_INFO).is_file():
+            self.log(f"   found {out}")
+            return out
+        model = {"init": str(init), "base": str(base)}.get(self.config.pairs.get("model", ""))
+        config = self.config.pairs_config(**({"model": model} if model is not None else {}))
+        dataset, info = build_pairs_dataset(config, progress=False)
+        tmp = out.with_name(out.name + ".tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        save_pairs_dataset(dataset, info, tmp)
+        tmp.rename(out)  # a pairs folder either is complete or does not exist
+        self.log(f"   {len(dataset)} pairs ({info['source']}), rejected: {info['rejected_verdicts']}")
+        return out
+
+    def dpo_series(self, init: Path | str, pairs: Path) -> None:
+        """DPO from init on the pairs, with evaluated snapshots along the way.
+
+        Compute: the DPO record's ``6 N (D_init + D_DPO) + 2 N D_ref`` (the
+        reference forward over the same tokens), plus the pairs' sampling
+        compute when they were sampled from a model.
+        """
+        cfg = self.config
+        if cfg.dpo_snapshots == 0:
+            return
+        out = self.out / "dpo"
+        final = out / "final"
+        probe = cfg.dpo_config(model=str(init), output_dir=str(out), dataset=str(pairs))
+        total = probe.max_steps
+        if total < 1:
+            raise ValueError("the dpo section needs max_steps >= 1 for a series of snapshots")
+        steps = sorted({max(1, round(total * (k + 1) / cfg.dpo_snapshots)) for k in range(cfg.dpo_snapshots)})
+        if not (final / TRAINING_RECORD).is_file():
+            from trainers.dpo.dpo_trainer import train_dpo
+
+            train_dpo(
+                cfg.dpo_config(
+                    model=str(init),
+                    output_dir=str(out),
+                    dataset=str(pairs),
+                    snapshot_steps=steps[:-1],
+                    resume=out.is_dir(),
+                )
+            )
+        snapshots = [out / "snapshots" / f"step-{s:06d}" for s in steps[:-1]] + [final]
+        for step, path in zip(steps, snapshots, strict=True):
+            self.evaluate(path, ["dpo"], step=step)
+
+    def rlhf_series(self, init: Path | str, pairs: Path) -> None:
+        """A reward model (backbone: init) trained on the pairs, then PPO from init against it.
+
+        Compute: the PPO record (its ``D_buffer`` holds the reward model's
+        scoring forwards as policy-equivalent tokens, ``2 N_RM D_scored``),
+        plus the reward model's own training ``6 N_RM D_RM`` and the pairs'
+        sampling compute, carried from the first checkpoint on.
+        """
+        from trainers.common.compute import read_training_record
+        from trainers.pairs.build import sampling_gflops
+
+        cfg = self.config
+        out = self.out / "reward-model"
+        final = out / "final"
+        if not (final / TRAINING_RECORD).is_file():
+            from trainers.reward_model.reward_trainer import train_reward_model
+
+            train_reward_model(cfg.reward_model_config(model=str(init), output_dir=str(out), dataset=str(pairs)))
+        record = read_training_record(final)
+        extra = float(record.get("train_gflops", 0.0)) + sampling_gflops(pairs)
+        self.rl_series(
+            init,
+            "rlhf",
+            self.out / "rlhf",
+            ppo_overrides={**cfg.rlhf, "reward": f"reward-model:{final}"},
+            extra_gflops=extra,
+        )
+
+    def rlaif_series(self, base: Path | str, init: Path | str) -> None:
+        """PPO from init against an AI judge (``judge_model``; the base model when unset).
+
+        Compute: the PPO record, whose ``D_buffer`` holds the judge's prompt
+        and reply tokens as policy-equivalent tokens (``2 N_judge D_judge``).
+        """
+        cfg = self.config
+        judge = self.judge_checkpoint(base)
+        self.rl_series(init, "rlaif", self.out / "rlaif", ppo_overrides={**cfg.rlaif, "reward": f"judge:{judge}"})
+
+    def judge_checkpoint(self, base: Path | str) -> Path | str:
+        """The judge of the rlaif series: ``judge_model`` (tiny:FAMILY built here) or the base model."""
+        spec = self.config.judge_model
+        if not spec:
+            return base
+        if not spec.startswith("tiny:"):
+            return Path(spec) if Path(spec).exists() else spec
+        from trainers.testing.tiny_models import build_tiny_model
+
+        path = self.out / "judge-model"
+        if not (path / "config.json").is_file():
+            build_tiny_model(spec.split(":", 1)[1], path, seed=self.config.seed + 1)
+        return path
 
     # -------------------------------------------------------- evaluation
     def done(self) -> set[tuple[str, str]]:
@@ -289,12 +556,19 @@ class ExperimentRunner:
         return {(r["series"], r["checkpoint"]) for r in read_metrics(self.results_path)}
 
     def evaluate(
-        self, checkpoint: Path | str, series: list[str], step: int, env_overrides: dict[str, Any] | None = None
+        self,
+        checkpoint: Path | str,
+        series: list[str],
+        step: int,
+        env_overrides: dict[str, Any] | None = None,
+        extra_gflops: float = 0.0,
     ) -> None:
         """Evaluate one checkpoint (once) and record it under each series name.
 
         ``env_overrides`` change the evaluation envs the way the training envs
         of that series were changed (the verification budget of an ablation).
+        ``extra_gflops`` is added to the checkpoint's recorded compute (work
+        outside its own record, such as training the reward model of RLHF).
         """
         cfg = self.config
         key = str(checkpoint)
@@ -323,7 +597,7 @@ class ExperimentRunner:
             agent.close()
         name = "-".join(todo) + f"-step{step}"
         write_report(result, self.out / "evals" / name)
-        gflops = _gflops_of(checkpoint)
+        gflops = _gflops_of(checkpoint) + extra_gflops
         with self.results_path.open("a") as f:
             for s in todo:
                 record = {"series": s, "checkpoint": key, "step": step, "gflops": gflops, "variants": result.metrics}
@@ -349,8 +623,9 @@ class ExperimentRunner:
         records = self.records()
         plots = self.out / "plots"
         made: list[Path] = []
-        main = [r for r in records if r["series"] in ("sft", "rl")]
-        made.append(plot_success_vs_compute(main, cfg.env_id, plots / "success_vs_compute.png", title=f"{cfg.name}: SFT vs RL"))
+        main = [r for r in records if r["series"] in cfg.methods]
+        title = f"{cfg.name}: " + " vs ".join(METHODS[m] for m in cfg.methods)
+        made.append(plot_success_vs_compute(main, cfg.env_id, plots / "success_vs_compute.png", title=title))
         if any(m.get("recognition_accuracy") is not None for r in main for m in r["variants"].values()):
             made.append(plot_recognition_vs_success(main, cfg.env_id, plots / "recognition_vs_success.png"))
         if cfg.rl_without_sft:
@@ -370,6 +645,9 @@ class ExperimentRunner:
                 cells.append("-" if m is None else f"{100 * m[metric]:.1f}%")
             lines.append(f"| {r['series']} | {r['step']} | {r['gflops']:.4g} | " + " | ".join(cells) + " |")
         lines += ["", f"Cells: {label}.", ""]
+        lines += ["Series (x axis: training GFLOPs, the paper's formulas; see docs/methods.md):", ""]
+        lines += [f"- {m}: {METHOD_NOTES[m]}" for m in cfg.methods]
+        lines += [""]
         for p in made:
             lines += [f"![{p.stem}](plots/{p.name})", ""]
         if self.timings:
