@@ -26,7 +26,7 @@ size). It only draws with Pillow and numpy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -50,7 +50,7 @@ from gym_virl.render.textures import (
     sign_colours,
     sign_texture,
     stable_seed,
-    texture_level,
+    texture_levels,
 )
 
 #: Names of the four views in grid order: top left, top right, bottom left, bottom right.
@@ -131,6 +131,26 @@ class _Camera:
         u = self.cx + self.f * lateral / depth
         v = self.cy - self.f * (height - CAMERA_HEIGHT) / depth
         return u, v
+
+
+class _Cameras:
+    """The cameras of a position's views (same position and size), to put shared point
+    sets into all their frames with one numpy operation each (the same arithmetic
+    as :meth:`_Camera.to_camera`, element by element)."""
+
+    def __init__(self, cams: list[_Camera]) -> None:
+        self.cams = cams
+        first = cams[0]
+        self.x, self.y, self.f, self.cx, self.cy, self.size = first.x, first.y, first.f, first.cx, first.cy, first.size
+        self.axes = np.array([[c.right[0], c.right[1], c.fwd[0], c.fwd[1]] for c in cams])
+
+    def to_camera(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lateral offsets and depths of ground points ``(..., 2)``, shaped ``(views, ...)``."""
+        dx = xy[..., 0] - self.x
+        dy = xy[..., 1] - self.y
+        shape = (len(self.cams),) + (1,) * dx.ndim
+        rx, ry, fx, fy = (self.axes[:, i].reshape(shape) for i in range(4))
+        return dx * rx + dy * ry, dx * fx + dy * fy
 
 
 # ---------------------------------------------------------------------------
@@ -278,105 +298,6 @@ def _project_poly(cam: _Camera, pts3: list[tuple[float, float, float]]) -> list[
     return [(cx + f * x / z, cy - f * (y - CAMERA_HEIGHT) / z) for x, y, z in pts3]
 
 
-def _bbox_on_screen(poly: list[tuple[float, float]], size: int) -> tuple[int, int, int, int] | None:
-    xs = [p[0] for p in poly]
-    ys = [p[1] for p in poly]
-    x0, x1 = max(0, int(math.floor(min(xs)))), min(size, int(math.ceil(max(xs))))
-    y0, y1 = max(0, int(math.floor(min(ys)))), min(size, int(math.ceil(max(ys))))
-    if x1 - x0 < 1 or y1 - y0 < 1:
-        return None
-    return x0, y0, x1, y1
-
-
-def _inv3(m) -> tuple[tuple[float, float, float], ...] | None:
-    """Inverse of a 3x3 matrix given as nested tuples (``None`` if singular)."""
-    (a, b, c), (d, e, f), (g, h, i) = m
-    co00, co01, co02 = e * i - f * h, f * g - d * i, d * h - e * g
-    det = a * co00 + b * co01 + c * co02
-    if abs(det) < 1e-18:
-        return None
-    r = 1.0 / det
-    return (
-        (co00 * r, (c * h - b * i) * r, (b * f - c * e) * r),
-        (co01 * r, (a * i - c * g) * r, (c * d - a * f) * r),
-        (co02 * r, (b * g - a * h) * r, (a * e - b * d) * r),
-    )
-
-
-def _textured_quad(canvas: Image.Image, cam: _Camera, origin: tuple[float, float],
-                   along: tuple[float, float], width: float, z0: float, z1: float,
-                   texture: Image.Image, resample: Image.Resampling,
-                   hidden: list[tuple[int, int]] = ()) -> tuple[int, int, int, int] | None:
-    """Map ``texture`` onto the vertical rectangle ``origin + s * along``, ``s`` in
-    ``[0, width]``, heights ``[z0, z1]``. Returns the screen bbox it covers, if any.
-
-    Screen columns in the sorted, disjoint spans ``hidden`` are left out (things
-    drawn later will cover them), and the rest is warped in column bands
-    each bounded by the quad's top and bottom edges (see :func:`_warp_bands`).
-    """
-    ax, ay = origin[0] - cam.x, origin[1] - cam.y
-    a_r = ax * cam.right[0] + ay * cam.right[1]
-    a_d = ax * cam.fwd[0] + ay * cam.fwd[1]
-    e_r = along[0] * cam.right[0] + along[1] * cam.right[1]
-    e_d = along[0] * cam.fwd[0] + along[1] * cam.fwd[1]
-    # The part of the quad in front of the near plane: depth(s) = a_d + s e_d >= NEAR.
-    s_lo, s_hi = 0.0, width
-    if abs(e_d) < 1e-9:
-        if a_d < NEAR:
-            return None
-    else:
-        s_cut = (NEAR - a_d) / e_d
-        if e_d > 0:
-            s_lo = max(s_lo, s_cut)
-        else:
-            s_hi = min(s_hi, s_cut)
-    if s_hi - s_lo < 1e-3:
-        return None
-    tw, th = texture.size
-    ppm_x = tw / width
-    x_lo, x_hi = int(math.floor(s_lo * ppm_x)), int(math.ceil(s_hi * ppm_x))
-    clipped = x_lo > 0 or x_hi < tw
-    if clipped:
-        texture = texture.crop((x_lo, 0, x_hi, th))
-        s_lo, s_hi = x_lo / ppm_x, x_hi / ppm_x
-        tw = texture.size[0]
-        if tw < 1:
-            return None
-    pts = []
-    for s in (s_lo, s_hi):
-        depth = max(a_d + s * e_d, NEAR)
-        lat = a_r + s * e_r
-        for z in (z0, z1):
-            pts.append((cam.cx + cam.f * lat / depth, cam.cy - cam.f * (z - CAMERA_HEIGHT) / depth))
-    box = _bbox_on_screen(pts, cam.size)
-    if box is None:
-        return None
-    x0, y0, x1, y1 = box
-    f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
-    # Screen-from-plane homography for plane coordinates (s, z):
-    #   [u w, v w, w] = [[f e_r + cx e_d, 0, f a_r + cx a_d],
-    #                    [cy e_d, -f, f h + cy a_d],
-    #                    [e_d, 0, a_d]] @ [s, z, 1],
-    # composed with plane-from-texture s = s_lo + tx / ppm_x, z = z1 - ty / ppm_y.
-    ppm_y = th / (z1 - z0)
-    m00, m02 = f * e_r + cx * e_d, f * a_r + cx * a_d
-    m10, m12 = cy * e_d, f * h + cy * a_d
-    m20, m22 = e_d, a_d
-    hmat = (
-        (m00 / ppm_x, 0.0, m00 * s_lo + m02),
-        (m10 / ppm_x, f / ppm_y, m10 * s_lo - f * z1 + m12),
-        (m20 / ppm_x, 0.0, m20 * s_lo + m22),
-    )
-    inv = _inv3(hmat)
-    if inv is None:
-        return None
-    if clipped:  # a corner was pulled to the near plane: its edges are not the quad's
-        _warp_box(canvas, box, texture, inv, resample)
-    else:
-        _warp_bands(canvas, box, texture, inv, resample, pts, hidden)
-    return box
-
-
 #: Extra pixels a warp may visit before a band is split off (about what one
 #: more call to Pillow costs).
 SPLIT_PIXELS: float = 300.0
@@ -492,6 +413,120 @@ def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],
         draw.polygon(_project_poly(cam, clipped), fill=colour)
 
 
+@dataclass
+class _Quads:
+    """Textured vertical quads of one view, projected together.
+
+    Each quad maps a texture onto the vertical rectangle ``origin + s * along``,
+    ``s`` in ``[0, width]``, heights ``[z0, z1]``. Drawing a view first lists
+    its quads (in painter's order, with everything else), then
+    :meth:`project` computes their screen boxes and homographies in one go.
+    """
+
+    rows: list[tuple[float, ...]] = field(default_factory=list)
+    textures: list[Image.Image] = field(default_factory=list)
+
+    def add(self, cam: _Camera, origin: tuple[float, float], along: tuple[float, float], width: float,
+            z0: float, z1: float, texture: Image.Image) -> int:
+        self.rows.append((origin[0], origin[1], along[0], along[1], width, z0, z1, *texture.size,
+                          *cam.right, *cam.fwd))
+        self.textures.append(texture)
+        return len(self.rows) - 1
+
+    def project(self, cam: _Camera) -> list[tuple | None]:
+        """Per quad: ``None`` when nothing of it is on screen, else ``(box, inv, corners,
+        texture)`` -- the screen bounding box, the texture-from-screen homography,
+        the screen corners ``(u, bottom), (u, top)`` at both ends (``None`` when the
+        near plane cut the quad), and the texture (cropped to the part in front
+        of the near plane). The quads may come from several views of ``cam``'s
+        position and size (each row holds its own viewing direction).
+        """
+        if not self.rows:
+            return []
+        ox, oy, ax, ay, width, z0, z1, tw, th, rx, ry, fx, fy = np.array(self.rows, dtype=float).T
+        dx, dy = ox - cam.x, oy - cam.y
+        a_r, a_d = dx * rx + dy * ry, dx * fx + dy * fy
+        e_r, e_d = ax * rx + ay * ry, ax * fx + ay * fy
+        # The part in front of the near plane: depth(s) = a_d + s e_d >= NEAR.
+        level = np.abs(e_d) < 1e-9
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_cut = (NEAR - a_d) / e_d
+        s_lo = np.where(~level & (e_d > 0), np.maximum(0.0, s_cut), 0.0)
+        s_hi = np.where(~level & (e_d < 0), np.minimum(width, s_cut), width)
+        ok = ~(level & (a_d < NEAR)) & (s_hi - s_lo >= 1e-3)
+        ppm_x = tw / width
+        with np.errstate(invalid="ignore"):
+            x_lo, x_hi = np.floor(s_lo * ppm_x), np.ceil(s_hi * ppm_x)
+        crop = (x_lo > 0) | (x_hi < tw)
+        s_lo = np.where(crop, x_lo / ppm_x, s_lo)
+        s_hi = np.where(crop, x_hi / ppm_x, s_hi)
+        ok &= ~crop | (x_hi - x_lo >= 1)
+        f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_lo = np.maximum(a_d + s_lo * e_d, NEAR)
+            d_hi = np.maximum(a_d + s_hi * e_d, NEAR)
+            u_lo = cx + f * (a_r + s_lo * e_r) / d_lo
+            u_hi = cx + f * (a_r + s_hi * e_r) / d_hi
+            b_lo, t_lo = cy - f * (z0 - h) / d_lo, cy - f * (z1 - h) / d_lo
+            b_hi, t_hi = cy - f * (z0 - h) / d_hi, cy - f * (z1 - h) / d_hi
+            size = cam.size
+            x0 = np.maximum(0, np.floor(np.minimum(u_lo, u_hi)))
+            x1 = np.minimum(size, np.ceil(np.maximum(u_lo, u_hi)))
+            y0 = np.maximum(0, np.floor(np.minimum(np.minimum(b_lo, t_lo), np.minimum(b_hi, t_hi))))
+            y1 = np.minimum(size, np.ceil(np.maximum(np.maximum(b_lo, t_lo), np.maximum(b_hi, t_hi))))
+            ok &= (x1 - x0 >= 1) & (y1 - y0 >= 1)
+            # Screen-from-plane homography for plane coordinates (s, z):
+            #   [u w, v w, w] = [[f e_r + cx e_d, 0, f a_r + cx a_d],
+            #                    [cy e_d, -f, f h + cy a_d],
+            #                    [e_d, 0, a_d]] @ [s, z, 1],
+            # composed with plane-from-texture s = s_lo + tx / ppm_x, z = z1 - ty / ppm_y,
+            # then inverted (cofactors; its zero entries kept for the same rounding).
+            ppm_y = th / (z1 - z0)
+            m00, m02 = f * e_r + cx * e_d, f * a_r + cx * a_d
+            m10, m12 = cy * e_d, f * h + cy * a_d
+            m20, m22 = e_d, a_d
+            a, b, c = m00 / ppm_x, 0.0, m00 * s_lo + m02
+            d, e, g_ = m10 / ppm_x, f / ppm_y, m10 * s_lo - f * z1 + m12
+            g, hh, i = m20 / ppm_x, 0.0, m20 * s_lo + m22
+            co00, co01, co02 = e * i - g_ * hh, g_ * g - d * i, d * hh - e * g
+            det = a * co00 + b * co01 + c * co02
+            ok &= np.abs(det) >= 1e-18
+            r = 1.0 / np.where(ok, det, 1.0)
+            inv = np.stack([
+                co00 * r, (c * hh - b * i) * r, (b * g_ - c * e) * r,
+                co01 * r, (a * i - c * g) * r, (c * d - a * g_) * r,
+                co02 * r, (b * g - a * hh) * r, (a * e - b * d) * r,
+            ], axis=1)
+        boxes = np.stack([x0, y0, x1, y1], axis=1)
+        corners = np.stack([u_lo, b_lo, u_lo, t_lo, u_hi, b_hi, u_hi, t_hi], axis=1)
+        out: list[tuple | None] = []
+        for k, (good, cut, box, m, pts) in enumerate(zip(
+                ok.tolist(), crop.tolist(), boxes.tolist(), inv.tolist(), corners.tolist(), strict=True)):
+            if not good:
+                out.append(None)
+                continue
+            texture = self.textures[k]
+            if cut:
+                texture = texture.crop((int(x_lo[k]), 0, int(x_hi[k]), texture.size[1]))
+            out.append((
+                (int(box[0]), int(box[1]), int(box[2]), int(box[3])),
+                ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8])),
+                None if cut else [(pts[0], pts[1]), (pts[2], pts[3]), (pts[4], pts[5]), (pts[6], pts[7])],
+                texture,
+            ))
+        return out
+
+
+def _draw_quad(canvas: Image.Image, projected: tuple, resample: Image.Resampling,
+               hidden: list[tuple[int, int]]) -> None:
+    """Warp one projected quad (see :meth:`_Quads.project`) into ``canvas``."""
+    box, inv, corners, texture = projected
+    if corners is None:  # a corner was pulled to the near plane: its edges are not the quad's
+        _warp_box(canvas, box, texture, inv, resample)
+    else:
+        _warp_bands(canvas, box, texture, inv, resample, corners, hidden)
+
+
 # ---------------------------------------------------------------------------
 # scene parts
 # ---------------------------------------------------------------------------
@@ -536,53 +571,61 @@ def _road_rings(road: shapely.Geometry) -> _Road:
     return _Road(np.concatenate(rings), starts, np.repeat(np.arange(len(rings)), sizes), len(outer))
 
 
-def _ground_polygons(cam: _Camera, road: _Road) -> list[tuple[int, list[float]]]:
-    """Screen polygons (ring index, flat coordinate list) of the road's rings in view,
-    clipped to the near plane.
+def _ground_polygons(cams: _Cameras, road: _Road) -> list[list[tuple[int, list[float]]]]:
+    """Per view, the screen polygons (ring index, flat coordinate list) of the road's
+    rings in view, clipped to the near plane.
 
     Rings wholly outside one side of the view's wedge (``|lateral| <=
     WEDGE_SLOPE * depth``) or beyond ``ROAD_DISTANCE`` are dropped; the
     others are clipped to ``depth >= NEAR`` in one vectorised
-    Sutherland-Hodgman pass over all rings: a vertex in front is kept, and
-    an edge crossing the plane adds its crossing point. Where a ring leaves
-    several pieces they are joined along the near plane, far below the
+    Sutherland-Hodgman pass over all rings and views: a vertex in front is
+    kept, and an edge crossing the plane adds its crossing point. Where a ring
+    leaves several pieces they are joined along the near plane, far below the
     bottom of the view, so the joins are never seen; the rest of the screen
     clipping is Pillow's.
     """
+    views = len(cams.cams)
     if len(road.xy) == 0:
-        return []
-    lat, dep = cam.to_camera(road.xy)
+        return [[] for _ in range(views)]
+    lat, dep = cams.to_camera(road.xy)  # (views, n)
     near = NEAR * 1.01
     sides = np.stack([dep - near, lat + WEDGE_SLOPE * dep, WEDGE_SLOPE * dep - lat, ROAD_DISTANCE - dep])
-    shown = ~(np.maximum.reduceat(sides, road.starts, axis=1) < 0.0).any(axis=0)
-    if not shown[:road.n_outer].any():
-        return []
-    n = len(lat)
+    shown = ~(np.maximum.reduceat(sides, road.starts, axis=2) < 0.0).any(axis=0)  # (views, rings)
+    n = lat.shape[1]
     inside = dep >= near
-    cross = inside[:-1] != inside[1:]
-    cross[road.starts[1:] - 1] = False  # no edge from one ring's last vertex to the next ring's first
+    cross = inside[:, :-1] != inside[:, 1:]
+    cross[:, road.starts[1:] - 1] = False  # no edge from one ring's last vertex to the next ring's first
     # Slot 2i: vertex i; slot 2i + 1: where edge i -> i + 1 crosses the plane.
-    slot_lat = np.repeat(lat, 2)[:-1]
-    slot_dep = np.repeat(dep, 2)[:-1]
-    i = np.flatnonzero(cross)
-    t = (near - dep[i]) / (dep[i + 1] - dep[i])
-    slot_lat[2 * i + 1] = lat[i] + t * (lat[i + 1] - lat[i])
-    slot_dep[2 * i + 1] = near
-    keep = np.empty(2 * n - 1, dtype=bool)
-    keep[0::2] = inside
-    keep[1::2] = cross
+    slot_lat = np.repeat(lat, 2, axis=1)[:, :-1]
+    slot_dep = np.repeat(dep, 2, axis=1)[:, :-1]
+    v, i = np.nonzero(cross)
+    t = (near - dep[v, i]) / (dep[v, i + 1] - dep[v, i])
+    slot_lat[v, 2 * i + 1] = lat[v, i] + t * (lat[v, i + 1] - lat[v, i])
+    slot_dep[v, 2 * i + 1] = near
+    keep = np.empty((views, 2 * n - 1), dtype=bool)
+    keep[:, 0::2] = inside
+    keep[:, 1::2] = cross
     slot_ring = np.repeat(road.ring, 2)[:-1]
-    keep &= shown[slot_ring]
-    out_lat, out_dep, out_ring = slot_lat[keep], slot_dep[keep], slot_ring[keep]
-    flat = np.stack([cam.cx + cam.f * out_lat / out_dep, cam.cy + cam.f * CAMERA_HEIGHT / out_dep],
-                    axis=1).ravel().tolist()
-    edges = [0, *(np.flatnonzero(np.diff(out_ring)) + 1).tolist(), len(out_ring)]
-    return [(int(out_ring[a]), flat[2 * a:2 * b]) for a, b in zip(edges[:-1], edges[1:], strict=True)
-            if b - a >= 3]
+    keep &= shown[:, slot_ring]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = cams.cx + cams.f * slot_lat / slot_dep
+        w = cams.cy + cams.f * CAMERA_HEIGHT / slot_dep
+    out = []
+    for k in range(views):
+        if not shown[k, :road.n_outer].any():
+            out.append([])
+            continue
+        sel = keep[k]
+        out_ring = slot_ring[sel]
+        flat = np.stack([u[k, sel], w[k, sel]], axis=1).ravel().tolist()
+        edges = [0, *(np.flatnonzero(np.diff(out_ring)) + 1).tolist(), len(out_ring)]
+        out.append([(int(out_ring[a]), flat[2 * a:2 * b]) for a, b in zip(edges[:-1], edges[1:], strict=True)
+                    if b - a >= 3])
+    return out
 
 
 def _draw_road(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, road: _Road,
-               style: CityStyle, heading: float) -> None:
+               style: CityStyle, heading: float, polygons: list[tuple[int, list[float]]]) -> None:
     """Draw the carriageway and the blocks between its streets up to ``ROAD_DISTANCE`` ahead.
 
     Road pieces and blocks (holes in the road, filled with the ground colour)
@@ -591,9 +634,8 @@ def _draw_road(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, roa
     put back to the background. That shows what clipping to the view's wedge
     (near plane, sides and far side) would, with a few numpy operations per
     view instead of a polygon intersection, and keeps every join of clipped
-    pieces out of sight.
+    pieces out of sight. ``polygons`` are the view's from :func:`_ground_polygons`.
     """
-    polygons = _ground_polygons(cam, road)
     if not polygons:
         return
     fill = _shaded(style.road, style.light)
@@ -608,19 +650,24 @@ def _draw_road(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, roa
         canvas.paste(band, (0, top))
 
 
-def _draw_markings(draw: ImageDraw.ImageDraw, cam: _Camera, quads: np.ndarray,
-                   style: CityStyle) -> None:
+def _marking_polygons(cams: _Cameras, quads: np.ndarray) -> list[list[list[float]]]:
+    """Per view, the screen polygons (flat coordinate lists) of the road markings in front."""
+    views = len(cams.cams)
     if len(quads) == 0:
-        return
-    lat, dep = cam.to_camera(quads)
-    ok = (dep.min(axis=1) > NEAR + 0.5) & (np.abs(lat).min(axis=1) < dep.max(axis=1) * 1.1)
-    if not ok.any():
-        return
-    lat, dep = lat[ok], dep[ok]
-    u, v = cam.project(lat, np.zeros_like(lat), dep)
-    colour = shade(style.marking, style.light)
-    for pu, pv in zip(u.tolist(), v.tolist(), strict=True):
-        draw.polygon(list(zip(pu, pv, strict=True)), fill=colour)
+        return [[] for _ in range(views)]
+    lat, dep = cams.to_camera(quads)  # (views, m, 4)
+    ok = (dep.min(axis=2) > NEAR + 0.5) & (np.abs(lat).min(axis=2) < dep.max(axis=2) * 1.1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = cams.cx + cams.f * lat / dep
+        v = cams.cy - cams.f * (0.0 - CAMERA_HEIGHT) / dep
+    uv = np.stack([u, v], axis=3)
+    return [uv[k, ok[k]].reshape(-1, 8).tolist() for k in range(views)]
+
+
+def _draw_markings(draw: ImageDraw.ImageDraw, polygons: list[list[float]], style: CityStyle) -> None:
+    colour = _shaded(style.marking, style.light)
+    for poly in polygons:
+        draw.polygon(poly, fill=colour)
 
 
 def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
@@ -675,117 +722,132 @@ def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
 
 
 @dataclass(frozen=True)
-class _Face:
-    """A building face, precomputed for drawing."""
+class _CityFaces:
+    """The faces of every building of a city under a style, as arrays ``(n, 4, ...)``
+    (face ``k`` runs from footprint corner ``k`` to ``k + 1``, counter-clockwise).
 
-    p: tuple[float, float]
-    q: tuple[float, float]
-    along: tuple[float, float]
-    width: float
-    colour: tuple[int, int, int]  # flat colour under the style's light
-    sign: bool
-    look: tuple  # appearance key of its texture
+    Attributes:
+        corners: Footprint corners ``(n, 4, 2)``.
+        heights: Drawn heights ``(n,)``.
+        along: Unit direction of each face ``(n, 4, 2)``.
+        width: Face widths ``(n, 4)``.
+        colour: Flat colour of each face under the style's light (nested lists).
+        look: Texture key of each face (see :func:`facade_look`; nested lists).
+        sign: Whether the face carries its building's shop sign ``(n, 4)``.
+        name: Place name of each building, or ``None``.
+        sign_origin: Where each face's fascia sign starts ``(n, 4, 2)``.
+        sign_width: Width of each face's fascia sign ``(n, 4)``.
+        blade: Per face, the two sides of its blade sign as ``(start, direction)``
+            pairs (empty when the style has none).
 
+    The ``*_list`` attributes hold the same numbers as Python lists, for the
+    drawing loop (reading single numpy elements is slow).
+    """
 
-@lru_cache(maxsize=32)
-def _faces(city: City, style_name: str) -> tuple[tuple[tuple[_Face, ...], float, str | None], ...]:
-    """Per building: its faces, its drawn height and its place name (or ``None``)."""
-    style = STYLES[style_name]
-    out = []
-    for b in city.buildings:
-        pts = b.footprint
-        wall = building_wall(b, style)
-        faces = []
-        for k in range(len(pts)):
-            p, q = pts[k], pts[(k + 1) % len(pts)]
-            width = math.hypot(q[0] - p[0], q[1] - p[1])
-            along = ((q[0] - p[0]) / width, (q[1] - p[1]) / width) if width > 1e-9 else (1.0, 0.0)
-            colour = shade(wall, face_light(style, face_normal_bearing(b, k)))
-            faces.append(_Face(p, q, along, width, colour, k in b.sign_faces,
-                               facade_look(b, k, style)))
-        name = city.places[b.place].name if b.place is not None else None
-        out.append((tuple(faces), building_height(b, style), name))
-    return tuple(out)
-
-
-def _draw_building(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, city: City,
-                   style: CityStyle, bid: int, dist: float, view: int,
-                   record: list[SignRecord] | None, hidden: list[tuple[int, int]]) -> None:
-    faces, height, name = _faces(city, style.name)[bid]
-    cx, cy = cam.x, cam.y
-    for fc in faces:
-        p = fc.p
-        ax, ay = fc.along
-        # Back-face culling: the outward normal of a counter-clockwise footprint is (ay, -ax).
-        if ((cx - p[0]) * ay - (cy - p[1]) * ax) <= 0.0 or fc.width < 1e-6:
-            continue
-        # Nearest distance from the camera to the face.
-        t = max(0.0, min(fc.width, (cx - p[0]) * ax + (cy - p[1]) * ay))
-        near = math.hypot(p[0] + ax * t - cx, p[1] + ay * t - cy)
-        screen_ppm = cam.f / max(near, 1.0)
-        if near <= TEXTURE_DISTANCE and screen_ppm >= MIN_TEXTURE_PPM:
-            level = texture_level(FACADE_PPM, screen_ppm * 0.85)
-            tex = look_texture(*fc.look, level)
-            if _textured_quad(canvas, cam, p, fc.along, fc.width, 0.0, height, tex,
-                              Image.Resampling.NEAREST, hidden) is None:
-                continue
-        else:
-            _flat_quad(draw, cam, p, fc.q, 0.0, height, _haze(fc.colour, style, dist))
-        if name is not None and fc.sign:
-            _draw_signs(canvas, draw, cam, style, name, p, fc.along, fc.width, near, view, record,
-                        hidden)
-
-
-def _draw_signs(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style: CityStyle,
-                name: str, p: tuple[float, float], along: tuple[float, float], width: float,
-                near: float, view: int, record: list[SignRecord] | None,
-                hidden: list[tuple[int, int]]) -> None:
-    z0, z1 = SIGN_BAND
-    screen_ppm = cam.f / max(near, 1.0)
-    letter_px = (z1 - z0) * 0.6 * screen_ppm
-    normal = (along[1], -along[0])
-    inset = 0.07 * width
-    origin = (p[0] + along[0] * inset + normal[0] * 0.06, p[1] + along[1] * inset + normal[1] * 0.06)
-    sign_w = width - 2 * inset
-    if near > TEXTURE_DISTANCE or letter_px < MIN_SIGN_PX:
-        board, _ = sign_colours(name, style.sign)
-        _flat_quad(draw, cam, origin, (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w),
-                   z0, z1, _haze(shade(board, style.light), style, near))
-        return
-    level = texture_level(SIGN_PPM, screen_ppm)
-    tex = sign_texture(name, style.name, round(sign_w, 2), round(z1 - z0, 2), False, level)
-    box = _textured_quad(canvas, cam, origin, along, sign_w, z0, z1, tex, Image.Resampling.BILINEAR,
-                         hidden)
-    if box is not None and record is not None:
-        record.append(SignRecord(name, view, box, letter_px))
-    blade = style.sign.blade
-    if blade is None:
-        return
-    # A blade sign standing out of the facade near its left end, readable from
-    # both directions along the street: one textured quad per side.
-    bw, bz0 = (1.8, 3.0) if blade == "horizontal" else (1.1, 3.0)
-    bz1 = bz0 + (1.3 if blade == "horizontal" else min(9.0, 0.55 * len(name) + 0.4))
-    foot = (p[0] + along[0] * 0.8 + normal[0] * 0.3, p[1] + along[1] * 0.8 + normal[1] * 0.3)
-    tip = (foot[0] + normal[0] * bw, foot[1] + normal[1] * bw)
-    tex_b = sign_texture(name, style.name, bw, round(bz1 - bz0, 2), blade == "vertical",
-                         texture_level(SIGN_PPM, screen_ppm))
-    for a, c in ((foot, tip), (tip, foot)):
-        ex, ey = c[0] - a[0], c[1] - a[1]
-        if (cam.x - a[0]) * ey - (cam.y - a[1]) * ex <= 0.0:
-            continue
-        box = _textured_quad(canvas, cam, a, (ex / bw, ey / bw), bw, bz0, bz1, tex_b,
-                             Image.Resampling.BILINEAR)
-        if box is not None and record is not None:
-            record.append(SignRecord(name, view, box, letter_px * 0.8))
+    corners: np.ndarray
+    heights: np.ndarray
+    along: np.ndarray
+    width: np.ndarray
+    colour: list
+    look: list
+    sign: np.ndarray
+    name: list
+    sign_origin: np.ndarray
+    sign_width: np.ndarray
+    blade: list
+    corners_list: list
+    heights_list: list
+    along_list: list
+    width_list: list
+    sign_list: list
+    sign_origin_list: list
+    sign_width_list: list
 
 
 @lru_cache(maxsize=32)
-def _building_arrays(city: City, style_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Footprint corners ``(n, 4, 2)`` and drawn heights ``(n,)`` of every building."""
+def _city_faces(city: City, style_name: str) -> _CityFaces:
     style = STYLES[style_name]
-    corners = np.array([b.footprint for b in city.buildings], dtype=float).reshape(-1, 4, 2)
+    n = len(city.buildings)
+    corners = np.array([b.footprint for b in city.buildings], dtype=float).reshape(n, 4, 2)
     heights = np.array([building_height(b, style) for b in city.buildings], dtype=float)
-    return corners, heights
+    along = np.empty((n, 4, 2))
+    width = np.empty((n, 4))
+    sign_origin = np.empty((n, 4, 2))
+    colour, look, blade = [], [], []
+    bw = _blade_shape(style, "")[0] if style.sign.blade else 0.0
+    for i, b in enumerate(city.buildings):
+        wall = building_wall(b, style)
+        colour.append([shade(wall, face_light(style, face_normal_bearing(b, k))) for k in range(4)])
+        look.append([facade_look(b, k, style) for k in range(4)])
+        sides = []
+        for k in range(4):
+            p, q = b.footprint[k], b.footprint[(k + 1) % 4]
+            w = math.hypot(q[0] - p[0], q[1] - p[1])
+            ax, ay = ((q[0] - p[0]) / w, (q[1] - p[1]) / w) if w > 1e-9 else (1.0, 0.0)
+            nx, ny = ay, -ax  # outward normal (counter-clockwise footprints)
+            inset = 0.07 * w
+            along[i, k], width[i, k] = (ax, ay), w
+            sign_origin[i, k] = (p[0] + ax * inset + nx * 0.06, p[1] + ay * inset + ny * 0.06)
+            if not bw:
+                sides.append(())
+                continue
+            foot = (p[0] + ax * 0.8 + nx * 0.3, p[1] + ay * 0.8 + ny * 0.3)
+            tip = (foot[0] + nx * bw, foot[1] + ny * bw)
+            sides.append(tuple((s, ((t[0] - s[0]) / bw, (t[1] - s[1]) / bw)) for s, t in ((foot, tip), (tip, foot))))
+        blade.append(sides)
+    sign = np.array([[k in b.sign_faces for k in range(4)] for b in city.buildings], dtype=bool).reshape(n, 4)
+    name = [city.places[b.place].name if b.place is not None else None for b in city.buildings]
+    return _CityFaces(corners, heights, along, width, colour, look, sign, name, sign_origin,
+                      width - 2 * (0.07 * width), blade, corners.tolist(), heights.tolist(),
+                      along.tolist(), width.tolist(), sign.tolist(), sign_origin.tolist(),
+                      (width - 2 * (0.07 * width)).tolist())
+
+
+def _blade_shape(style: CityStyle, name: str) -> tuple[float, float, float]:
+    """Width, bottom and top of a blade sign standing out of the facade near its left end."""
+    bw, bz0 = (1.8, 3.0) if style.sign.blade == "horizontal" else (1.1, 3.0)
+    bz1 = bz0 + (1.3 if style.sign.blade == "horizontal" else min(9.0, 0.55 * len(name) + 0.4))
+    return bw, bz0, bz1
+
+
+@dataclass(frozen=True)
+class _FaceState:
+    """What the camera position decides about the faces of the nearby buildings
+    (aligned with :attr:`_Nearby.buildings`; nested lists, one row per building):
+    which faces turn towards it, how near each is, and at what detail each face
+    and its sign are drawn. None of it depends on the viewing direction.
+    """
+
+    front: list
+    near: list
+    textured: list
+    level: list
+    sign_textured: list
+    sign_level: list
+    letter_px: list
+
+
+def _face_state(city: City, style_name: str, near: _Nearby, position: tuple[float, float],
+                size: int) -> _FaceState:
+    faces = _city_faces(city, style_name)
+    b = near.buildings
+    p, along, width = faces.corners[b], faces.along[b], faces.width[b]
+    rx, ry = float(position[0]) - p[..., 0], float(position[1]) - p[..., 1]
+    ax, ay = along[..., 0], along[..., 1]
+    # Back-face culling: the outward normal of a counter-clockwise footprint is (ay, -ax).
+    front = ((rx * ay - ry * ax) > 0.0) & (width >= 1e-6)
+    t = np.maximum(0.0, np.minimum(width, rx * ax + ry * ay))
+    dist = np.hypot(p[..., 0] + ax * t - float(position[0]), p[..., 1] + ay * t - float(position[1]))
+    f = _Camera(position, 0.0, size).f
+    ppm = f / np.maximum(dist, 1.0)
+    textured = (dist <= TEXTURE_DISTANCE) & (ppm >= MIN_TEXTURE_PPM)
+    level = texture_levels(FACADE_PPM, ppm * 0.85)
+    z0, z1 = SIGN_BAND
+    letter_px = (z1 - z0) * 0.6 * ppm
+    sign_textured = ~((dist > TEXTURE_DISTANCE) | (letter_px < MIN_SIGN_PX))
+    sign_level = texture_levels(SIGN_PPM, ppm)
+    return _FaceState(front.tolist(), dist.tolist(), textured.tolist(), level.tolist(),
+                      sign_textured.tolist(), sign_level.tolist(), letter_px.tolist())
 
 
 @dataclass(frozen=True)
@@ -799,6 +861,9 @@ class _Nearby:
     prop_xy: np.ndarray  # (p, 2)
     prop_index: np.ndarray  # index into the style's props (for variation)
     road: _Road  # the road around the position
+    buildings_list: list[int]  # ``buildings`` as a list
+    prop_kind_list: list[int]  # ``prop_kind`` as a list
+    prop_index_list: list[int]  # ``prop_index`` as a list
 
 
 def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Nearby:
@@ -815,7 +880,8 @@ def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Near
         pidx = np.zeros(0, dtype=int)
     r = ROAD_DISTANCE
     road = _road_rings(shapely.clip_by_rect(city.road_area, x - r, y - r, x + r, y + r))
-    return _Nearby(bidx, dist[bidx], mq, props.kind[pidx], props.xy[pidx], pidx, road)
+    return _Nearby(bidx, dist[bidx], mq, props.kind[pidx], props.xy[pidx], pidx, road, bidx.tolist(),
+                   props.kind[pidx].tolist(), pidx.tolist())
 
 
 @dataclass(frozen=True)
@@ -846,8 +912,8 @@ class _Shown:
 _NOTHING_SHOWN = _Shown([], *([np.zeros(0)] * 7))
 
 
-def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby) -> _Shown:
-    """Buildings in the view not hidden behind nearer ones, with their screen extents.
+def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Nearby) -> list[_Shown]:
+    """Per view, the buildings in it not hidden behind nearer ones, with their screen extents.
 
     A building is hidden when, across its whole screen width, some set of
     buildings lying entirely in front of it (every corner nearer than its
@@ -855,42 +921,53 @@ def _visible_buildings(cam: _Camera, city: City, style: CityStyle, near: _Nearby
     ground. Boxes standing on the ground cannot peek out then, so skipping it
     changes no pixel; it only saves the drawing.
     """
-    corners, heights = _building_arrays(city, style.name)
+    views = len(cams.cams)
     cand = near.buildings
-    cents = city.building_centroids[cand]
+    if len(cand) == 0:
+        return [_NOTHING_SHOWN] * views
+    faces = _city_faces(city, style.name)
     radii = city.building_radii[cand]
-    lat_c, dep_c = cam.to_camera(cents)
-    keep = np.flatnonzero((dep_c > -radii) & (np.abs(lat_c) < dep_c * 1.05 + radii * 1.5))
-    if len(keep) == 0:
-        return _NOTHING_SHOWN
-    idx = cand[keep]
-    lat, dep = cam.to_camera(corners[idx])
-    min_dep, max_dep = dep.min(axis=1), dep.max(axis=1)
+    lat_c, dep_c = cams.to_camera(city.building_centroids[cand])  # (views, n)
+    in_view = (dep_c > -radii) & (np.abs(lat_c) < dep_c * 1.05 + radii * 1.5)
+    lat, dep = cams.to_camera(faces.corners[cand])  # (views, n, 4)
+    min_dep, max_dep = dep.min(axis=2), dep.max(axis=2)
     solid = min_dep > NEAR  # wholly in front: can be projected and occlude
     safe_dep = np.where(dep > NEAR, dep, 1.0)
-    u = cam.cx + cam.f * lat / safe_dep
-    top = cam.cy - cam.f * (heights[idx, None] - CAMERA_HEIGHT) / safe_dep
-    x0 = np.clip(u.min(axis=1), 0, cam.size)
-    x1 = np.clip(u.max(axis=1), 0, cam.size)
-    hi_top, lo_top = top.min(axis=1), top.max(axis=1)
-    order = np.argsort(min_dep)
-    visible = []
-    # Potential occluders, nearest first: (max depth, lowest roof point, x0, x1).
-    occluders: list[tuple[float, float, float, float]] = []
-    for k in order.tolist():
-        if not solid[k]:
+    u = cams.cx + cams.f * lat / safe_dep
+    top = cams.cy - cams.f * (faces.heights[cand, None] - CAMERA_HEIGHT) / safe_dep
+    x0 = np.clip(u.min(axis=2), 0, cams.size)
+    x1 = np.clip(u.max(axis=2), 0, cams.size)
+    hi_top, lo_top = top.min(axis=2), top.max(axis=2)
+    out = []
+    for view in range(views):
+        keep = np.flatnonzero(in_view[view])
+        if len(keep) == 0:
+            out.append(_NOTHING_SHOWN)
+            continue
+        v_min, v_max, v_solid = min_dep[view, keep], max_dep[view, keep], solid[view, keep]
+        v_x0, v_x1, v_hi, v_lo = x0[view, keep], x1[view, keep], hi_top[view, keep], lo_top[view, keep]
+        order = np.argsort(v_min)
+        mins, maxs, solids = v_min.tolist(), v_max.tolist(), v_solid.tolist()
+        lefts, rights, his, los = v_x0.tolist(), v_x1.tolist(), v_hi.tolist(), v_lo.tolist()
+        visible = []
+        # Potential occluders, nearest first: (max depth, lowest roof point, x0, x1).
+        occluders: list[tuple[float, float, float, float]] = []
+        for k in order.tolist():
+            if not solids[k]:
+                visible.append(k)
+                continue
+            if rights[k] - lefts[k] < 0.5:
+                continue  # off screen
+            md, ht = mins[k], his[k]
+            spans = [(a, b) for (d, lt, a, b) in occluders if d <= md and lt <= ht]
+            if spans and _covered(lefts[k], rights[k], spans):
+                continue
             visible.append(k)
-            continue
-        if x1[k] - x0[k] < 0.5:
-            continue  # off screen
-        md, ht = float(min_dep[k]), float(hi_top[k])
-        spans = [(a, b) for (d, lt, a, b) in occluders if d <= md and lt <= ht]
-        if spans and _covered(float(x0[k]), float(x1[k]), spans):
-            continue
-        visible.append(k)
-        occluders.append((float(max_dep[k]), float(lo_top[k]), float(x0[k]), float(x1[k])))
-    v = np.array(visible, dtype=np.intp)
-    return _Shown(keep[v].tolist(), min_dep[v], max_dep[v], solid[v], x0[v], x1[v], lo_top[v], hi_top[v])
+            occluders.append((maxs[k], los[k], lefts[k], rights[k]))
+        sel = np.array(visible, dtype=np.intp)
+        out.append(_Shown(keep[sel].tolist(), v_min[sel], v_max[sel], v_solid[sel], v_x0[sel], v_x1[sel],
+                          v_lo[sel], v_hi[sel]))
+    return out
 
 
 #: Depth margin (metres) by which a building must lie in front of another
@@ -948,7 +1025,7 @@ def _covered(a: float, b: float, spans: list[tuple[float, float]]) -> bool:
 
 def render_view(city: City, style_name: str, position: tuple[float, float], heading: float,
                 size: int, *, view: int = 0, record: list[SignRecord] | None = None,
-                nearby: _Nearby | None = None) -> Image.Image:
+                nearby: _Nearby | None = None, faces: _FaceState | None = None) -> Image.Image:
     """One perspective view from ``position`` looking along ``heading``.
 
     Args:
@@ -961,41 +1038,168 @@ def render_view(city: City, style_name: str, position: tuple[float, float], head
         record: If given, a :class:`SignRecord` is appended for every shop
             sign drawn with readable lettering.
         nearby: What lies in range of ``position`` (computed when omitted).
+        faces: The position's face state for ``size`` (computed when omitted).
+    """
+    near = nearby if nearby is not None else _nearby(city, style_name, position)
+    if faces is None:
+        faces = _face_state(city, style_name, near, position, size)
+    quads = _Quads()
+    views = _start_views(city, style_name, position, [heading], size, near, faces, quads)
+    _finish_views(views, quads, [view], record)
+    return views[0][0]
+
+
+def _start_views(city: City, style_name: str, position: tuple[float, float], headings: list[float],
+                 size: int, near: _Nearby, faces: _FaceState, quads: _Quads) -> list[tuple]:
+    """Draw the backgrounds, road and markings of the views along ``headings``, and
+    list the rest of their drawing (adding their quads to ``quads``).
+
+    What the views share -- the points of the road, markings, buildings and
+    props around the position -- is put into all their camera frames at once.
     """
     style = STYLES[style_name]
-    near = nearby if nearby is not None else _nearby(city, style_name, position)
-    cam = _Camera(position, heading, size)
-    canvas = _background(style_name, size, heading)
-    draw = ImageDraw.Draw(canvas)
-    _draw_road(canvas, draw, cam, near.road, style, heading)
-    _draw_markings(draw, cam, near.markings, style)
-
-    shown = _visible_buildings(cam, city, style, near)
-    items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
-    for i, k in enumerate(shown.index):  # buildings: index = position in ``shown``
-        items.append((float(near.distances[k]), 0, i, 0.0, 0.0))
+    cams = _Cameras([_Camera(position, h, size) for h in headings])
+    roads = _ground_polygons(cams, near.road)
+    markings = _marking_polygons(cams, near.markings)
+    shown_all = _visible_buildings(cams, city, style, near)
     if len(near.prop_xy):
-        plat, pdep = cam.to_camera(near.prop_xy)
-        pkeep = np.flatnonzero((pdep > 0.8) & (np.abs(plat) < pdep * 1.05 + 3.0))
-        pdist = np.hypot(plat, pdep)
-        for i in pkeep.tolist():
-            items.append((float(pdist[i]), 1 + int(near.prop_kind[i]), int(near.prop_index[i]),
-                          float(plat[i]), float(pdep[i])))
-    items.sort(key=lambda it: -it[0])
-    rank = np.zeros(len(shown.index), dtype=int)
-    for r, it in enumerate(items):
-        if it[1] == 0:
-            rank[it[2]] = r
-    hidden = _hidden_columns(shown, rank)
-    for d, kind, idx, plat_i, pdep_i in items:
-        if kind == 0:
-            _draw_building(canvas, draw, cam, city, style, int(near.buildings[shown.index[idx]]), d,
-                           view, record, hidden[idx])
-        elif kind == 1:
-            _draw_tree(draw, cam, plat_i, pdep_i, style, d, (idx * 0.618) % 1.0)
+        plat_all, pdep_all = cams.to_camera(near.prop_xy)
+        pdist_all = np.hypot(plat_all, pdep_all)
+        pkeep_all = (pdep_all > 0.8) & (np.abs(plat_all) < pdep_all * 1.05 + 3.0)
+    distances = near.distances.tolist()
+    out = []
+    for v, (cam, heading) in enumerate(zip(cams.cams, headings, strict=True)):
+        canvas = _background(style_name, size, heading)
+        draw = ImageDraw.Draw(canvas)
+        _draw_road(canvas, draw, cam, near.road, style, heading, roads[v])
+        _draw_markings(draw, markings[v], style)
+        shown = shown_all[v]
+        items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
+        for i, k in enumerate(shown.index):  # buildings: index = position in ``shown``
+            items.append((distances[k], 0, i, 0.0, 0.0))
+        if len(near.prop_xy):
+            pkeep = np.flatnonzero(pkeep_all[v])
+            for i, d, la, de in zip(pkeep.tolist(), pdist_all[v, pkeep].tolist(), plat_all[v, pkeep].tolist(),
+                                    pdep_all[v, pkeep].tolist(), strict=True):
+                items.append((d, 1 + near.prop_kind_list[i], near.prop_index_list[i], la, de))
+        items.sort(key=lambda it: -it[0])
+        rank = np.zeros(len(shown.index), dtype=int)
+        for r, it in enumerate(items):
+            if it[1] == 0:
+                rank[it[2]] = r
+        hidden = _hidden_columns(shown, rank)
+        ops = _list_ops(cam, city, style, near, faces, shown, items, hidden, quads)
+        out.append((canvas, draw, cam, style, ops))
+    return out
+
+
+def _finish_views(views: list[tuple], quads: _Quads, indices: list[int],
+                  record: list[SignRecord] | None) -> None:
+    """Project the shared ``quads`` once and run every view's drawing list."""
+    projected = quads.project(views[0][2])
+    for (canvas, draw, cam, style, ops), view in zip(views, indices, strict=True):
+        _run_ops(canvas, draw, cam, style, ops, projected, view, record)
+
+
+# Drawing operations of a view, in painter's order (see :func:`_list_ops`).
+_WALL, _FLAT, _SIGN, _TREE, _LAMP = range(5)
+
+
+def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: _FaceState,
+              shown: _Shown, items: list, hidden: list, quads: _Quads) -> list[tuple]:
+    """The drawing operations of a view in painter's order, and the quads they warp.
+
+    A building draws its faces turned towards the camera in footprint order:
+    near faces textured (``_WALL``), far ones in a flat colour (``_FLAT``),
+    each followed by its shop sign, if any: a fascia board on the face
+    (textured, or flat when too small to read) and, in some styles, a blade
+    sign standing out of it. A textured face whose quad misses the screen
+    draws no sign (a ``_SIGN`` names the quad it depends on).
+    """
+    faces = _city_faces(city, style.name)
+    ops: list[tuple] = []
+    z0s, z1s = SIGN_BAND
+    blade = style.sign.blade
+    for d, kind, idx, lat, dep in items:
+        if kind == 1:
+            ops.append((_TREE, lat, dep, d, (idx * 0.618) % 1.0))
+            continue
+        if kind == 2:
+            ops.append((_LAMP, lat, dep, d))
+            continue
+        j = shown.index[idx]  # into near.buildings
+        bid = near.buildings_list[j]
+        cols = hidden[idx]
+        height, name = faces.heights_list[bid], faces.name[bid]
+        front, dist = state.front[j], state.near[j]
+        corners, alongs, widths = faces.corners_list[bid], faces.along_list[bid], faces.width_list[bid]
+        for k in range(4):
+            if not front[k]:
+                continue
+            p, along, width = corners[k], alongs[k], widths[k]
+            gate = -1
+            if state.textured[j][k]:
+                tex = look_texture(*faces.look[bid][k], state.level[j][k])
+                gate = quads.add(cam, p, along, width, 0.0, height, tex)
+                ops.append((_WALL, gate, Image.Resampling.NEAREST, cols))
+            else:
+                ops.append((_FLAT, p, corners[(k + 1) % 4], 0.0, height,
+                            _haze(faces.colour[bid][k], style, d)))
+            if name is None or not faces.sign_list[bid][k]:
+                continue
+            origin, sign_w = faces.sign_origin_list[bid][k], faces.sign_width_list[bid][k]
+            if not state.sign_textured[j][k]:
+                board, _ = sign_colours(name, style.sign)
+                end = (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w)
+                ops.append((_FLAT, origin, end, z0s, z1s,
+                            _haze(shade(board, style.light), style, dist[k]), gate))
+                continue
+            level = state.sign_level[j][k]
+            letter_px = state.letter_px[j][k]
+            tex = sign_texture(name, style.name, round(sign_w, 2), round(z1s - z0s, 2), False, level)
+            ops.append((_SIGN, quads.add(cam, origin, along, sign_w, z0s, z1s, tex), gate, cols, name,
+                        letter_px))
+            if blade is None:
+                continue
+            # A blade sign near the face's left end, readable from both
+            # directions along the street: one textured quad per side.
+            bw, bz0, bz1 = _blade_shape(style, name)
+            tex_b = sign_texture(name, style.name, bw, round(bz1 - bz0, 2), blade == "vertical", level)
+            for start, direction in faces.blade[bid][k]:
+                ex, ey = direction
+                if (cam.x - start[0]) * ey - (cam.y - start[1]) * ex <= 0.0:
+                    continue
+                ops.append((_SIGN, quads.add(cam, start, direction, bw, bz0, bz1, tex_b), gate, (), name,
+                            letter_px * 0.8))
+    return ops
+
+
+def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style: CityStyle,
+             ops: list[tuple], projected: list, view: int, record: list[SignRecord] | None) -> None:
+    """Execute the operations of :func:`_list_ops` with their quads projected."""
+    for op in ops:
+        kind = op[0]
+        if kind == _WALL:
+            quad = projected[op[1]]
+            if quad is not None:
+                _draw_quad(canvas, quad, op[2], op[3])
+        elif kind == _FLAT:
+            if len(op) > 6 and op[6] >= 0 and projected[op[6]] is None:
+                continue  # the sign of a textured face that missed the screen
+            _flat_quad(draw, cam, op[1], op[2], op[3], op[4], op[5])
+        elif kind == _SIGN:
+            if op[2] >= 0 and projected[op[2]] is None:
+                continue
+            quad = projected[op[1]]
+            if quad is None:
+                continue
+            _draw_quad(canvas, quad, Image.Resampling.BILINEAR, op[3])
+            if record is not None:
+                record.append(SignRecord(op[4], view, quad[0], op[5]))
+        elif kind == _TREE:
+            _draw_tree(draw, cam, op[1], op[2], style, op[3], op[4])
         else:
-            _draw_lamp(draw, cam, plat_i, pdep_i, style, d)
-    return canvas
+            _draw_lamp(draw, cam, op[1], op[2], style, op[3])
 
 
 def views_to_grid(views: list[Image.Image] | list[np.ndarray]) -> np.ndarray:
@@ -1022,8 +1226,9 @@ def render_views(city: City, style_name: str, position: tuple[float, float], hea
     signs drawn (see :func:`render_view`).
     """
     near = _nearby(city, style_name, position)
-    return views_to_grid([
-        render_view(city, style_name, position, (heading + off) % 360.0, size, view=k,
-                    record=record, nearby=near)
-        for k, off in enumerate(VIEW_OFFSETS)
-    ])
+    faces = _face_state(city, style_name, near, position, size)
+    quads = _Quads()
+    views = _start_views(city, style_name, position, [(heading + off) % 360.0 for off in VIEW_OFFSETS], size,
+                         near, faces, quads)
+    _finish_views(views, quads, list(range(len(views))), record)
+    return views_to_grid([v[0] for v in views])

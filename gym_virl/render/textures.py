@@ -488,3 +488,8 @@ def texture_level(texture_ppm: float, screen_ppm: float, max_level: int = 4) -> 
     while level < max_level and texture_ppm / (2 ** (level + 1)) >= screen_ppm:
         level += 1
     return level
+
+
+def texture_levels(texture_ppm: float, screen_ppm: np.ndarray, max_level: int = 4) -> np.ndarray:
+    """:func:`texture_level` for an array of screen resolutions (same comparisons, same results)."""
+    return sum((texture_ppm / (2**k) >= screen_ppm).astype(int) for k in range(1, max_level + 1))
