@@ -339,49 +339,39 @@ def _warp_box(canvas: Image.Image, box: tuple[int, int, int, int], texture: Imag
 
 def _warp_bands(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
                 inv: tuple[tuple[float, float, float], ...], resample: Image.Resampling,
-                corners: list[tuple[float, float]], hidden: list[tuple[int, int]]) -> None:
-    """Warp a wall quad in column bands, skipping the ``hidden`` columns.
+                corners: list[tuple[float, float]]) -> None:
+    """Warp a wall quad in column bands cut to its edges.
 
     A vertical quad seen by a level camera is a trapezoid on screen: vertical
     sides at ``u_lo`` and ``u_hi`` (``corners`` are ``(u_lo, bottom)``,
     ``(u_lo, top)``, ``(u_hi, bottom)``, ``(u_hi, top)``) and straight top and
-    bottom edges. Pillow's warp visits every pixel of its box, so the box of
-    each band is cut to the rows between those edges, and a band is split
-    where the slanted edges waste more than :data:`SPLIT_PIXELS` per split.
-    The pixels written are the same as one warp of the whole box.
+    bottom edges. Pillow's warp visits every pixel of its box, so where the
+    slanted edges would waste more than :data:`SPLIT_PIXELS` per extra call,
+    the box is split into column bands, each cut to the rows between the
+    edges. The pixels written are those of one warp of the whole box.
     """
     x0, y0, x1, y1 = box
     (ua, ba), (_, ta), (ub, bb), (_, tb) = corners
     if ub < ua:
         ua, ba, ta, ub, bb, tb = ub, bb, tb, ua, ba, ta
     span = ub - ua
-    if span < 1e-9:
+    slant = (abs(tb - ta) + abs(bb - ba)) / span if span > 1e-9 else 0.0
+    pieces = max(1, min(8, int(round((x1 - x0) * math.sqrt(slant / 2.0 / SPLIT_PIXELS)))))
+    if pieces == 1:
         _warp_box(canvas, box, texture, inv, resample)
         return
     top_slope, bottom_slope = (tb - ta) / span, (bb - ba) / span
-    runs, start = [], x0
-    for a, b in hidden:
-        if b <= start or a >= x1:
+    step = (x1 - x0) / pieces
+    for i in range(pieces):
+        c0 = x0 + int(round(i * step))
+        c1 = x1 if i == pieces - 1 else x0 + int(round((i + 1) * step))
+        if c1 <= c0:
             continue
-        if a > start:
-            runs.append((start, a))
-        start = max(start, b)
-    if start < x1:
-        runs.append((start, x1))
-    slant = abs(top_slope) + abs(bottom_slope)
-    for a, b in runs:
-        pieces = max(1, min(8, int(round(math.sqrt((b - a) ** 2 * slant / 2.0 / SPLIT_PIXELS)))))
-        step = (b - a) / pieces
-        for i in range(pieces):
-            c0 = a + int(round(i * step))
-            c1 = b if i == pieces - 1 else a + int(round((i + 1) * step))
-            if c1 <= c0:
-                continue
-            e0, e1 = min(max(c0, ua), ub) - ua, min(max(c1, ua), ub) - ua
-            r0 = max(y0, int(math.floor(ta + min(e0 * top_slope, e1 * top_slope))))
-            r1 = min(y1, int(math.ceil(ba + max(e0 * bottom_slope, e1 * bottom_slope))))
-            if r1 > r0:
-                _warp_box(canvas, (c0, r0, c1, r1), texture, inv, resample)
+        e0, e1 = min(max(c0, ua), ub) - ua, min(max(c1, ua), ub) - ua
+        r0 = max(y0, int(math.floor(ta + min(e0 * top_slope, e1 * top_slope))))
+        r1 = min(y1, int(math.ceil(ba + max(e0 * bottom_slope, e1 * bottom_slope))))
+        if r1 > r0:
+            _warp_box(canvas, (c0, r0, c1, r1), texture, inv, resample)
 
 
 def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
@@ -517,14 +507,13 @@ class _Quads:
         return out
 
 
-def _draw_quad(canvas: Image.Image, projected: tuple, resample: Image.Resampling,
-               hidden: list[tuple[int, int]]) -> None:
+def _draw_quad(canvas: Image.Image, projected: tuple, resample: Image.Resampling) -> None:
     """Warp one projected quad (see :meth:`_Quads.project`) into ``canvas``."""
     box, inv, corners, texture = projected
     if corners is None:  # a corner was pulled to the near plane: its edges are not the quad's
         _warp_box(canvas, box, texture, inv, resample)
     else:
-        _warp_bands(canvas, box, texture, inv, resample, corners, hidden)
+        _warp_bands(canvas, box, texture, inv, resample, corners)
 
 
 # ---------------------------------------------------------------------------
@@ -884,36 +873,9 @@ def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Near
                    props.kind[pidx].tolist(), pidx.tolist())
 
 
-@dataclass(frozen=True)
-class _Shown:
-    """The buildings a view draws, with their screen extents (arrays aligned with ``index``).
-
-    Attributes:
-        index: Indices into :attr:`_Nearby.buildings`.
-        min_dep: Depth of the nearest corner.
-        max_dep: Depth of the farthest corner.
-        solid: Whether wholly in front of the near plane (then the rest is meaningful).
-        x0: Left end of the screen span (clipped to the view).
-        x1: Right end of the screen span.
-        lo_top: Lowest roof point on screen (largest row coordinate).
-        hi_top: Highest roof point on screen.
-    """
-
-    index: list[int]
-    min_dep: np.ndarray
-    max_dep: np.ndarray
-    solid: np.ndarray
-    x0: np.ndarray
-    x1: np.ndarray
-    lo_top: np.ndarray
-    hi_top: np.ndarray
-
-
-_NOTHING_SHOWN = _Shown([], *([np.zeros(0)] * 7))
-
-
-def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Nearby) -> list[_Shown]:
-    """Per view, the buildings in it not hidden behind nearer ones, with their screen extents.
+def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Nearby) -> list[list[int]]:
+    """Per view, the buildings in it not hidden behind nearer ones (indices into
+    :attr:`_Nearby.buildings`).
 
     A building is hidden when, across its whole screen width, some set of
     buildings lying entirely in front of it (every corner nearer than its
@@ -924,7 +886,7 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
     views = len(cams.cams)
     cand = near.buildings
     if len(cand) == 0:
-        return [_NOTHING_SHOWN] * views
+        return [[] for _ in range(views)]
     faces = _city_faces(city, style.name)
     radii = city.building_radii[cand]
     lat_c, dep_c = cams.to_camera(city.building_centroids[cand])  # (views, n)
@@ -942,7 +904,7 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
     for view in range(views):
         keep = np.flatnonzero(in_view[view])
         if len(keep) == 0:
-            out.append(_NOTHING_SHOWN)
+            out.append([])
             continue
         v_min, v_max, v_solid = min_dep[view, keep], max_dep[view, keep], solid[view, keep]
         v_x0, v_x1, v_hi, v_lo = x0[view, keep], x1[view, keep], hi_top[view, keep], lo_top[view, keep]
@@ -964,50 +926,7 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
                 continue
             visible.append(k)
             occluders.append((maxs[k], los[k], lefts[k], rights[k]))
-        sel = np.array(visible, dtype=np.intp)
-        out.append(_Shown(keep[sel].tolist(), v_min[sel], v_max[sel], v_solid[sel], v_x0[sel], v_x1[sel],
-                          v_lo[sel], v_hi[sel]))
-    return out
-
-
-#: Depth margin (metres) by which a building must lie in front of another
-#: to hide its columns; it also covers shop signs, 0.06 m proud of their wall.
-COVER_MARGIN: float = 0.1
-
-
-def _hidden_columns(shown: _Shown, rank: np.ndarray) -> list[list[tuple[int, int]]]:
-    """Per shown building, the screen columns ``[a, b)`` that buildings drawn after it will
-    cover from above its roof to below its foot, so that drawing it there is wasted.
-
-    A later building (higher painter ``rank``) covers a column of an earlier one
-    when it lies wholly in front (every corner nearer than the other's nearest,
-    by :data:`COVER_MARGIN`) and its lowest roof point is above the other's
-    highest: boxes standing on the ground then hide the other from its roof to
-    its foot. Spans are shrunk by a pixel at each end so that edge pixels are
-    always drawn.
-    """
-    n = len(shown.index)
-    out: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    if n < 2:
-        return out
-    lo = np.ceil(shown.x0 + 1.0).astype(int)
-    hi = np.floor(shown.x1 - 1.0).astype(int)
-    usable = shown.solid & (hi > lo)
-    covers = (  # covers[j, k]: j hides k's columns in [lo_j, hi_j)
-        usable[:, None] & shown.solid[None, :]
-        & (rank[:, None] > rank[None, :])
-        & (shown.max_dep[:, None] < shown.min_dep[None, :] - COVER_MARGIN)
-        & (shown.lo_top[:, None] <= shown.hi_top[None, :] - 1.0)
-    )
-    for k in np.flatnonzero(covers.any(axis=0)).tolist():
-        spans = sorted(zip(lo[covers[:, k]].tolist(), hi[covers[:, k]].tolist(), strict=True))
-        merged = [list(spans[0])]
-        for a, b in spans[1:]:
-            if a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        out[k] = [(a, b) for a, b in merged]
+        out.append(keep[np.array(visible, dtype=np.intp)].tolist())
     return out
 
 
@@ -1075,20 +994,15 @@ def _start_views(city: City, style_name: str, position: tuple[float, float], hea
         _draw_markings(draw, markings[v], style)
         shown = shown_all[v]
         items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
-        for i, k in enumerate(shown.index):  # buildings: index = position in ``shown``
-            items.append((distances[k], 0, i, 0.0, 0.0))
+        for k in shown:
+            items.append((distances[k], 0, k, 0.0, 0.0))
         if len(near.prop_xy):
             pkeep = np.flatnonzero(pkeep_all[v])
             for i, d, la, de in zip(pkeep.tolist(), pdist_all[v, pkeep].tolist(), plat_all[v, pkeep].tolist(),
                                     pdep_all[v, pkeep].tolist(), strict=True):
                 items.append((d, 1 + near.prop_kind_list[i], near.prop_index_list[i], la, de))
         items.sort(key=lambda it: -it[0])
-        rank = np.zeros(len(shown.index), dtype=int)
-        for r, it in enumerate(items):
-            if it[1] == 0:
-                rank[it[2]] = r
-        hidden = _hidden_columns(shown, rank)
-        ops = _list_ops(cam, city, style, near, faces, shown, items, hidden, quads)
+        ops = _list_ops(cam, city, style, near, faces, items, quads)
         out.append((canvas, draw, cam, style, ops))
     return out
 
@@ -1106,7 +1020,7 @@ _WALL, _FLAT, _SIGN, _TREE, _LAMP = range(5)
 
 
 def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: _FaceState,
-              shown: _Shown, items: list, hidden: list, quads: _Quads) -> list[tuple]:
+              items: list, quads: _Quads) -> list[tuple]:
     """The drawing operations of a view in painter's order, and the quads they warp.
 
     A building draws its faces turned towards the camera in footprint order:
@@ -1127,9 +1041,8 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
         if kind == 2:
             ops.append((_LAMP, lat, dep, d))
             continue
-        j = shown.index[idx]  # into near.buildings
+        j = idx  # a building: index into near.buildings
         bid = near.buildings_list[j]
-        cols = hidden[idx]
         height, name = faces.heights_list[bid], faces.name[bid]
         front, dist = state.front[j], state.near[j]
         corners, alongs, widths = faces.corners_list[bid], faces.along_list[bid], faces.width_list[bid]
@@ -1141,7 +1054,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
             if state.textured[j][k]:
                 tex = look_texture(*faces.look[bid][k], state.level[j][k])
                 gate = quads.add(cam, p, along, width, 0.0, height, tex)
-                ops.append((_WALL, gate, Image.Resampling.NEAREST, cols))
+                ops.append((_WALL, gate, Image.Resampling.NEAREST))
             else:
                 ops.append((_FLAT, p, corners[(k + 1) % 4], 0.0, height,
                             _haze(faces.colour[bid][k], style, d)))
@@ -1157,8 +1070,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
             level = state.sign_level[j][k]
             letter_px = state.letter_px[j][k]
             tex = sign_texture(name, style.name, round(sign_w, 2), round(z1s - z0s, 2), False, level)
-            ops.append((_SIGN, quads.add(cam, origin, along, sign_w, z0s, z1s, tex), gate, cols, name,
-                        letter_px))
+            ops.append((_SIGN, quads.add(cam, origin, along, sign_w, z0s, z1s, tex), gate, name, letter_px))
             if blade is None:
                 continue
             # A blade sign near the face's left end, readable from both
@@ -1169,7 +1081,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
                 ex, ey = direction
                 if (cam.x - start[0]) * ey - (cam.y - start[1]) * ex <= 0.0:
                     continue
-                ops.append((_SIGN, quads.add(cam, start, direction, bw, bz0, bz1, tex_b), gate, (), name,
+                ops.append((_SIGN, quads.add(cam, start, direction, bw, bz0, bz1, tex_b), gate, name,
                             letter_px * 0.8))
     return ops
 
@@ -1182,7 +1094,7 @@ def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style
         if kind == _WALL:
             quad = projected[op[1]]
             if quad is not None:
-                _draw_quad(canvas, quad, op[2], op[3])
+                _draw_quad(canvas, quad, op[2])
         elif kind == _FLAT:
             if len(op) > 6 and op[6] >= 0 and projected[op[6]] is None:
                 continue  # the sign of a textured face that missed the screen
@@ -1193,9 +1105,9 @@ def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style
             quad = projected[op[1]]
             if quad is None:
                 continue
-            _draw_quad(canvas, quad, Image.Resampling.BILINEAR, op[3])
+            _draw_quad(canvas, quad, Image.Resampling.BILINEAR)
             if record is not None:
-                record.append(SignRecord(op[4], view, quad[0], op[5]))
+                record.append(SignRecord(op[3], view, quad[0], op[4]))
         elif kind == _TREE:
             _draw_tree(draw, cam, op[1], op[2], style, op[3], op[4])
         else:
