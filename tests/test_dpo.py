@@ -221,3 +221,12 @@ def test_deepspeed_zero3_through_the_command_line(tiny_model_path, tmp_path):
         assert any(not torch.equal(before[k], after[k]) for k in before)
     record = json.loads((out / "final" / TRAINING_RECORD).read_text())
     assert record["steps"] == 2 and record["train_tokens"] > 0
+
+
+def test_docstring_examples():
+    import doctest
+
+    import trainers.dpo
+
+    result = doctest.testmod(trainers.dpo)
+    assert result.attempted > 0 and result.failed == 0

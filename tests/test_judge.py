@@ -41,6 +41,8 @@ SMALL_GP_VL = {"image_size": [64, 64]}
         ("```json\n{'score': '6',}\n```", 6.0),
         ("I would give it 3 out of 10", 3.0),
         ("Rating 4/10", 4.0),
+        ("I would give it 7/10.", 7.0),
+        ("Score 7/100", None),
         ("5", 5.0),
         ("Score: 3\n...on reflection, Score: 6", 6.0),  # the last verdict wins
         ("Cards 4, 6, 10 and 24. Score: 0", 0.0),
@@ -208,3 +210,14 @@ def test_a_rubric_file_replaces_the_built_in_one(tiny_model_path, tmp_path):
     (request,), _ = judge_request(gp_turns("GeneralPoints-L-v0", ["x"])[0], build_rubric("x", judge.rubric_text))
     assert message_text(request).startswith("Only judge whether the answer is polite.")
     assert Path(rubric).is_file()
+
+
+def test_docstring_examples():
+    import doctest
+
+    import trainers.rewards
+    import trainers.rewards.judge
+
+    for module in (trainers.rewards, trainers.rewards.judge):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -79,8 +79,11 @@ _SCORE_REQUEST = (
 
 #: A plain decimal number, not the start of a longer token ("1e400", "7b", "3.5.1").
 _NUMBER = r"[+-]?\d+(?:\.\d+)?(?!\w)(?!\.\d)"
-_SCORE_LINE = re.compile(rf"score[^\w+-]{{0,4}}(?:is\s+|of\s+)?({_NUMBER})", re.IGNORECASE)
-_FRACTION = re.compile(rf"({_NUMBER})\s*(?:/|out\s+of)\s*10(?![\d.])", re.IGNORECASE)
+#: "score: N", optionally "N/D" or "N out of D" (only D = 10 is the scale asked for).
+_SCORE_LINE = re.compile(
+    rf"score[^\w+-]{{0,4}}(?:is\s+|of\s+)?({_NUMBER})(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?", re.IGNORECASE
+)
+_FRACTION = re.compile(rf"({_NUMBER})\s*(?:/|out\s+of)\s*10(?!\d)(?!\.\d)", re.IGNORECASE)
 _LONE_NUMBER = re.compile(rf"^\W*({_NUMBER})\W*$")
 
 
@@ -120,7 +123,9 @@ def parse_judge_score(text: str, *, low: float = SCORE_MIN, high: float = SCORE_
     for pattern in (_SCORE_LINE, _FRACTION, _LONE_NUMBER):
         if candidates:
             break
-        candidates = [m.group(1) for m in pattern.finditer(text)]
+        candidates = [
+            m.group(1) for m in pattern.finditer(text) if pattern is not _SCORE_LINE or m.group(2) in (None, "10")
+        ]
     if not candidates:
         return None
     try:
