@@ -507,6 +507,38 @@ class _Quads:
         return out
 
 
+@dataclass
+class _Flats:
+    """Flat-coloured vertical quads (far faces, small sign boards) of a position's
+    views, projected together like :class:`_Quads`."""
+
+    rows: list[tuple[float, ...]] = field(default_factory=list)
+
+    def add(self, cam: _Camera, p: tuple[float, float], q: tuple[float, float], z0: float, z1: float) -> int:
+        self.rows.append((p[0], p[1], q[0], q[1], z0, z1, *cam.right, *cam.fwd))
+        return len(self.rows) - 1
+
+    def project(self, cam: _Camera) -> list[list[float] | None]:
+        """Per quad, its screen polygon (corners ``(p, z0), (q, z0), (q, z1), (p, z1)`` as a
+        flat list), or ``None`` when it crosses the near plane and must be clipped."""
+        if not self.rows:
+            return []
+        px, py, qx, qy, z0, z1, rx, ry, fx, fy = np.array(self.rows, dtype=float).T
+        dpx, dpy, dqx, dqy = px - cam.x, py - cam.y, qx - cam.x, qy - cam.y
+        lat_p, dep_p = dpx * rx + dpy * ry, dpx * fx + dpy * fy
+        lat_q, dep_q = dqx * rx + dqy * ry, dqx * fx + dqy * fy
+        ok = (dep_p >= NEAR) & (dep_q >= NEAR)
+        f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
+        with np.errstate(divide="ignore", invalid="ignore"):
+            poly = np.stack([
+                cx + f * lat_p / dep_p, cy - f * (z0 - h) / dep_p,
+                cx + f * lat_q / dep_q, cy - f * (z0 - h) / dep_q,
+                cx + f * lat_q / dep_q, cy - f * (z1 - h) / dep_q,
+                cx + f * lat_p / dep_p, cy - f * (z1 - h) / dep_p,
+            ], axis=1)
+        return [row if good else None for row, good in zip(poly.tolist(), ok.tolist(), strict=True)]
+
+
 def _draw_quad(canvas: Image.Image, projected: tuple, resample: Image.Resampling) -> None:
     """Warp one projected quad (see :meth:`_Quads.project`) into ``canvas``."""
     box, inv, corners, texture = projected
@@ -816,10 +848,12 @@ class _FaceState:
     letter_px: list
 
 
-def _face_state(city: City, style_name: str, near: _Nearby, position: tuple[float, float],
+def _face_state(city: City, style_name: str, near: _Nearby, rows: list[int], position: tuple[float, float],
                 size: int) -> _FaceState:
+    """The face state of the nearby buildings ``rows`` (indices into :attr:`_Nearby.buildings`;
+    the state's rows follow them)."""
     faces = _city_faces(city, style_name)
-    b = near.buildings
+    b = near.buildings[rows]
     p, along, width = faces.corners[b], faces.along[b], faces.width[b]
     rx, ry = float(position[0]) - p[..., 0], float(position[1]) - p[..., 1]
     ax, ay = along[..., 0], along[..., 1]
@@ -943,8 +977,7 @@ def _covered(a: float, b: float, spans: list[tuple[float, float]]) -> bool:
 
 
 def render_view(city: City, style_name: str, position: tuple[float, float], heading: float,
-                size: int, *, view: int = 0, record: list[SignRecord] | None = None,
-                nearby: _Nearby | None = None, faces: _FaceState | None = None) -> Image.Image:
+                size: int, *, view: int = 0, record: list[SignRecord] | None = None) -> Image.Image:
     """One perspective view from ``position`` looking along ``heading``.
 
     Args:
@@ -956,45 +989,45 @@ def render_view(city: City, style_name: str, position: tuple[float, float], head
         view: Index recorded in ``record`` entries.
         record: If given, a :class:`SignRecord` is appended for every shop
             sign drawn with readable lettering.
-        nearby: What lies in range of ``position`` (computed when omitted).
-        faces: The position's face state for ``size`` (computed when omitted).
     """
-    near = nearby if nearby is not None else _nearby(city, style_name, position)
-    if faces is None:
-        faces = _face_state(city, style_name, near, position, size)
-    quads = _Quads()
-    views = _start_views(city, style_name, position, [heading], size, near, faces, quads)
-    _finish_views(views, quads, [view], record)
-    return views[0][0]
+    return _render_position(city, style_name, position, [heading], size, [view], record)[0]
 
 
-def _start_views(city: City, style_name: str, position: tuple[float, float], headings: list[float],
-                 size: int, near: _Nearby, faces: _FaceState, quads: _Quads) -> list[tuple]:
-    """Draw the backgrounds, road and markings of the views along ``headings``, and
-    list the rest of their drawing (adding their quads to ``quads``).
+def _render_position(city: City, style_name: str, position: tuple[float, float], headings: list[float],
+                     size: int, indices: list[int], record: list[SignRecord] | None) -> list[Image.Image]:
+    """The views from ``position`` along ``headings`` (recorded as views ``indices``).
 
-    What the views share -- the points of the road, markings, buildings and
-    props around the position -- is put into all their camera frames at once.
+    What the views share is done once for all of them: finding what lies
+    around the position; putting the points of the road, markings, buildings
+    and props into every view's camera frame (one numpy operation each);
+    culling, distances and detail levels of building faces (which do not
+    depend on the viewing direction); projecting every textured and flat quad.
+    Each view then draws its background, road and markings, and the
+    buildings, signs, trees and lamps far to near from its drawing list.
     """
     style = STYLES[style_name]
+    near = _nearby(city, style_name, position)
     cams = _Cameras([_Camera(position, h, size) for h in headings])
     roads = _ground_polygons(cams, near.road)
     markings = _marking_polygons(cams, near.markings)
     shown_all = _visible_buildings(cams, city, style, near)
+    rows = sorted({k for shown in shown_all for k in shown})
+    state = _face_state(city, style_name, near, rows, position, size)
+    row_of = {k: r for r, k in enumerate(rows)}
     if len(near.prop_xy):
         plat_all, pdep_all = cams.to_camera(near.prop_xy)
         pdist_all = np.hypot(plat_all, pdep_all)
         pkeep_all = (pdep_all > 0.8) & (np.abs(plat_all) < pdep_all * 1.05 + 3.0)
     distances = near.distances.tolist()
-    out = []
+    quads, flats = _Quads(), _Flats()
+    views = []
     for v, (cam, heading) in enumerate(zip(cams.cams, headings, strict=True)):
         canvas = _background(style_name, size, heading)
         draw = ImageDraw.Draw(canvas)
         _draw_road(canvas, draw, cam, near.road, style, heading, roads[v])
         _draw_markings(draw, markings[v], style)
-        shown = shown_all[v]
         items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
-        for k in shown:
+        for k in shown_all[v]:
             items.append((distances[k], 0, k, 0.0, 0.0))
         if len(near.prop_xy):
             pkeep = np.flatnonzero(pkeep_all[v])
@@ -1002,17 +1035,13 @@ def _start_views(city: City, style_name: str, position: tuple[float, float], hea
                                     pdep_all[v, pkeep].tolist(), strict=True):
                 items.append((d, 1 + near.prop_kind_list[i], near.prop_index_list[i], la, de))
         items.sort(key=lambda it: -it[0])
-        ops = _list_ops(cam, city, style, near, faces, items, quads)
-        out.append((canvas, draw, cam, style, ops))
-    return out
-
-
-def _finish_views(views: list[tuple], quads: _Quads, indices: list[int],
-                  record: list[SignRecord] | None) -> None:
-    """Project the shared ``quads`` once and run every view's drawing list."""
-    projected = quads.project(views[0][2])
-    for (canvas, draw, cam, style, ops), view in zip(views, indices, strict=True):
-        _run_ops(canvas, draw, cam, style, ops, projected, view, record)
+        ops = _list_ops(cam, city, style, near, state, row_of, items, quads, flats)
+        views.append((canvas, draw, cam, ops))
+    projected = quads.project(cams.cams[0])
+    polygons = flats.project(cams.cams[0])
+    for (canvas, draw, cam, ops), view in zip(views, indices, strict=True):
+        _run_ops(canvas, draw, cam, style, ops, projected, polygons, view, record)
+    return [v[0] for v in views]
 
 
 # Drawing operations of a view, in painter's order (see :func:`_list_ops`).
@@ -1020,7 +1049,7 @@ _WALL, _FLAT, _SIGN, _TREE, _LAMP = range(5)
 
 
 def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: _FaceState,
-              items: list, quads: _Quads) -> list[tuple]:
+              row_of: dict[int, int], items: list, quads: _Quads, flats: _Flats) -> list[tuple]:
     """The drawing operations of a view in painter's order, and the quads they warp.
 
     A building draws its faces turned towards the camera in footprint order:
@@ -1041,8 +1070,8 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
         if kind == 2:
             ops.append((_LAMP, lat, dep, d))
             continue
-        j = idx  # a building: index into near.buildings
-        bid = near.buildings_list[j]
+        bid = near.buildings_list[idx]  # a building: idx indexes near.buildings
+        j = row_of[idx]  # its row of the face state
         height, name = faces.heights_list[bid], faces.name[bid]
         front, dist = state.front[j], state.near[j]
         corners, alongs, widths = faces.corners_list[bid], faces.along_list[bid], faces.width_list[bid]
@@ -1056,15 +1085,16 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
                 gate = quads.add(cam, p, along, width, 0.0, height, tex)
                 ops.append((_WALL, gate, Image.Resampling.NEAREST))
             else:
-                ops.append((_FLAT, p, corners[(k + 1) % 4], 0.0, height,
-                            _haze(faces.colour[bid][k], style, d)))
+                q = corners[(k + 1) % 4]
+                ops.append((_FLAT, flats.add(cam, p, q, 0.0, height), p, q, 0.0, height,
+                            _haze(faces.colour[bid][k], style, d), -1))
             if name is None or not faces.sign_list[bid][k]:
                 continue
             origin, sign_w = faces.sign_origin_list[bid][k], faces.sign_width_list[bid][k]
             if not state.sign_textured[j][k]:
                 board, _ = sign_colours(name, style.sign)
                 end = (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w)
-                ops.append((_FLAT, origin, end, z0s, z1s,
+                ops.append((_FLAT, flats.add(cam, origin, end, z0s, z1s), origin, end, z0s, z1s,
                             _haze(shade(board, style.light), style, dist[k]), gate))
                 continue
             level = state.sign_level[j][k]
@@ -1087,8 +1117,9 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
 
 
 def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style: CityStyle,
-             ops: list[tuple], projected: list, view: int, record: list[SignRecord] | None) -> None:
-    """Execute the operations of :func:`_list_ops` with their quads projected."""
+             ops: list[tuple], projected: list, polygons: list, view: int,
+             record: list[SignRecord] | None) -> None:
+    """Execute the operations of :func:`_list_ops` with their quads and flat quads projected."""
     for op in ops:
         kind = op[0]
         if kind == _WALL:
@@ -1096,9 +1127,13 @@ def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style
             if quad is not None:
                 _draw_quad(canvas, quad, op[2])
         elif kind == _FLAT:
-            if len(op) > 6 and op[6] >= 0 and projected[op[6]] is None:
+            if op[7] >= 0 and projected[op[7]] is None:
                 continue  # the sign of a textured face that missed the screen
-            _flat_quad(draw, cam, op[1], op[2], op[3], op[4], op[5])
+            poly = polygons[op[1]]
+            if poly is not None:
+                draw.polygon(poly, fill=op[6])
+            else:  # it crosses the near plane
+                _flat_quad(draw, cam, op[2], op[3], op[4], op[5], op[6])
         elif kind == _SIGN:
             if op[2] >= 0 and projected[op[2]] is None:
                 continue
@@ -1137,10 +1172,6 @@ def render_views(city: City, style_name: str, position: tuple[float, float], hea
     Shape is :func:`grid_shape` ``(size)``. ``record``, if given, collects the
     signs drawn (see :func:`render_view`).
     """
-    near = _nearby(city, style_name, position)
-    faces = _face_state(city, style_name, near, position, size)
-    quads = _Quads()
-    views = _start_views(city, style_name, position, [(heading + off) % 360.0 for off in VIEW_OFFSETS], size,
-                         near, faces, quads)
-    _finish_views(views, quads, list(range(len(views))), record)
-    return views_to_grid([v[0] for v in views])
+    headings = [(heading + off) % 360.0 for off in VIEW_OFFSETS]
+    return views_to_grid(_render_position(city, style_name, position, headings, size,
+                                          list(range(len(headings))), record))
