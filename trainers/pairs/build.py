@@ -572,7 +572,7 @@ def build_pairs_dataset(config: PairsConfig, *, progress: bool = True) -> tuple[
     sources: Counter[str] = Counter()
     with tqdm(total=config.num_pairs, desc=f"pairs {config.env_id}", unit="pair", disable=not progress) as bar:
         for row in iter_pairs(config, stats=stats):
-            raw.append({k: row[k] for k in row if k != "images"} | {"images": row["images"]})
+            raw.append(row)
             verdicts[row["rejected_verdict"]] += 1
             sources[f"{row['chosen_source']}/{row['rejected_source']}"] += 1
             rows.append(_arrow_row(row))
