@@ -25,6 +25,7 @@ size). It only draws with Pillow and numpy.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -308,14 +309,20 @@ SPLIT_PIXELS: float = 300.0
 AFFINE_TOLERANCE: float = 1e-9
 
 
-def _warp_box(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
-              inv: tuple[tuple[float, float, float], ...], resample: Image.Resampling) -> None:
-    """Warp through the texture-from-screen homography ``inv`` into ``box``."""
+def _warp_plan(box: tuple[int, int, int, int],
+               inv: tuple[tuple[float, float, float], ...]) -> tuple[Image.Transform, tuple] | None:
+    """Pillow's transform method and coefficients for warping through the
+    texture-from-screen homography ``inv`` into ``box`` (``None`` if degenerate).
+
+    A wall facing the camera squarely has constant depth, so its map is
+    affine -- for a level camera a plain scale, which Pillow draws several
+    times faster than a perspective map -- and is handed over as one.
+    """
     # Output pixel (x, y) of the box is screen pixel (x0 + x + 0.5, y0 + y + 0.5).
     ox, oy = box[0] + 0.5, box[1] + 0.5
     c2 = inv[2][0] * ox + inv[2][1] * oy + inv[2][2]
     if abs(c2) < 1e-12:
-        return
+        return None
     coeffs = tuple(
         v / c2
         for v in (
@@ -324,44 +331,38 @@ def _warp_box(canvas: Image.Image, box: tuple[int, int, int, int], texture: Imag
             inv[2][0], inv[2][1],
         )
     )
-    w, h = box[2] - box[0], box[3] - box[1]
+    return _affine_if_square(coeffs, box[2] - box[0], box[3] - box[1])
+
+
+def _affine_if_square(coeffs: tuple, w: int, h: int) -> tuple[Image.Transform, tuple]:
     if abs(coeffs[6]) * w + abs(coeffs[7]) * h < AFFINE_TOLERANCE:
-        # A wall facing the camera squarely: constant depth, so the map is
-        # affine, and for a level camera a plain scale, which Pillow draws
-        # several times faster than a perspective map.
         a0, a1, a2, a3, a4, a5 = coeffs[:6]
         if abs(a1) * h < AFFINE_TOLERANCE * 1e3 and abs(a3) * w < AFFINE_TOLERANCE * 1e3:
             a1 = a3 = 0.0
-        _warp_into(canvas, box, texture, (a0, a1, a2, a3, a4, a5), resample, Image.Transform.AFFINE)
-        return
-    _warp_into(canvas, box, texture, coeffs, resample)
+        return Image.Transform.AFFINE, (a0, a1, a2, a3, a4, a5)
+    return Image.Transform.PERSPECTIVE, coeffs
 
 
-def _warp_bands(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
-                inv: tuple[tuple[float, float, float], ...], resample: Image.Resampling,
-                corners: list[tuple[float, float]]) -> None:
-    """Warp a wall quad in column bands cut to its edges.
+def _bands(box: tuple[int, int, int, int], inv: tuple[tuple[float, float, float], ...],
+           corners: tuple[float, ...], pieces: int) -> list[tuple]:
+    """The warps of a wall quad split into ``pieces`` column bands cut to its edges.
 
     A vertical quad seen by a level camera is a trapezoid on screen: vertical
-    sides at ``u_lo`` and ``u_hi`` (``corners`` are ``(u_lo, bottom)``,
-    ``(u_lo, top)``, ``(u_hi, bottom)``, ``(u_hi, top)``) and straight top and
-    bottom edges. Pillow's warp visits every pixel of its box, so where the
-    slanted edges would waste more than :data:`SPLIT_PIXELS` per extra call,
-    the box is split into column bands, each cut to the rows between the
-    edges. The pixels written are those of one warp of the whole box.
+    sides at ``u_lo`` and ``u_hi`` (``corners`` are ``u_lo, bottom, top, u_hi,
+    bottom, top``) and straight top and bottom edges. Pillow's warp visits
+    every pixel of its box, so where the slanted edges waste more than
+    :data:`SPLIT_PIXELS` per extra call (see :meth:`_Quads.project`), the box
+    is split into bands, each cut to the rows between the edges. The pixels
+    written are those of one warp of the whole box.
     """
     x0, y0, x1, y1 = box
-    (ua, ba), (_, ta), (ub, bb), (_, tb) = corners
+    ua, ba, ta, ub, bb, tb = corners
     if ub < ua:
         ua, ba, ta, ub, bb, tb = ub, bb, tb, ua, ba, ta
     span = ub - ua
-    slant = (abs(tb - ta) + abs(bb - ba)) / span if span > 1e-9 else 0.0
-    pieces = max(1, min(8, int(round((x1 - x0) * math.sqrt(slant / 2.0 / SPLIT_PIXELS)))))
-    if pieces == 1:
-        _warp_box(canvas, box, texture, inv, resample)
-        return
     top_slope, bottom_slope = (tb - ta) / span, (bb - ba) / span
     step = (x1 - x0) / pieces
+    out = []
     for i in range(pieces):
         c0 = x0 + int(round(i * step))
         c1 = x1 if i == pieces - 1 else x0 + int(round((i + 1) * step))
@@ -371,7 +372,11 @@ def _warp_bands(canvas: Image.Image, box: tuple[int, int, int, int], texture: Im
         r0 = max(y0, int(math.floor(ta + min(e0 * top_slope, e1 * top_slope))))
         r1 = min(y1, int(math.ceil(ba + max(e0 * bottom_slope, e1 * bottom_slope))))
         if r1 > r0:
-            _warp_box(canvas, (c0, r0, c1, r1), texture, inv, resample)
+            band = (c0, r0, c1, r1)
+            plan = _warp_plan(band, inv)
+            if plan is not None:
+                out.append((band, *plan))
+    return out
 
 
 def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Image.Image,
@@ -389,7 +394,12 @@ def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Ima
     through the image core (``tests/test_virl_render.py`` checks that it
     still matches the public route).
     """
-    canvas.im.transform(box, texture.im, method, coeffs, resample, 0)
+    _warp_core(canvas.im, box, texture.im, method, coeffs, resample)
+
+
+def _warp_core(canvas, box, texture, method, coeffs, resample) -> None:
+    """:func:`_warp_into` on Pillow image cores (``Image.im``)."""
+    canvas.transform(box, texture, method, coeffs, resample, 0)
 
 
 def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],
@@ -424,12 +434,12 @@ class _Quads:
         return len(self.rows) - 1
 
     def project(self, cam: _Camera) -> list[tuple | None]:
-        """Per quad: ``None`` when nothing of it is on screen, else ``(box, inv, corners,
-        texture)`` -- the screen bounding box, the texture-from-screen homography,
-        the screen corners ``(u, bottom), (u, top)`` at both ends (``None`` when the
-        near plane cut the quad), and the texture (cropped to the part in front
-        of the near plane). The quads may come from several views of ``cam``'s
-        position and size (each row holds its own viewing direction).
+        """Per quad: ``None`` when nothing of it is on screen, else ``(box, texture,
+        warps)`` -- the screen bounding box, the texture's image core (cropped to
+        the part in front of the near plane), and the warps that draw it as
+        ``(box, method, coefficients)`` (see :func:`_warp_plan` and :func:`_bands`).
+        The quads may come from several views of ``cam``'s position and size
+        (each row holds its own viewing direction).
         """
         if not self.rows:
             return []
@@ -487,23 +497,37 @@ class _Quads:
                 co01 * r, (a * i - c * g) * r, (c * d - a * g_) * r,
                 co02 * r, (b * g - a * hh) * r, (a * e - b * d) * r,
             ], axis=1)
-        boxes = np.stack([x0, y0, x1, y1], axis=1)
-        corners = np.stack([u_lo, b_lo, u_lo, t_lo, u_hi, b_hi, u_hi, t_hi], axis=1)
+            # Coefficients of the whole box (see _warp_plan, same arithmetic).
+            ox, oy = x0 + 0.5, y0 + 0.5
+            i0, i1, i2, i3, i4, i5, i6, i7, i8 = inv.T
+            c2 = i6 * ox + i7 * oy + i8
+            degenerate = ~(np.abs(c2) >= 1e-12)
+            c2 = np.where(degenerate, 1.0, c2)
+            coeffs = np.stack([i0 / c2, i1 / c2, (i0 * ox + i1 * oy + i2) / c2,
+                               i3 / c2, i4 / c2, (i3 * ox + i4 * oy + i5) / c2, i6 / c2, i7 / c2], axis=1)
+            # Column bands where slanted edges waste pixels (see _bands).
+            span = np.abs(u_hi - u_lo)
+            slant = np.where(span > 1e-9, (np.abs(t_hi - t_lo) + np.abs(b_hi - b_lo)) / np.where(span > 1e-9, span, 1.0),
+                             0.0)
+            pieces = np.where(crop, 1, np.clip(np.round((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1, 8))
+        boxes = np.stack([x0, y0, x1, y1], axis=1).astype(int)
+        corners = np.stack([u_lo, b_lo, t_lo, u_hi, b_hi, t_hi], axis=1)
         out: list[tuple | None] = []
-        for k, (good, cut, box, m, pts) in enumerate(zip(
-                ok.tolist(), crop.tolist(), boxes.tolist(), inv.tolist(), corners.tolist(), strict=True)):
+        for k, (good, cut, box, co, n, bad, m, pts) in enumerate(zip(
+                ok.tolist(), crop.tolist(), boxes.tolist(), coeffs.tolist(), pieces.astype(int).tolist(),
+                degenerate.tolist(), inv.tolist(), corners.tolist(), strict=True)):
             if not good:
                 out.append(None)
                 continue
             texture = self.textures[k]
             if cut:
                 texture = texture.crop((int(x_lo[k]), 0, int(x_hi[k]), texture.size[1]))
-            out.append((
-                (int(box[0]), int(box[1]), int(box[2]), int(box[3])),
-                ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8])),
-                None if cut else [(pts[0], pts[1]), (pts[2], pts[3]), (pts[4], pts[5]), (pts[6], pts[7])],
-                texture,
-            ))
+            box = tuple(box)
+            if n == 1:
+                warps = [] if bad else [(box, *_affine_if_square(tuple(co), box[2] - box[0], box[3] - box[1]))]
+            else:
+                warps = _bands(box, ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8])), pts, n)
+            out.append((box, texture.im, warps))
         return out
 
 
@@ -541,11 +565,10 @@ class _Flats:
 
 def _draw_quad(canvas: Image.Image, projected: tuple, resample: Image.Resampling) -> None:
     """Warp one projected quad (see :meth:`_Quads.project`) into ``canvas``."""
-    box, inv, corners, texture = projected
-    if corners is None:  # a corner was pulled to the near plane: its edges are not the quad's
-        _warp_box(canvas, box, texture, inv, resample)
-    else:
-        _warp_bands(canvas, box, texture, inv, resample, corners)
+    _, texture, warps = projected
+    core = canvas.im
+    for box, method, coeffs in warps:
+        _warp_core(core, box, texture, method, coeffs, resample)
 
 
 # ---------------------------------------------------------------------------
@@ -946,7 +969,8 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
         mins, maxs, solids = v_min.tolist(), v_max.tolist(), v_solid.tolist()
         lefts, rights, his, los = v_x0.tolist(), v_x1.tolist(), v_hi.tolist(), v_lo.tolist()
         visible = []
-        # Potential occluders, nearest first: (max depth, lowest roof point, x0, x1).
+        # Occluders so far (visible, solid, on screen), kept sorted by their left end:
+        # (x0, x1, max depth, lowest roof point).
         occluders: list[tuple[float, float, float, float]] = []
         for k in order.tolist():
             if not solids[k]:
@@ -954,25 +978,26 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
                 continue
             if rights[k] - lefts[k] < 0.5:
                 continue  # off screen
-            md, ht = mins[k], his[k]
-            spans = [(a, b) for (d, lt, a, b) in occluders if d <= md and lt <= ht]
-            if spans and _covered(lefts[k], rights[k], spans):
+            if occluders and _covered(lefts[k], rights[k], mins[k], his[k], occluders):
                 continue
             visible.append(k)
-            occluders.append((maxs[k], los[k], lefts[k], rights[k]))
+            bisect.insort(occluders, (lefts[k], rights[k], maxs[k], los[k]))
         out.append(keep[np.array(visible, dtype=np.intp)].tolist())
     return out
 
 
-def _covered(a: float, b: float, spans: list[tuple[float, float]]) -> bool:
-    """Whether the intervals ``spans`` cover ``[a, b]`` with no gap over half a pixel."""
+def _covered(a: float, b: float, depth: float, top: float,
+             occluders: list[tuple[float, float, float, float]]) -> bool:
+    """Whether the ``occluders`` (sorted by left end) lying wholly in front of ``depth``
+    and reaching above ``top`` cover ``[a, b]`` with no gap over half a pixel."""
     reach = a
-    for s0, s1 in sorted(spans):
+    for s0, s1, d, lt in occluders:
         if s0 > reach + 0.5:
-            break
-        reach = max(reach, s1)
-        if reach >= b - 0.5:
-            return True
+            break  # a gap: later spans start further right still
+        if d <= depth and lt <= top and s1 > reach:
+            reach = s1
+            if reach >= b - 0.5:
+                return True
     return reach >= b - 0.5
 
 
