@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 from gengym_core.registry import make  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
 from trainers.common.metrics import read_metrics  # noqa: E402
-from trainers.ppo.ppo_config import PPOConfig  # noqa: E402
 from trainers.common.prompting import turn_prompt  # noqa: E402
+from trainers.ppo.ppo_config import PPOConfig  # noqa: E402
 from trainers.ppo.ppo_trainer import PPOTrainer  # noqa: E402
 
 
