@@ -30,6 +30,7 @@ from trainers.common.engine_config import (
 
 __all__ = ["DEEPSPEED_CONFIG_DIR", "EngineConfig", "TrainEngine", "ZeroStage", "deepspeed_config", "init_distributed"]
 
+
 def init_distributed(backend: str | None = None) -> tuple[int, int, int]:
     """Initialise torch.distributed the way `deepspeed` and `accelerate launch`
     expect, or as a single process when started plainly.
@@ -44,11 +45,19 @@ def init_distributed(backend: str | None = None) -> tuple[int, int, int]:
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        chose_port = "MASTER_PORT" not in os.environ
+        if chose_port:
+            os.environ["MASTER_PORT"] = str(_free_port())
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        try:
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        finally:
+            if chose_port:
+                # Our single-process group now owns that port; a child process
+                # (a subcommand started from here) must pick its own.
+                del os.environ["MASTER_PORT"]
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size()
 
 
