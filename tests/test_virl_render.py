@@ -152,3 +152,18 @@ def test_warping_in_place_matches_transform_and_paste():
         changed = (np.asarray(base) != before).any(axis=-1)
         assert 0.2 < changed[box[1]:box[3], box[0]:box[2]].mean() < 0.95
         assert not changed[:box[1]].any() and not changed[:, :box[0]].any()
+
+
+def test_polygon_fill_through_the_core_matches_imagedraw():
+    from PIL import Image, ImageDraw
+
+    from gym_virl.render.streetview import _fill_polygon
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        xy = rng.uniform(-40, 100, size=8).tolist()
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        a, b = Image.new("RGB", (64, 64), (5, 6, 7)), Image.new("RGB", (64, 64), (5, 6, 7))
+        ImageDraw.Draw(a).polygon(xy, fill=colour)
+        _fill_polygon(ImageDraw.Draw(b), xy, colour)
+        assert np.array_equal(np.asarray(a), np.asarray(b))

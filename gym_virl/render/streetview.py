@@ -274,6 +274,23 @@ def _shaded(colour, factor: float):
     return shade(colour, factor)
 
 
+_INKS: dict[tuple[int, int, int], int] = {}
+
+
+def _fill_polygon(draw: ImageDraw.ImageDraw, xy: list, colour: tuple[int, int, int]) -> None:
+    """``draw.polygon(xy, fill=colour)`` on an RGB image, minus the per-call colour lookup.
+
+    The road, markings and far faces make a few hundred polygons a grid; this
+    hands Pillow's drawing core the colour already converted (memoised per
+    colour; every canvas here is RGB). ``tests/test_virl_render.py`` checks it
+    still draws what ``ImageDraw.polygon`` draws.
+    """
+    ink = _INKS.get(colour)
+    if ink is None:
+        ink = _INKS[colour] = draw.draw.draw_ink(colour)
+    draw.draw.draw_polygon(xy, ink, 1)
+
+
 # ---------------------------------------------------------------------------
 # drawing primitives
 # ---------------------------------------------------------------------------
@@ -685,7 +702,7 @@ def _draw_road(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, roa
     fill = _shaded(style.road, style.light)
     ground = _shaded(style.ground, style.light)
     for k, poly in polygons:  # exteriors come first, then the holes in them
-        draw.polygon(poly, fill=fill if k < road.n_outer else ground)
+        _fill_polygon(draw, poly, fill if k < road.n_outer else ground)
     # Rows from the horizon down to the far limit show the background again.
     top, bottom = int(math.floor(cam.cy)), int(math.floor(cam.cy + cam.f * CAMERA_HEIGHT / ROAD_DISTANCE))
     if bottom > top:
@@ -711,7 +728,16 @@ def _marking_polygons(cams: _Cameras, quads: np.ndarray) -> list[list[list[float
 def _draw_markings(draw: ImageDraw.ImageDraw, polygons: list[list[float]], style: CityStyle) -> None:
     colour = _shaded(style.marking, style.light)
     for poly in polygons:
-        draw.polygon(poly, fill=colour)
+        _fill_polygon(draw, poly, colour)
+
+
+_LEAVES = {"round": (62, 110, 50), "conifer": (40, 80, 56), "palm": (70, 130, 60)}
+
+
+@lru_cache(maxsize=65536)
+def _prop_colour(base, factor: float, style_name: str, metres: int):
+    """``base`` shaded by ``factor`` and hazed at ``metres`` (see :func:`_haze`)."""
+    return _haze_at(_shaded(base, factor), style_name, metres)
 
 
 def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
@@ -720,9 +746,9 @@ def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
-    trunk = _haze(_shaded((88, 64, 44), style.light), style, dist)
-    leaf_base = {"round": (62, 110, 50), "conifer": (40, 80, 56), "palm": (70, 130, 60)}[style.trees]
-    leaves = _haze(_shaded(leaf_base, round(style.light * (0.85 + 0.3 * variant), 2)), style, dist)
+    metres = min(int(dist), int(MAX_DISTANCE))
+    trunk = _prop_colour((88, 64, 44), style.light, style.name, metres)
+    leaves = _prop_colour(_LEAVES[style.trees], round(style.light * (0.85 + 0.3 * variant), 2), style.name, metres)
     if style.trees == "palm":
         top = ground_y - 7.5 * s
         draw.line([(x, ground_y), (x + 0.4 * s, top)], fill=trunk, width=max(1, int(0.3 * s)))
@@ -750,7 +776,7 @@ def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
-    pole = _haze(_shaded((50, 54, 58), style.light), style, dist)
+    pole = _prop_colour((50, 54, 58), style.light, style.name, min(int(dist), int(MAX_DISTANCE)))
     top = ground_y - 5.5 * s
     draw.line([(x, ground_y), (x, top)], fill=pole, width=max(1, int(0.14 * s)))
     head = (255, 236, 180) if style.lamp_glow else pole
@@ -1087,6 +1113,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
     faces = _city_faces(city, style.name)
     ops: list[tuple] = []
     z0s, z1s = SIGN_BAND
+    sname, far = style.name, int(MAX_DISTANCE)
     blade = style.sign.blade
     for d, kind, idx, lat, dep in items:
         if kind == 1:
@@ -1112,7 +1139,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
             else:
                 q = corners[(k + 1) % 4]
                 ops.append((_FLAT, flats.add(cam, p, q, 0.0, height), p, q, 0.0, height,
-                            _haze(faces.colour[bid][k], style, d), -1))
+                            _haze_at(faces.colour[bid][k], sname, min(int(d), far)), -1))
             if name is None or not faces.sign_list[bid][k]:
                 continue
             origin, sign_w = faces.sign_origin_list[bid][k], faces.sign_width_list[bid][k]
@@ -1120,7 +1147,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
                 board, _ = sign_colours(name, style.sign)
                 end = (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w)
                 ops.append((_FLAT, flats.add(cam, origin, end, z0s, z1s), origin, end, z0s, z1s,
-                            _haze(shade(board, style.light), style, dist[k]), gate))
+                            _haze_at(_shaded(board, style.light), sname, min(int(dist[k]), far)), gate))
                 continue
             level = state.sign_level[j][k]
             letter_px = state.letter_px[j][k]
@@ -1156,7 +1183,7 @@ def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style
                 continue  # the sign of a textured face that missed the screen
             poly = polygons[op[1]]
             if poly is not None:
-                draw.polygon(poly, fill=op[6])
+                _fill_polygon(draw, poly, op[6])
             else:  # it crosses the near plane
                 _flat_quad(draw, cam, op[2], op[3], op[4], op[5], op[6])
         elif kind == _SIGN:
