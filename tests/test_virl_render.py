@@ -167,3 +167,22 @@ def test_polygon_fill_through_the_core_matches_imagedraw():
         ImageDraw.Draw(a).polygon(xy, fill=colour)
         _fill_polygon(ImageDraw.Draw(b), xy, colour)
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_texture_sizes_are_known_before_drawing():
+    # The renderer places a quad from its texture's size and fetches (maybe
+    # draws) the texture only if the quad lands on screen.
+    from gym_virl.render.textures import (
+        look_texture,
+        look_texture_size,
+        sign_texture,
+        sign_texture_size,
+    )
+
+    for style in ("harbor", "neon", "desert"):
+        for floors, width_q, level in ((1, 9, 0), (4, 13, 1), (9, 17, 3), (6, 11, 4)):
+            tex = look_texture(style, 0, floors, width_q, True, -1, 1, 0.9, 0, level)
+            assert tex.size == look_texture_size(style, floors, width_q, level)
+        for width_m, height_m, vertical, level in ((11.3, 1.5, False, 0), (1.1, 6.45, True, 2), (0.5, 0.3, False, 4)):
+            tex = sign_texture("Corner Bakery", style, width_m, height_m, vertical, level)
+            assert tex.size == sign_texture_size(width_m, height_m, level)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -46,10 +47,12 @@ from gym_virl.render.textures import (
     face_light,
     face_normal_bearing,
     look_texture,
+    look_texture_size,
     mix,
     shade,
     sign_colours,
     sign_texture,
+    sign_texture_size,
     stable_seed,
     texture_levels,
 )
@@ -441,13 +444,16 @@ class _Quads:
     """
 
     rows: list[tuple[float, ...]] = field(default_factory=list)
-    textures: list[Image.Image] = field(default_factory=list)
+    textures: list[tuple] = field(default_factory=list)
 
     def add(self, cam: _Camera, origin: tuple[float, float], along: tuple[float, float], width: float,
-            z0: float, z1: float, texture: Image.Image) -> int:
-        self.rows.append((origin[0], origin[1], along[0], along[1], width, z0, z1, *texture.size,
+            z0: float, z1: float, size: tuple[int, int], texture: Callable[..., Image.Image],
+            key: tuple) -> int:
+        """Add a quad whose texture, of pixel ``size``, is ``texture(*key)`` (fetched
+        only if the quad turns out to be on screen)."""
+        self.rows.append((origin[0], origin[1], along[0], along[1], width, z0, z1, *size,
                           *cam.right, *cam.fwd))
-        self.textures.append(texture)
+        self.textures.append((texture, key))
         return len(self.rows) - 1
 
     def project(self, cam: _Camera) -> list[tuple | None]:
@@ -536,7 +542,8 @@ class _Quads:
             if not good:
                 out.append(None)
                 continue
-            texture = self.textures[k]
+            fetch, key = self.textures[k]
+            texture = fetch(*key)
             if cut:
                 texture = texture.crop((int(x_lo[k]), 0, int(x_hi[k]), texture.size[1]))
             box = tuple(box)
@@ -1133,8 +1140,9 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
             p, along, width = corners[k], alongs[k], widths[k]
             gate = -1
             if state.textured[j][k]:
-                tex = look_texture(*faces.look[bid][k], state.level[j][k])
-                gate = quads.add(cam, p, along, width, 0.0, height, tex)
+                look, level = faces.look[bid][k], state.level[j][k]
+                gate = quads.add(cam, p, along, width, 0.0, height,
+                                 look_texture_size(sname, look[2], look[3], level), look_texture, (*look, level))
                 ops.append((_WALL, gate, Image.Resampling.NEAREST))
             else:
                 q = corners[(k + 1) % 4]
@@ -1151,20 +1159,24 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
                 continue
             level = state.sign_level[j][k]
             letter_px = state.letter_px[j][k]
-            tex = sign_texture(name, style.name, round(sign_w, 2), round(z1s - z0s, 2), False, level)
-            ops.append((_SIGN, quads.add(cam, origin, along, sign_w, z0s, z1s, tex), gate, name, letter_px))
+            board_w, board_h = round(sign_w, 2), round(z1s - z0s, 2)
+            ops.append((_SIGN, quads.add(cam, origin, along, sign_w, z0s, z1s,
+                                         sign_texture_size(board_w, board_h, level), sign_texture,
+                                         (name, sname, board_w, board_h, False, level)),
+                        gate, name, letter_px))
             if blade is None:
                 continue
             # A blade sign near the face's left end, readable from both
             # directions along the street: one textured quad per side.
             bw, bz0, bz1 = _blade_shape(style, name)
-            tex_b = sign_texture(name, style.name, bw, round(bz1 - bz0, 2), blade == "vertical", level)
+            blade_key = (name, sname, bw, round(bz1 - bz0, 2), blade == "vertical", level)
+            blade_size = sign_texture_size(bw, blade_key[3], level)
             for start, direction in faces.blade[bid][k]:
                 ex, ey = direction
                 if (cam.x - start[0]) * ey - (cam.y - start[1]) * ex <= 0.0:
                     continue
-                ops.append((_SIGN, quads.add(cam, start, direction, bw, bz0, bz1, tex_b), gate, name,
-                            letter_px * 0.8))
+                ops.append((_SIGN, quads.add(cam, start, direction, bw, bz0, bz1, blade_size, sign_texture,
+                                             blade_key), gate, name, letter_px * 0.8))
     return ops
 
 

@@ -217,16 +217,23 @@ _WALL, _TRIM, _GLASS_UP, _LIT, _GLASS, _SHOP_DOOR, _HOUSE_DOOR, _AWNING, _AWNING
 FACADE_ROLES_CACHE_BYTES: int = 48 * 2**20
 
 
+def look_texture_size(style_name: str, floors: int, width_q: int, level: int) -> tuple[int, int]:
+    """Pixel size of :func:`look_texture` for a look with these storeys and width (without
+    drawing it: a renderer can tell where a face lands before paying for its texture)."""
+    style = STYLES[style_name]
+    height_m = GROUND_FLOOR + (floors - 1) * style.floor_height + PARAPET
+    ppm = FACADE_PPM / (2**level)
+    return max(2, int(round(width_q * WIDTH_STEP * ppm))), max(2, int(round(height_m * ppm)))
+
+
 @byte_budget_cache(FACADE_ROLES_CACHE_BYTES)
 def _look_roles(style_name: str, floors: int, width_q: int, is_shop: bool, awning: bool, door: int,
                 lit: int, level: int) -> Image.Image:
     """The facade of a look as an ``"L"`` image of colour roles (see :func:`look_texture`)."""
     style = STYLES[style_name]
     width_m = width_q * WIDTH_STEP
-    height_m = GROUND_FLOOR + (floors - 1) * style.floor_height + PARAPET
     ppm = FACADE_PPM / (2**level)
-    w_px = max(2, int(round(width_m * ppm)))
-    h_px = max(2, int(round(height_m * ppm)))
+    w_px, h_px = look_texture_size(style_name, floors, width_q, level)
     img = Image.new("L", (w_px, h_px), _WALL)
     draw = ImageDraw.Draw(img)
     rng = np.random.default_rng(stable_seed(style_name, "lit", lit, width_q, floors))
@@ -428,6 +435,12 @@ def _split_two(text: str) -> list[str]:
     return [" ".join(words[:best]), " ".join(words[best:])]
 
 
+def sign_texture_size(width_m: float, height_m: float, level: int = 0) -> tuple[int, int]:
+    """Pixel size of :func:`sign_texture` for a board of this size (without drawing it)."""
+    ppm = SIGN_PPM / (2**level)
+    return max(4, int(round(width_m * ppm))), max(4, int(round(height_m * ppm)))
+
+
 @byte_budget_cache(SIGN_CACHE_BYTES)
 def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
                  vertical: bool = False, level: int = 0) -> Image.Image:
@@ -439,8 +452,7 @@ def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
     style = STYLES[style_name]
     sign = style.sign
     ppm = SIGN_PPM / (2**level)
-    w_px = max(4, int(round(width_m * ppm)))
-    h_px = max(4, int(round(height_m * ppm)))
+    w_px, h_px = sign_texture_size(width_m, height_m, level)
     board, letters = sign_colours(name, sign)
     light = 1.0 if sign.glow else style.light
     board_c = shade(board, min(1.0, light * 1.05))
