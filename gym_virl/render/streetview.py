@@ -458,8 +458,8 @@ class _Quads:
 
     def project(self, cam: _Camera) -> list[tuple | None]:
         """Per quad: ``None`` when nothing of it is on screen, else ``(box, texture,
-        warps)`` -- the screen bounding box, the texture's image core (cropped to
-        the part in front of the near plane), and the warps that draw it as
+        warps)`` -- the screen bounding box (of the part in front of the near
+        plane), the texture's image core, and the warps that draw it as
         ``(box, method, coefficients)`` (see :func:`_warp_plan` and :func:`_bands`).
         The quads may come from several views of ``cam``'s position and size
         (each row holds its own viewing direction).
@@ -478,12 +478,9 @@ class _Quads:
         s_hi = np.where(~level & (e_d < 0), np.minimum(width, s_cut), width)
         ok = ~(level & (a_d < NEAR)) & (s_hi - s_lo >= 1e-3)
         ppm_x = tw / width
-        with np.errstate(invalid="ignore"):
-            x_lo, x_hi = np.floor(s_lo * ppm_x), np.ceil(s_hi * ppm_x)
-        crop = (x_lo > 0) | (x_hi < tw)
-        s_lo = np.where(crop, x_lo / ppm_x, s_lo)
-        s_hi = np.where(crop, x_hi / ppm_x, s_hi)
-        ok &= ~crop | (x_hi - x_lo >= 1)
+        # Cut by the near plane: the box spans only the part in front, so no
+        # screen pixel in it looks at the part behind (the texture stays whole).
+        cut = (s_lo > 0.0) | (s_hi < width)
         f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
         with np.errstate(divide="ignore", invalid="ignore"):
             d_lo = np.maximum(a_d + s_lo * e_d, NEAR)
@@ -502,15 +499,15 @@ class _Quads:
             #   [u w, v w, w] = [[f e_r + cx e_d, 0, f a_r + cx a_d],
             #                    [cy e_d, -f, f h + cy a_d],
             #                    [e_d, 0, a_d]] @ [s, z, 1],
-            # composed with plane-from-texture s = s_lo + tx / ppm_x, z = z1 - ty / ppm_y,
+            # composed with plane-from-texture s = tx / ppm_x, z = z1 - ty / ppm_y,
             # then inverted (cofactors; its zero entries kept for the same rounding).
             ppm_y = th / (z1 - z0)
             m00, m02 = f * e_r + cx * e_d, f * a_r + cx * a_d
             m10, m12 = cy * e_d, f * h + cy * a_d
             m20, m22 = e_d, a_d
-            a, b, c = m00 / ppm_x, 0.0, m00 * s_lo + m02
-            d, e, g_ = m10 / ppm_x, f / ppm_y, m10 * s_lo - f * z1 + m12
-            g, hh, i = m20 / ppm_x, 0.0, m20 * s_lo + m22
+            a, b, c = m00 / ppm_x, 0.0, m02
+            d, e, g_ = m10 / ppm_x, f / ppm_y, m12 - f * z1
+            g, hh, i = m20 / ppm_x, 0.0, m22
             co00, co01, co02 = e * i - g_ * hh, g_ * g - d * i, d * hh - e * g
             det = a * co00 + b * co01 + c * co02
             ok &= np.abs(det) >= 1e-18
@@ -532,20 +529,18 @@ class _Quads:
             span = np.abs(u_hi - u_lo)
             slant = np.where(span > 1e-9, (np.abs(t_hi - t_lo) + np.abs(b_hi - b_lo)) / np.where(span > 1e-9, span, 1.0),
                              0.0)
-            pieces = np.where(crop, 1, np.clip(np.round((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1, 8))
+            pieces = np.where(cut, 1, np.clip(np.round((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1, 8))
         boxes = np.stack([x0, y0, x1, y1], axis=1).astype(int)
         corners = np.stack([u_lo, b_lo, t_lo, u_hi, b_hi, t_hi], axis=1)
         out: list[tuple | None] = []
-        for k, (good, cut, box, co, n, bad, m, pts) in enumerate(zip(
-                ok.tolist(), crop.tolist(), boxes.tolist(), coeffs.tolist(), pieces.astype(int).tolist(),
+        for k, (good, box, co, n, bad, m, pts) in enumerate(zip(
+                ok.tolist(), boxes.tolist(), coeffs.tolist(), pieces.astype(int).tolist(),
                 degenerate.tolist(), inv.tolist(), corners.tolist(), strict=True)):
             if not good:
                 out.append(None)
                 continue
             fetch, key = self.textures[k]
             texture = fetch(*key)
-            if cut:
-                texture = texture.crop((int(x_lo[k]), 0, int(x_hi[k]), texture.size[1]))
             box = tuple(box)
             if n == 1:
                 warps = [] if bad else [(box, *_affine_if_square(tuple(co), box[2] - box[0], box[3] - box[1]))]
