@@ -24,6 +24,21 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or invalid; the message says what to change."""
 
 
+def raise_config_errors(heading: str, errors: list[str], error: type[ValueError] = ConfigError) -> None:
+    """Raise ``error`` listing every one of ``errors`` under ``heading``; nothing when there are none.
+
+    Example:
+        >>> raise_config_errors("invalid settings", ["a must be >= 0", "b must be set"])
+        Traceback (most recent call last):
+        ...
+        trainers.common.config.ConfigError: invalid settings:
+          - a must be >= 0
+          - b must be set
+    """
+    if errors:
+        raise error(f"{heading}:\n  - " + "\n  - ".join(errors))
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trainers.common.compute import TRAINING_RECORD
+from trainers.common.config import raise_config_errors
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +168,7 @@ class ExperimentConfig:
         for section in ("rlhf", "rlaif"):
             if isinstance(getattr(self, section), dict) and "reward" in getattr(self, section):
                 errors.append(f"the {section} series sets its own reward; drop reward from the {section} section")
-        if errors:
-            raise ValueError("invalid experiment settings:\n  - " + "\n  - ".join(errors))
+        raise_config_errors("invalid experiment settings", errors, ValueError)
         # The sections must be valid configs too (fail before any training).
         self.sft_config("init", model="x", output_dir="x")
         self.sft_config("sft", model="x", output_dir="x")

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainers.common.config import ConfigError
+from trainers.common.config import raise_config_errors
 
 #: Accepted values of ``prompt_format`` (as in PPO and evaluation).
 PROMPT_FORMATS = ("observation", "chat")
@@ -132,8 +132,7 @@ class PairsConfig:
             errors.append("temperature must be > 0 (pairs need varied samples) and top_p in (0, 1]")
         if self.max_new_tokens < 1 or self.max_prompt_length < 1:
             errors.append("max_new_tokens and max_prompt_length must be positive")
-        if errors:
-            raise ConfigError("invalid pair settings:\n  - " + "\n  - ".join(errors))
+        raise_config_errors("invalid pair settings", errors)
 
     @property
     def source(self) -> str:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from trainers.common.config import raise_config_errors
 from trainers.common.engine_config import EngineConfig
+from trainers.common.train_settings import offload_errors
 
 
 @dataclass
@@ -211,10 +213,9 @@ class PPOConfig:
             errors.append("thought_weight must be >= 0")
         if self.save_every < 1 or self.keep_checkpoints < 1:
             errors.append("save_every and keep_checkpoints must be at least 1")
-        if self.offload_params and self.deepspeed != "zero3":
-            errors.append("offload_params needs deepspeed=zero3")
-        if self.offload_optimizer and self.deepspeed == "none":
-            errors.append("offload_optimizer needs deepspeed=zero2 or zero3")
+        errors += offload_errors(
+            self.deepspeed, offload_params=self.offload_params, offload_optimizer=self.offload_optimizer
+        )
         if self.critic == "head" and self.critic_model:
             errors.append("critic_model is only used with critic=separate")
         if self.value_head_hidden < 0:
@@ -241,8 +242,7 @@ class PPOConfig:
             errors.append("judge_default_reward must be a finite number")
         if self.judge_rubric_file and not Path(self.judge_rubric_file).is_file():
             errors.append(f"judge_rubric_file {self.judge_rubric_file!r} is not a file")
-        if errors:
-            raise ValueError("invalid PPO settings:\n  - " + "\n  - ".join(errors))
+        raise_config_errors("invalid PPO settings", errors, ValueError)
 
     def reward_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`trainers.rewards.make_reward_function` for :attr:`reward`.
