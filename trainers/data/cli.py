@@ -17,6 +17,8 @@ HELP = "write oracle SFT data (verified optimal answers or revision dialogues) o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainers.common.cli_support import add_env_kwarg_argument
+
     parser.add_argument("--env", required=True, help="gengym env id, e.g. GeneralPoints-VL-v0")
     parser.add_argument("--n", type=int, required=True, help="number of examples")
     parser.add_argument("--out", type=Path, required=True, help="output folder (save_to_disk format)")
@@ -26,13 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="evaluation variant of the env id to draw from (id, rule-ood, visual-ood)",
     )
-    parser.add_argument(
-        "--env-kwarg",
+    add_env_kwarg_argument(
+        parser,
+        "extra gym.make keyword argument (repeatable; JSON values), e.g. face_card_values=[11,12,13]",
         dest="env_kwargs",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra gym.make keyword argument (repeatable; JSON values), e.g. face_card_values=[11,12,13]",
     )
     parser.add_argument(
         "--multi-turn",
@@ -53,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gengym_core.play import parse_env_kwargs
+    from trainers.common.cli_support import clear_output_folder, output_folder_taken
 
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
@@ -72,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gengym data: {err}", file=sys.stderr)
         return 2
     out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        print(f"gengym data: {out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr)
+    if output_folder_taken("data", out, overwrite=args.overwrite):
         return 2
 
     from trainers.data.oracle import build_oracle_dataset, save_oracle_dataset
@@ -83,10 +82,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"gengym data: {err}", file=sys.stderr)
         return 2
-    if out.exists() and args.overwrite:
-        import shutil
-
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    if args.overwrite:
+        clear_output_folder(out)
     save_oracle_dataset(dataset, out)
     episodes = len(set(dataset["episode"]))
     print(f"wrote {len(dataset)} verified examples from {episodes} episodes of {config.env_id} to {out}")

@@ -18,6 +18,7 @@ HELP = "write preference pairs (verifier-accepted vs refused answers) of an env 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainers.common.cli_support import ENV_FIELDS, add_env_kwarg_argument
     from trainers.common.config import add_config_arguments
     from trainers.pairs.config import PairsConfig
 
@@ -25,32 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", dest="env_id", default=None, help="gengym env id, e.g. GeneralPoints-L-v0")
     parser.add_argument("--n", dest="num_pairs", type=int, default=None, help="number of pairs")
     parser.add_argument("--out", type=Path, required=True, help="output folder (save_to_disk format)")
-    parser.add_argument(
-        "--env-kwarg",
-        dest="env_kwarg_pairs",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra gym.make keyword argument (repeatable; JSON values)",
-    )
+    add_env_kwarg_argument(parser, "extra gym.make keyword argument (repeatable; JSON values)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    add_config_arguments(parser, PairsConfig, skip=("env_id", "env_kwargs", "num_pairs"))
+    add_config_arguments(parser, PairsConfig, skip=(*ENV_FIELDS, "num_pairs"))
 
 
 def resolve(args: argparse.Namespace):
     """The config from defaults, the YAML file and the flags (raises ConfigError)."""
-    from gengym_core.play import parse_env_kwargs
-    from trainers.common.config import ConfigError, load_yaml, resolve_config
+    from trainers.common.cli_support import resolve_command_config
+    from trainers.common.config import ConfigError
     from trainers.pairs.config import PairsConfig
 
-    overrides = {}
-    if args.env_kwarg_pairs:
-        base = load_yaml(args.config).get("env_kwargs", {}) if args.config else {}
-        try:
-            overrides["env_kwargs"] = {**base, **parse_env_kwargs(args.env_kwarg_pairs)}
-        except ValueError as err:
-            raise ConfigError(f"--env-kwarg: {err}") from None
-    config = resolve_config(PairsConfig, config_file=args.config, args=args, overrides=overrides)
+    config = resolve_command_config(PairsConfig, args)
     try:
         config.make_kwargs()  # unknown env id or variant: fail before any work
     except ValueError as err:
@@ -59,6 +46,7 @@ def resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from trainers.common.cli_support import clear_output_folder, output_folder_taken
     from trainers.common.config import ConfigError
 
     try:
@@ -67,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gengym pairs: {err}", file=sys.stderr)
         return 2
     out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        print(f"gengym pairs: {out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr)
+    if output_folder_taken("pairs", out, overwrite=args.overwrite):
         return 2
 
     from trainers.pairs.build import build_pairs_dataset, save_pairs_dataset
@@ -78,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"gengym pairs: {err}", file=sys.stderr)
         return 2
-    if out.exists() and args.overwrite:
-        import shutil
-
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    if args.overwrite:
+        clear_output_folder(out)
     save_pairs_dataset(dataset, info, out)
     categories = ", ".join(f"{k} {v}" for k, v in info["rejected_verdicts"].items())
     print(f"wrote {len(dataset)} re-verified pairs of {config.env_id} ({info['source']}) to {out}")

@@ -11,63 +11,27 @@ folder (``--dataset DIR``). Launch on several GPUs or nodes with
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 HELP = "supervised fine-tuning on verified oracle answers of a gengym env (TRL, DeepSpeed, LoRA)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainers.common.config import add_config_arguments
+    from trainers.common.cli_support import add_trainer_arguments
     from trainers.sft.sft_config import GengymSFTConfig
 
-    parser.add_argument("--config", type=Path, default=None, help="YAML file of GengymSFTConfig settings")
-    parser.add_argument("--env", dest="env_id", default=None, help="gengym env id (overrides the file)")
-    parser.add_argument(
-        "--env-kwarg",
-        dest="env_kwarg_pairs",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra gym.make keyword argument for generated data (repeatable; JSON values)",
+    add_trainer_arguments(
+        parser,
+        GengymSFTConfig,
+        env_kwarg_help="extra gym.make keyword argument for generated data (repeatable; JSON values)",
     )
-    # Set by `deepspeed` and older launchers; the rank is read from the environment.
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    add_config_arguments(parser, GengymSFTConfig, skip=("env_id", "env_kwargs"))
-
-
-def resolve(args: argparse.Namespace):
-    """The config from defaults, the YAML file and the flags (raises ConfigError)."""
-    from gengym_core.play import parse_env_kwargs
-    from trainers.common.config import ConfigError, load_yaml, resolve_config
-    from trainers.sft.sft_config import GengymSFTConfig
-
-    overrides = {}
-    if args.env_kwarg_pairs:
-        base = load_yaml(args.config).get("env_kwargs", {}) if args.config else {}
-        try:
-            overrides["env_kwargs"] = {**base, **parse_env_kwargs(args.env_kwarg_pairs)}
-        except ValueError as err:
-            raise ConfigError(f"--env-kwarg: {err}") from None
-    config = resolve_config(GengymSFTConfig, config_file=args.config, args=args, overrides=overrides)
-    config.check_runnable()
-    return config
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainers.common.config import ConfigError
+    from trainers.common.cli_support import run_training
+    from trainers.sft import GengymSFTConfig, train_sft
 
-    try:
-        config = resolve(args)
-    except ConfigError as err:
-        print(f"gengym sft: {err}", file=sys.stderr)
-        return 2
-    from trainers.sft.sft_trainer import train_sft
-
-    try:
-        final = train_sft(config)
-    except ConfigError as err:
-        print(f"gengym sft: {err}", file=sys.stderr)
+    final = run_training("sft", args, GengymSFTConfig, train_sft)
+    if final is None:
         return 2
     print(f"final model: {final}")
     return 0
