@@ -186,3 +186,23 @@ def test_texture_sizes_are_known_before_drawing():
         for width_m, height_m, vertical, level in ((11.3, 1.5, False, 0), (1.1, 6.45, True, 2), (0.5, 0.3, False, 4)):
             tex = sign_texture("Corner Bakery", style, width_m, height_m, vertical, level)
             assert tex.size == sign_texture_size(width_m, height_m, level)
+
+
+def test_cell_cache_finds_everything_in_range():
+    # _nearby tests only the candidates cached for the position's cell; they
+    # must include everything a full search finds, in the same order.
+    from gym_virl.render.streetview import MARKING_RANGE, MAX_DISTANCE, PROP_RANGE, _nearby, _props
+
+    city = city_for_seed(0)
+    props = _props(city, "harbor")
+    cents, radii, quads = city.building_centroids, city.building_radii, city.markings
+    rng = np.random.default_rng(3)
+    lo, hi = cents.min(axis=0), cents.max(axis=0)
+    for x, y in rng.uniform(lo, hi, size=(40, 2)).tolist() + [(40.0, 80.0), (-0.001, 39.999)]:
+        near = _nearby(city, "harbor", (x, y))
+        full = np.flatnonzero(np.hypot(cents[:, 0] - x, cents[:, 1] - y) < MAX_DISTANCE + radii)
+        assert np.array_equal(near.buildings, full)
+        marks = quads[np.hypot(quads[:, 0, 0] - x, quads[:, 0, 1] - y) < MARKING_RANGE]
+        assert np.array_equal(near.markings, marks)
+        lamps = np.flatnonzero(np.hypot(props.xy[:, 0] - x, props.xy[:, 1] - y) < PROP_RANGE)
+        assert np.array_equal(near.prop_index, lamps)

@@ -940,21 +940,43 @@ class _Nearby:
     prop_index_list: list[int]  # ``prop_index`` as a list
 
 
+#: Side of the square cells (metres) for which :func:`_cell_candidates` caches
+#: what may lie in range of some position in the cell.
+CELL: float = 40.0
+#: Ranges of what :func:`_nearby` gathers around a position, metres.
+MARKING_RANGE: float = 70.0
+PROP_RANGE: float = 90.0
+
+
+@lru_cache(maxsize=512)
+def _cell_candidates(city: City, style_name: str, cell: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Indices (ascending) of the buildings, marking quads and props that can be in
+    range of some position in ``cell``: everything within range of the cell's
+    centre plus half its diagonal. :func:`_nearby` then tests only these."""
+    cx, cy = (cell[0] + 0.5) * CELL, (cell[1] + 0.5) * CELL
+    slack = CELL * math.sqrt(0.5)
+    cents = city.building_centroids
+    b = np.flatnonzero(np.hypot(cents[:, 0] - cx, cents[:, 1] - cy) < MAX_DISTANCE + city.building_radii + slack)
+    quads = city.markings
+    m = (np.flatnonzero(np.hypot(quads[:, 0, 0] - cx, quads[:, 0, 1] - cy) < MARKING_RANGE + slack)
+         if len(quads) else np.zeros(0, dtype=np.intp))
+    xy = _props(city, style_name).xy
+    p = np.flatnonzero(np.hypot(xy[:, 0] - cx, xy[:, 1] - cy) < PROP_RANGE + slack) if len(xy) else np.zeros(0, dtype=np.intp)
+    return b, cents[b], city.building_radii[b], m, quads[m] if len(quads) else quads, p, xy[p]
+
+
 def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Nearby:
     x, y = position
-    cents = city.building_centroids
+    b, cents, radii, m, quads, p, pxy = _cell_candidates(city, style_name, (math.floor(x / CELL), math.floor(y / CELL)))
     dist = np.hypot(cents[:, 0] - x, cents[:, 1] - y)
-    bidx = np.flatnonzero(dist < MAX_DISTANCE + city.building_radii)
-    quads = city.markings
-    mq = quads[np.hypot(quads[:, 0, 0] - x, quads[:, 0, 1] - y) < 70.0] if len(quads) else quads
+    near_b = dist < MAX_DISTANCE + radii
+    bidx = b[near_b]
+    mq = quads[np.hypot(quads[:, 0, 0] - x, quads[:, 0, 1] - y) < MARKING_RANGE] if len(quads) else quads
     props = _props(city, style_name)
-    if len(props.xy):
-        pidx = np.flatnonzero(np.hypot(props.xy[:, 0] - x, props.xy[:, 1] - y) < 90.0)
-    else:
-        pidx = np.zeros(0, dtype=int)
+    pidx = p[np.hypot(pxy[:, 0] - x, pxy[:, 1] - y) < PROP_RANGE] if len(pxy) else np.zeros(0, dtype=np.intp)
     r = ROAD_DISTANCE
     road = _road_rings(shapely.clip_by_rect(city.road_area, x - r, y - r, x + r, y + r))
-    return _Nearby(bidx, dist[bidx], mq, props.kind[pidx], props.xy[pidx], pidx, road, bidx.tolist(),
+    return _Nearby(bidx, dist[near_b], mq, props.kind[pidx], props.xy[pidx], pidx, road, bidx.tolist(),
                    props.kind[pidx].tolist(), pidx.tolist())
 
 
