@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from safetensors.torch import load_file  # noqa: E402
 
 from gengym_core.cli import main as gengym_main  # noqa: E402
-from trainers.common.compute import count_parameters  # noqa: E402
+from trainers.common.compute import TRAINING_RECORD, count_parameters  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of, resolve_config  # noqa: E402
 from trainers.common.inputs import IGNORE_INDEX, encode_prompts  # noqa: E402
 from trainers.common.metrics import read_metrics  # noqa: E402
@@ -27,7 +27,6 @@ from trainers.common.modeling import get_tokenizer, load_model_and_processor  # 
 from trainers.data import OracleDataConfig, build_oracle_dataset, clean_messages  # noqa: E402
 from trainers.sft import GengymSFTConfig  # noqa: E402
 from trainers.sft.sft_trainer import (  # noqa: E402
-    TRAINING_RECORD,
     SFTCollator,
     keep_last_labelled_run,
     load_training_data,

@@ -38,20 +38,33 @@ reference is the same network with adapters off, so ``N`` is the same.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 from trainers.common.compute import count_parameters, init_tokens_of, rl_flops
-from trainers.common.config import ConfigError, config_to_dict
+from trainers.common.hf_trainer_support import (
+    FINAL_DIR,
+    ComputeLoggingMixin,
+    ModelWriter,
+    check_model_kind,
+    is_main_process,
+    lora_config,
+    max_images_per_example,
+    preflight_encoding,
+    prepare_engine,
+    read_chat_template,
+    reset_zero3_loading,
+    resume_checkpoint,
+    training_callbacks,
+    training_dtype,
+    trl_training_kwargs,
+    write_run_settings,
+)
 from trainers.common.inputs import IGNORE_INDEX, encode_for_sft
-from trainers.common.modeling import is_vision_config, load_model_and_processor
+from trainers.common.modeling import load_model_and_processor
 from trainers.dpo.dpo_config import GengymDPOConfig
 from trainers.pairs.build import (
     load_training_pairs,
@@ -59,25 +72,7 @@ from trainers.pairs.build import (
     pair_conversations,
     sampling_gflops,
 )
-from trainers.pairs.config import PairsConfig
-
-# Run plumbing shared with SFT (same engine settings, logging and model writing).
-from trainers.sft.sft_trainer import (
-    FINAL_DIR,
-    SNAPSHOT_DIR,
-    ModelWriter,
-    _is_main_process,
-    _jsonl_callback,
-    _lora_config,
-    _tensorboard_callback,
-    _use_bf16,
-    _use_cuda,
-    deepspeed_settings,
-    keep_last_labelled_run,
-    max_images_per_example,
-)
-
-logger = logging.getLogger(__name__)
+from trainers.sft.sft_trainer import keep_last_labelled_run
 
 #: Pairs (the longest by text) encoded before training to catch overlong ones early.
 PREFLIGHT_PAIRS = 4
@@ -123,13 +118,10 @@ class PreferenceCollator:
 # -- the trainer ------------------------------------------------------------------
 
 
-class GengymDPOTrainer(DPOTrainer):
+class GengymDPOTrainer(ComputeLoggingMixin, DPOTrainer):
     """TRL's ``DPOTrainer`` fed by :class:`PreferenceCollator`, logging the paper's compute axis.
 
-    Trained tokens are counted by the ``Trainer`` itself
-    (``include_num_input_tokens_seen="non_padding"``: the attention mask of
-    every micro-batch, chosen and rejected rows, summed over all processes,
-    restored on resume).
+    :attr:`train_tokens` (``D_DPO``) counts chosen and rejected rows alike.
 
     Args:
         num_params: ``N``.
@@ -139,12 +131,8 @@ class GengymDPOTrainer(DPOTrainer):
         *args, **kwargs: Those of ``trl.DPOTrainer``.
     """
 
-    def __init__(
-        self, *args: Any, num_params: int, init_tokens: int = 0, extra_gflops: float = 0.0, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, extra_gflops: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.num_params = num_params
-        self.init_tokens = init_tokens
         self.extra_gflops = extra_gflops
 
     def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
@@ -153,89 +141,23 @@ class GengymDPOTrainer(DPOTrainer):
         return dataset
 
     @property
-    def train_tokens(self) -> int:
-        """``D_DPO`` so far: non-padding tokens of chosen and rejected sequences, all processes."""
-        return int(self.state.num_input_tokens_seen)
-
-    @property
     def gflops(self) -> float:
         """``6 N (D_init + D_DPO) + 2 N D_ref`` (``D_ref = D_DPO``) in units of 10^9, plus ``extra_gflops``."""
         flops = rl_flops(self.num_params, self.init_tokens, self.train_tokens, self.train_tokens)
         return flops / 1e9 + self.extra_gflops
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training:
-            logs["compute/train_tokens"] = float(self.train_tokens)
-            logs["compute/gflops"] = self.gflops
-        super().log(logs, start_time)
-
-
-class _SnapshotCallback(TrainerCallback):
-    """Writes a loadable model at each of ``snapshot_steps``."""
-
-    def __init__(self, writer: ModelWriter, folder: Path, steps: Sequence[int]) -> None:
-        self.writer = writer
-        self.folder = folder
-        self.steps = set(steps)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in self.steps:
-            self.writer.write(self.folder / f"step-{state.global_step:06d}")
-
 
 # -- the run ----------------------------------------------------------------------
-
-
-def _pairs_config(config: GengymDPOConfig) -> PairsConfig | None:
-    if config.dataset or not config.env_id:
-        return None
-    return PairsConfig(
-        env_id=config.env_id,
-        num_pairs=config.num_pairs,
-        seed=config.data_seed,
-        env_kwargs=dict(config.env_kwargs),
-        variant=config.variant,
-        prompt_format=config.prompt_format,
-        revision_share=config.revision_share,
-        progress_bar=config.progress_bar,
-    )
 
 
 def _trl_config(config: GengymDPOConfig, *, learning_rate: float, bf16: bool, use_cuda: bool) -> DPOConfig:
     """TRL's settings for this run; creating it sets up DeepSpeed (ZeRO-3 loading)."""
     return DPOConfig(
-        output_dir=config.output_dir,
-        seed=config.seed,
+        **trl_training_kwargs(config, learning_rate=learning_rate, bf16=bf16, use_cuda=use_cuda),
         beta=config.beta,
         loss_type=[config.loss_type],
         label_smoothing=config.label_smoothing,
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        weight_decay=config.weight_decay,
-        adam_epsilon=config.adam_eps,
-        max_grad_norm=config.max_grad_norm,
-        bf16=bf16,
-        use_cpu=not use_cuda,
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
-        logging_steps=config.logging_steps,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
-        save_total_limit=config.save_total_limit,
-        report_to="none",
-        disable_tqdm=not config.progress_bar,
-        dataloader_num_workers=config.dataloader_num_workers,
-        # Pairs go to the collator untouched: no TRL tokenisation, no truncation.
-        remove_unused_columns=False,
-        max_length=None,
         precompute_ref_log_probs=False,
-        include_num_input_tokens_seen="non_padding",
-        deepspeed=deepspeed_settings(config),  # reads deepspeed / offload_* like SFT's config
     )
 
 
@@ -249,69 +171,42 @@ def train_dpo(config: GengymDPOConfig) -> Path:
     """
     config.validate()
     config.check_runnable()
-    try:
+    with reset_zero3_loading():
         return _train(config)
-    finally:
-        # TRL's settings switch on ZeRO-3 loading for the whole process; later
-        # from_pretrained calls (evaluation, PPO in the same process) must load
-        # whole models again.
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-        unset_hf_deepspeed_config()
 
 
 def _train(config: GengymDPOConfig) -> Path:
     output_dir = Path(config.output_dir)
-    main = _is_main_process()
 
     # 1. data
+    progress = config.progress_bar and is_main_process()
+    generate = config.pairs_config(progress_bar=config.progress_bar)
     dataset, env_id = load_training_pairs(
-        dataset=config.dataset, env_id=config.env_id, generate=_pairs_config(config), progress=config.progress_bar and main
+        dataset=config.dataset, env_id=config.env_id, generate=generate, progress=progress
     )
     has_images = max_images_per_example(dataset) > 0
 
     # 2. the model's kind, from its config alone
-    from transformers import AutoConfig
-
-    try:
-        model_config = AutoConfig.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read a model config at {config.model!r}: {err}") from err
-    is_vision = is_vision_config(model_config)
-    if is_vision is None:
-        raise ConfigError(
-            f"{config.model!r} ({type(model_config).__name__}) is neither an image-text-to-text nor a causal LM "
-            "model; gengym trains generative models only"
-        )
-    if has_images and not is_vision:
-        raise ConfigError(
-            f"{config.model!r} is a text-only model but the pairs of {env_id or config.dataset} hold images; "
-            "train it on the env's text mode (e.g. GeneralPoints-L-v0) or use a vision-language model"
-        )
+    is_vision = check_model_kind(
+        config.model,
+        trust_remote_code=config.trust_remote_code,
+        has_images=has_images,
+        data=f"the pairs of {env_id or config.dataset}",
+        not_generative="gengym trains generative models only",
+        text_only_hint="train it on the env's text mode (e.g. GeneralPoints-L-v0) or use a vision-language model",
+    )
     if not is_vision:
         dataset = dataset.remove_columns("images")  # TRL takes an images column as a VLM dataset
-    chat_template = None
-    if config.chat_template_file:
-        try:
-            chat_template = Path(config.chat_template_file).read_text()
-        except OSError as err:
-            raise ConfigError(f"cannot read chat_template_file {config.chat_template_file!r}: {err}") from err
+    chat_template = read_chat_template(config.chat_template_file)
 
     # 3. TRL settings before the models (ZeRO-3 partitions while loading)
-    use_cuda = _use_cuda(config)
-    bf16 = _use_bf16(config, use_cuda)
-    if config.deepspeed != "none":
-        from trainers.common.engine import init_distributed
-
-        init_distributed(None if use_cuda else "gloo")
+    use_cuda, bf16 = prepare_engine(config)
     learning_rate = config.resolved_learning_rate(has_images)
     trl_config = _trl_config(config, learning_rate=learning_rate, bf16=bf16, use_cuda=use_cuda)
 
-    # 4. models. Full fine-tuning without DeepSpeed keeps fp32 weights (small
-    # learning rates are below bf16's resolution); the reference matches the
+    # 4. models, with the precision of training_dtype; the reference matches the
     # policy. With LoRA, TRL scores the reference with the adapters off.
-    keep_fp32 = config.deepspeed == "none" and not config.lora
-    dtype = torch.bfloat16 if bf16 and not keep_fp32 else torch.float32
+    dtype = training_dtype(bf16, deepspeed=config.deepspeed, lora=config.lora)
     loaded = load_model_and_processor(
         config.model, dtype=dtype, trust_remote_code=config.trust_remote_code, chat_template=chat_template
     )
@@ -322,17 +217,13 @@ def _train(config: GengymDPOConfig) -> Path:
             config.model, dtype=dtype, trust_remote_code=config.trust_remote_code
         ).model
     collator = PreferenceCollator(processor, config.max_length)
-    for index in longest_pairs(dataset, PREFLIGHT_PAIRS):
-        try:
-            collator([dataset[index]])
-        except ValueError as err:
-            raise ConfigError(f"pair {index} cannot be encoded: {err}") from err
+    preflight_encoding(collator, dataset, longest_pairs(dataset, PREFLIGHT_PAIRS), what="pair")
     num_params = count_parameters(model)
     extra_gflops = sampling_gflops(config.dataset) if config.dataset else 0.0
 
     # 5. training
     writer = ModelWriter(
-        config,  # type: ignore[arg-type]  # reads model, lora, deepspeed, trust_remote_code like SFT's config
+        config,
         processor=processor,
         dtype=dtype,
         record={
@@ -350,12 +241,6 @@ def _train(config: GengymDPOConfig) -> Path:
             "compute_formula": "6 N (D_init + D_DPO) + 2 N D_ref, D_ref = D_DPO (+ pair sampling)",
         },
     )
-    callbacks = [
-        _jsonl_callback(output_dir),
-        _SnapshotCallback(writer, output_dir / SNAPSHOT_DIR, config.snapshot_steps),
-    ]
-    if config.tensorboard:
-        callbacks.append(_tensorboard_callback(output_dir / "tensorboard"))
     trainer = GengymDPOTrainer(
         model=model,
         ref_model=reference,
@@ -363,24 +248,15 @@ def _train(config: GengymDPOConfig) -> Path:
         data_collator=collator,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=_lora_config(config) if config.lora else None,  # type: ignore[arg-type]
-        callbacks=callbacks,
+        peft_config=lora_config(config) if config.lora else None,
+        callbacks=training_callbacks(config, output_dir, writer),
         num_params=num_params,
         init_tokens=init_tokens_of(config.model),
         extra_gflops=extra_gflops,
     )
-    writer.trainer = trainer  # type: ignore[assignment]
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "gengym_dpo_config.json").write_text(json.dumps(config_to_dict(config), indent=2))
-    resume_from = None
-    if config.resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        resume_from = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        if resume_from is None:
-            logger.warning("resume requested but no checkpoint in %s; starting fresh", output_dir)
-    trainer.train(resume_from_checkpoint=resume_from)
+    writer.trainer = trainer
+    write_run_settings(output_dir, "gengym_dpo_config.json", config)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(config, output_dir))
 
     # 6. output
     return writer.write(output_dir / FINAL_DIR)

@@ -31,7 +31,6 @@ written (reward-model runs are short); the final folder is.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,15 +40,29 @@ import torch
 from trl import RewardConfig, RewardTrainer
 
 from trainers.common.compute import TRAINING_RECORD, count_parameters, init_tokens_of, sft_flops
-from trainers.common.config import ConfigError, config_to_dict
-from trainers.common.modeling import get_tokenizer, is_vision_config, load_model_and_processor
+from trainers.common.hf_trainer_support import (
+    FINAL_DIR,
+    ComputeLoggingMixin,
+    check_model_kind,
+    gathered_parameters,
+    is_main_process,
+    max_images_per_example,
+    preflight_encoding,
+    prepare_engine,
+    read_chat_template,
+    reset_zero3_loading,
+    training_callbacks,
+    training_dtype,
+    trl_training_kwargs,
+    write_run_settings,
+)
+from trainers.common.modeling import get_tokenizer, load_model_and_processor
 from trainers.pairs.build import (
     load_training_pairs,
     longest_pairs,
     pair_conversations,
     sampling_gflops,
 )
-from trainers.pairs.config import PairsConfig
 from trainers.reward_model.modeling import (
     RewardModel,
     encode_for_scoring,
@@ -57,18 +70,6 @@ from trainers.reward_model.modeling import (
     save_reward_model,
 )
 from trainers.reward_model.reward_config import GengymRewardModelConfig
-
-# Run plumbing shared with SFT (same engine settings and logging).
-from trainers.sft.sft_trainer import (
-    FINAL_DIR,
-    _is_main_process,
-    _jsonl_callback,
-    _tensorboard_callback,
-    _use_bf16,
-    _use_cuda,
-    deepspeed_settings,
-    max_images_per_example,
-)
 
 #: Pairs (the longest by text) encoded before training to catch overlong ones early.
 PREFLIGHT_PAIRS = 4
@@ -98,7 +99,7 @@ class RewardCollator:
         return dict(batch)
 
 
-class GengymRewardTrainer(RewardTrainer):
+class GengymRewardTrainer(ComputeLoggingMixin, RewardTrainer):
     """TRL's ``RewardTrainer`` on a :class:`RewardModel`, logging its compute.
 
     Args:
@@ -107,23 +108,13 @@ class GengymRewardTrainer(RewardTrainer):
         *args, **kwargs: Those of ``trl.RewardTrainer``.
     """
 
-    def __init__(self, *args: Any, num_params: int, init_tokens: int = 0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.num_params = num_params
-        self.init_tokens = init_tokens
-
     def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
         # The collator renders and encodes each pair itself (never truncating).
         return dataset
 
     @property
-    def train_tokens(self) -> int:
-        """``D_RM`` so far: non-padding tokens of chosen and rejected conversations, all processes."""
-        return int(self.state.num_input_tokens_seen)
-
-    @property
     def gflops(self) -> float:
-        """``6 N_RM (D_init + D_RM)`` in units of 10^9."""
+        """``6 N_RM (D_init + D_RM)`` in units of 10^9 (``D_RM``: :attr:`train_tokens`)."""
         return sft_flops(self.num_params, self.init_tokens, self.train_tokens) / 1e9
 
     @property
@@ -131,57 +122,12 @@ class GengymRewardTrainer(RewardTrainer):
         """``6 N_RM D_RM`` in units of 10^9: this run's own training."""
         return sft_flops(self.num_params, 0, self.train_tokens) / 1e9
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training:
-            logs["compute/train_tokens"] = float(self.train_tokens)
-            logs["compute/gflops"] = self.gflops
-        super().log(logs, start_time)
-
-
-def _pairs_config(config: GengymRewardModelConfig) -> PairsConfig | None:
-    if config.dataset or not config.env_id:
-        return None
-    return PairsConfig(
-        env_id=config.env_id,
-        num_pairs=config.num_pairs,
-        seed=config.data_seed,
-        env_kwargs=dict(config.env_kwargs),
-        variant=config.variant,
-        prompt_format=config.prompt_format,
-        revision_share=config.revision_share,
-        progress_bar=config.progress_bar,
-    )
-
 
 def _trl_config(config: GengymRewardModelConfig, *, bf16: bool, use_cuda: bool) -> RewardConfig:
     """TRL's settings for this run; creating it sets up DeepSpeed (ZeRO-3 loading)."""
     return RewardConfig(
-        output_dir=config.output_dir,
-        seed=config.seed,
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        weight_decay=config.weight_decay,
-        adam_epsilon=config.adam_eps,
-        max_grad_norm=config.max_grad_norm,
+        **trl_training_kwargs(config, learning_rate=config.learning_rate, bf16=bf16, use_cuda=use_cuda),
         center_rewards_coefficient=config.center_rewards_coefficient or None,
-        bf16=bf16,
-        use_cpu=not use_cuda,
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
-        logging_steps=config.logging_steps,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=not config.progress_bar,
-        dataloader_num_workers=config.dataloader_num_workers,
-        remove_unused_columns=False,
-        max_length=None,
-        include_num_input_tokens_seen="non_padding",
-        deepspeed=deepspeed_settings(config),  # reads deepspeed / offload_* like SFT's config
     )
 
 
@@ -194,61 +140,39 @@ def train_reward_model(config: GengymRewardModelConfig) -> Path:
     """
     config.validate()
     config.check_runnable()
-    try:
+    with reset_zero3_loading():
         return _train(config)
-    finally:
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-        unset_hf_deepspeed_config()
 
 
 def _train(config: GengymRewardModelConfig) -> Path:
     output_dir = Path(config.output_dir)
-    main = _is_main_process()
 
     # 1. data
+    progress = config.progress_bar and is_main_process()
+    generate = config.pairs_config(progress_bar=config.progress_bar)
     dataset, env_id = load_training_pairs(
-        dataset=config.dataset, env_id=config.env_id, generate=_pairs_config(config), progress=config.progress_bar and main
+        dataset=config.dataset, env_id=config.env_id, generate=generate, progress=progress
     )
     has_images = max_images_per_example(dataset) > 0
 
     # 2. the backbone's kind, from its config alone
-    from transformers import AutoConfig
-
-    try:
-        model_config = AutoConfig.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read a model config at {config.model!r}: {err}") from err
-    is_vision = is_vision_config(model_config)
-    if is_vision is None:
-        raise ConfigError(
-            f"{config.model!r} ({type(model_config).__name__}) is neither an image-text-to-text nor a causal LM "
-            "model; gengym builds reward models on generative backbones"
-        )
-    if has_images and not is_vision:
-        raise ConfigError(
-            f"{config.model!r} is a text-only model but the pairs of {env_id or config.dataset} hold images; "
-            "use a vision-language backbone or the env's text mode"
-        )
-    chat_template = None
-    if config.chat_template_file:
-        try:
-            chat_template = Path(config.chat_template_file).read_text()
-        except OSError as err:
-            raise ConfigError(f"cannot read chat_template_file {config.chat_template_file!r}: {err}") from err
+    check_model_kind(
+        config.model,
+        trust_remote_code=config.trust_remote_code,
+        has_images=has_images,
+        data=f"the pairs of {env_id or config.dataset}",
+        not_generative="gengym builds reward models on generative backbones",
+        text_only_hint="use a vision-language backbone or the env's text mode",
+    )
+    chat_template = read_chat_template(config.chat_template_file)
 
     # 3. TRL settings before the model (ZeRO-3 partitions while loading)
-    use_cuda = _use_cuda(config)
-    bf16 = _use_bf16(config, use_cuda)
-    if config.deepspeed != "none":
-        from trainers.common.engine import init_distributed
-
-        init_distributed(None if use_cuda else "gloo")
+    use_cuda, bf16 = prepare_engine(config)
     trl_config = _trl_config(config, bf16=bf16, use_cuda=use_cuda)
 
     # 4. model: the backbone (fp32 weights without DeepSpeed, as in SFT) and a
     # head drawn from a seeded stream, the same on every process.
-    dtype = torch.bfloat16 if bf16 and config.deepspeed != "none" else torch.float32
+    dtype = training_dtype(bf16, deepspeed=config.deepspeed, lora=False)
     loaded = load_model_and_processor(
         config.model, dtype=dtype, trust_remote_code=config.trust_remote_code, chat_template=chat_template
     )
@@ -257,30 +181,21 @@ def _train(config: GengymRewardModelConfig) -> Path:
         torch.manual_seed(config.seed)
         model = new_reward_model(loaded.model, head_hidden=config.head_hidden)
     collator = RewardCollator(processor, config.max_length)
-    for index in longest_pairs(dataset, PREFLIGHT_PAIRS):
-        try:
-            collator([dataset[index]])
-        except ValueError as err:
-            raise ConfigError(f"pair {index} cannot be encoded: {err}") from err
+    preflight_encoding(collator, dataset, longest_pairs(dataset, PREFLIGHT_PAIRS), what="pair")
     num_params = count_parameters(model)
 
     # 5. training
-    callbacks = [_jsonl_callback(output_dir)]
-    if config.tensorboard:
-        callbacks.append(_tensorboard_callback(output_dir / "tensorboard"))
     trainer = GengymRewardTrainer(
         model=model,
         args=trl_config,
         data_collator=collator,
         train_dataset=dataset,
         processing_class=get_tokenizer(processor),
-        callbacks=callbacks,
+        callbacks=training_callbacks(config, output_dir),
         num_params=num_params,
         init_tokens=init_tokens_of(config.model),
     )
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "gengym_reward_model_config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    write_run_settings(output_dir, "gengym_reward_model_config.json", config)
     trainer.train()
 
     # 6. output
@@ -309,16 +224,8 @@ def _write_final(trainer: GengymRewardTrainer, directory: Path, *, processor: An
     """Write the reward-model folder; under ZeRO-3 the weights are gathered once for it."""
     import shutil
 
-    from trainers.common.modeling import forget_load_renames
-
     model: RewardModel = trainer.accelerator.unwrap_model(trainer.model)
-    gather: Any = contextlib.nullcontext()
-    if zero3 and trainer.is_deepspeed_enabled:
-        import deepspeed
-
-        gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
-        forget_load_renames(model.backbone)
-    with gather:
+    with gathered_parameters(trainer, model, zero3=zero3, loaded=model.backbone):
         if trainer.accelerator.is_main_process:
             if directory.exists():
                 shutil.rmtree(directory)

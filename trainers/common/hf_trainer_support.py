@@ -1,0 +1,505 @@
+"""Run plumbing shared by the trainers built on TRL's ``Trainer`` subclasses (SFT, DPO, reward models).
+
+Each trainer's ``_train`` reads top to bottom (data, checks, TRL settings,
+model, training, output); the steps that are the same for all of them live
+here, written once:
+
+* **checks** -- :func:`check_model_kind` reads the model's kind from its
+  config alone and refuses a pairing that cannot train, before any weights
+  load; :func:`read_chat_template`; :func:`preflight_encoding` encodes the
+  longest rows first, so an overlong one stops the run before training;
+* **engine** -- :func:`prepare_engine` decides CUDA and bf16 and starts
+  torch.distributed for DeepSpeed (ZeRO-3 partitions while the model loads,
+  so this happens before the model exists); :func:`training_dtype`;
+  :func:`deepspeed_settings` from the shipped files; :func:`trl_training_kwargs`,
+  the ``TrainingArguments`` every trainer passes alike; :func:`lora_config`;
+* **the run** -- :class:`ComputeLoggingMixin` logs the paper's compute axis
+  from the ``Trainer``'s own token count; :func:`training_callbacks`
+  (``metrics.jsonl``, snapshots, TensorBoard); :func:`write_run_settings`;
+  :func:`resume_checkpoint`; :func:`reset_zero3_loading`;
+* **output** -- :class:`ModelWriter` writes loadable models (final and
+  snapshots) with their compute record, through :func:`save_trained_model`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from trainers.common.compute import TRAINING_RECORD
+from trainers.common.config import ConfigError, config_to_dict
+from trainers.common.engine_config import DEEPSPEED_CONFIG_DIR
+from trainers.common.modeling import forget_load_renames, is_vision_config, load_model_and_processor
+from trainers.common.train_settings import (
+    CheckpointSettings,
+    DeepSpeedSettings,
+    LoraSettings,
+    ReportingSettings,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The final model's folder inside ``output_dir``.
+FINAL_DIR = "final"
+#: Folder of the ``snapshot_steps`` models inside ``output_dir`` (``step-NNNNNN``).
+SNAPSHOT_DIR = "snapshots"
+
+
+# -- checks -----------------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+    """Whether this is the launcher's rank 0 (or a run started without a launcher)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def max_images_per_example(dataset: Any) -> int:
+    """Most images in one row, read from the Arrow column without decoding any image."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(dataset.data.column("images"))
+    largest = pc.max(lengths).as_py()
+    return int(largest or 0)
+
+
+def check_model_kind(
+    model: str,
+    *,
+    trust_remote_code: bool,
+    has_images: bool,
+    data: str,
+    not_generative: str,
+    text_only_hint: str,
+) -> bool:
+    """Whether ``model`` is a vision-language model, read from its config alone (no weights).
+
+    Args:
+        model: Checkpoint path or hub id.
+        trust_remote_code: Whether the checkpoint's own code may run.
+        has_images: Whether the training data hold images.
+        data: The data, as the error names them (e.g. ``"the pairs of GeneralPoints-VL-v0"``).
+        not_generative: End of the error for a model that is neither kind.
+        text_only_hint: What to do instead, when a text-only model meets images.
+
+    Raises:
+        ConfigError: An unreadable config, a model that is not generative, or
+            a text-only model for data with images.
+    """
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read a model config at {model!r}: {err}") from err
+    is_vision = is_vision_config(model_config)
+    if is_vision is None:
+        raise ConfigError(
+            f"{model!r} ({type(model_config).__name__}) is neither an image-text-to-text nor a causal LM "
+            f"model; {not_generative}"
+        )
+    if has_images and not is_vision:
+        raise ConfigError(f"{model!r} is a text-only model but {data} hold images; {text_only_hint}")
+    return is_vision
+
+
+def read_chat_template(path: str) -> str | None:
+    """The text of ``chat_template_file`` (``None`` when unset: the checkpoint's own template)."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read chat_template_file {path!r}: {err}") from err
+
+
+def preflight_encoding(collator: Any, dataset: Any, indices: Iterable[int], *, what: str) -> None:
+    """Encode rows ``indices`` alone, so one that cannot be encoded stops the run before training.
+
+    Callers pass the longest rows; the collator still checks every batch.
+
+    Raises:
+        ConfigError: Naming the row (``what`` and its index) and why.
+    """
+    for index in indices:
+        try:
+            collator([dataset[index]])
+        except ValueError as err:
+            raise ConfigError(f"{what} {index} cannot be encoded: {err}") from err
+
+
+# -- engine -----------------------------------------------------------------------
+
+
+def prepare_engine(config: Any) -> tuple[bool, bool]:
+    """``(use_cuda, bf16)`` for a config with :class:`DeepSpeedSettings` and :class:`ModelLoadingSettings`.
+
+    With DeepSpeed on, torch.distributed is started here: DeepSpeed reads
+    the world size when ZeRO-3 loading starts, before the ``Trainer`` would
+    set up processes (as one process when the run was started without a
+    launcher).
+
+    Raises:
+        ConfigError: ``device=cuda`` without a visible CUDA device.
+    """
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is visible; use device=auto or cpu")
+    use_cuda = config.device != "cpu" and torch.cuda.is_available()
+    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and use_cuda and torch.cuda.is_bf16_supported())
+    if config.deepspeed != "none":
+        from trainers.common.engine import init_distributed
+
+        init_distributed(None if use_cuda else "gloo")
+    return use_cuda, bf16
+
+
+def training_dtype(bf16: bool, *, deepspeed: str, lora: bool) -> torch.dtype:
+    """The dtype to load trained weights in.
+
+    Full fine-tuning without DeepSpeed keeps fp32 weights (bf16 only in
+    autocast): a learning rate of 1e-6 is below bf16's resolution for most
+    weights, so bf16 weights would not move. DeepSpeed keeps its own fp32
+    master copy, and LoRA's frozen base needs no precision for updates.
+    """
+    keep_fp32 = deepspeed == "none" and not lora
+    return torch.bfloat16 if bf16 and not keep_fp32 else torch.float32
+
+
+def deepspeed_settings(config: DeepSpeedSettings) -> dict[str, Any] | None:
+    """The DeepSpeed config dict for ``config.deepspeed``, from the shipped files.
+
+    ``"auto"`` values in the files are filled in by the ``Trainer`` from its
+    own settings (batch sizes, clipping, precision, bucket sizes from the
+    model's hidden size). Offloading adds the CPU placement and, for the
+    optimizer, DeepSpeed's own AdamW (built on first use), the optimizer that
+    works on offloaded states.
+    """
+    if config.deepspeed == "none":
+        return None
+    settings = json.loads((DEEPSPEED_CONFIG_DIR / f"{config.deepspeed}.json").read_text())
+    zero = settings["zero_optimization"]
+    pin = torch.cuda.is_available()
+    if config.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": pin}
+    if config.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
+        settings["optimizer"] = {
+            "type": "AdamW",
+            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"},
+        }
+    return settings
+
+
+def trl_training_kwargs(config: Any, *, learning_rate: float, bf16: bool, use_cuda: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` every trainer passes alike to its TRL config.
+
+    ``config`` has :class:`OptimisationSettings`, :class:`ModelLoadingSettings`,
+    :class:`DeepSpeedSettings` and :class:`ReportingSettings` (with
+    :class:`CheckpointSettings`, resumable checkpoints are written every
+    ``save_steps``; without, none). Rows go to the trainer's collator
+    untouched (no column pruning, no truncation), and the ``Trainer`` counts
+    the non-padding tokens it trains on, the compute records' ``D``.
+    """
+    kwargs: dict[str, Any] = dict(
+        output_dir=config.output_dir,
+        seed=config.seed,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        weight_decay=config.weight_decay,
+        adam_epsilon=config.adam_eps,
+        max_grad_norm=config.max_grad_norm,
+        bf16=bf16,
+        use_cpu=not use_cuda,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=not config.progress_bar,
+        dataloader_num_workers=config.dataloader_num_workers,
+        remove_unused_columns=False,
+        max_length=None,
+        include_num_input_tokens_seen="non_padding",
+        deepspeed=deepspeed_settings(config),
+    )
+    if isinstance(config, CheckpointSettings):
+        kwargs.update(
+            save_strategy="steps" if config.save_steps else "no",
+            save_steps=config.save_steps or 500,
+            save_total_limit=config.save_total_limit,
+        )
+    return kwargs
+
+
+def lora_config(config: LoraSettings) -> Any:
+    """peft's ``LoraConfig`` for the run's LoRA settings (``all-linear`` or a comma list of modules)."""
+    from peft import LoraConfig
+
+    targets = config.lora_target_modules.strip()
+    target_modules: str | list[str] = (
+        targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+    )
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+# -- the run ----------------------------------------------------------------------
+
+
+class ComputeLoggingMixin:
+    """Logs ``compute/train_tokens`` and ``compute/gflops`` with a TRL trainer's metrics.
+
+    Trained tokens are counted by the ``Trainer`` itself
+    (``include_num_input_tokens_seen="non_padding"``: the attention mask of
+    every micro-batch, summed over all processes, saved in the trainer state
+    and so restored on resume). List the mixin before the TRL class; the
+    subclass defines :attr:`gflops` from :attr:`train_tokens`.
+
+    Args:
+        num_params: ``N`` of the compute formula.
+        init_tokens: ``D_init``, tokens that produced the starting checkpoint.
+        *args, **kwargs: Those of the TRL trainer.
+    """
+
+    state: Any
+    model: Any
+
+    def __init__(self, *args: Any, num_params: int, init_tokens: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_params = num_params
+        self.init_tokens = init_tokens
+
+    @property
+    def train_tokens(self) -> int:
+        """Non-padding tokens passed forward and backward so far, all processes."""
+        return int(self.state.num_input_tokens_seen)
+
+    @property
+    def gflops(self) -> float:
+        """The run's compute so far in units of 10^9 (defined by each trainer)."""
+        raise NotImplementedError
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.model.training:
+            logs["compute/train_tokens"] = float(self.train_tokens)
+            logs["compute/gflops"] = self.gflops
+        super().log(logs, start_time)  # type: ignore[misc]
+
+
+def jsonl_callback(output_dir: Path) -> TrainerCallback:
+    """A callback that writes every log record to ``metrics.jsonl`` (main process only)."""
+    from trainers.common.metrics import MetricsLogger
+
+    class JsonlMetricsCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.logger: MetricsLogger | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.logger = MetricsLogger(output_dir, tensorboard=False)
+                self.logger.truncate_after(state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.logger is not None and logs:
+                self.logger.log(state.global_step, dict(logs))
+
+    return JsonlMetricsCallback()
+
+
+def tensorboard_callback(log_dir: Path) -> TrainerCallback:
+    """The ``Trainer``'s TensorBoard callback, writing to ``log_dir``."""
+    from transformers.integrations import TensorBoardCallback
+
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(log_dir)
+    return callback
+
+
+def training_callbacks(
+    config: ReportingSettings, output_dir: Path, writer: ModelWriter | None = None
+) -> list[TrainerCallback]:
+    """``metrics.jsonl``, then snapshots at ``config.snapshot_steps`` (with a ``writer``), then TensorBoard."""
+    callbacks = [jsonl_callback(output_dir)]
+    if writer is not None:
+        callbacks.append(SnapshotCallback(writer, output_dir / SNAPSHOT_DIR, writer.config.snapshot_steps))
+    if config.tensorboard:
+        callbacks.append(tensorboard_callback(output_dir / "tensorboard"))
+    return callbacks
+
+
+def write_run_settings(output_dir: Path, name: str, config: Any) -> None:
+    """Write the run's settings as ``output_dir/name`` (JSON), on the main process."""
+    if is_main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / name).write_text(json.dumps(config_to_dict(config), indent=2))
+
+
+def resume_checkpoint(config: CheckpointSettings, output_dir: Path) -> str | None:
+    """The last checkpoint in ``output_dir`` when ``config.resume`` is set (a warning when none)."""
+    if not config.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume_from = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume_from is None:
+        logger.warning("resume requested but no checkpoint in %s; starting fresh", output_dir)
+    return resume_from
+
+
+@contextlib.contextmanager
+def reset_zero3_loading() -> Iterator[None]:
+    """Switch ZeRO-3 loading off again when the run ends, however it ends.
+
+    TRL's settings switch on ZeRO-3 loading for the whole process; later
+    ``from_pretrained`` calls (evaluation, PPO in the same process) must load
+    whole models again.
+    """
+    try:
+        yield
+    finally:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+
+
+# -- output -----------------------------------------------------------------------
+
+
+class ModelWriter:
+    """Writes loadable models of the run: the final one and snapshots along the way.
+
+    Each folder gets the model (LoRA merged into its base), the processor or
+    tokenizer with the chat template, and ``gengym_training.json`` with the
+    compute spent up to that point. Every process calls :meth:`write` (ZeRO-3
+    gathers collectively); only the main process writes files.
+
+    Args:
+        config: The run's settings (``model``, ``trust_remote_code``, ``lora``,
+            ``deepspeed`` and ``snapshot_steps`` are read).
+        processor: The model's processor or tokenizer.
+        dtype: Dtype the base model was loaded in (for LoRA merges).
+        record: Fixed fields of the compute record.
+    """
+
+    def __init__(self, config: Any, *, processor: Any, dtype: torch.dtype, record: dict[str, Any]):
+        self.config = config
+        self.processor = processor
+        self.dtype = dtype
+        self.record = record
+        self.trainer: Any = None  # a ComputeLoggingMixin trainer, set once it exists
+
+    def write(self, directory: Path) -> Path:
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("ModelWriter.trainer is not set")
+        if trainer.accelerator.is_main_process and directory.exists():
+            shutil.rmtree(directory)  # a snapshot left by an interrupted run is rewritten whole
+        save_trained_model(trainer, directory, zero3=self.config.deepspeed == "zero3")
+        if trainer.accelerator.is_main_process:
+            if self.config.lora:
+                _merge_lora(self.config, directory, dtype=self.dtype)
+            self.processor.save_pretrained(str(directory))
+            record = {
+                **self.record,
+                "init_tokens": trainer.init_tokens,
+                "train_tokens": trainer.train_tokens,
+                "gflops": trainer.gflops,
+                "steps": int(trainer.state.global_step),
+            }
+            (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+        trainer.accelerator.wait_for_everyone()
+        return directory
+
+
+class SnapshotCallback(TrainerCallback):
+    """Writes a loadable model through ``writer`` at each of ``steps``."""
+
+    def __init__(self, writer: ModelWriter, folder: Path, steps: Sequence[int]) -> None:
+        self.writer = writer
+        self.folder = folder
+        self.steps = set(steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            self.writer.write(self.folder / f"step-{state.global_step:06d}")
+
+
+@contextlib.contextmanager
+def gathered_parameters(trainer: Any, model: Any, *, zero3: bool, loaded: Any = None) -> Iterator[None]:
+    """Whole parameters of ``model`` for the duration: one gather under ZeRO-3, nothing to do else.
+
+    ZeRO-2 keeps whole parameters on every process. Under ZeRO-3 the module
+    that ``from_pretrained`` loaded (``loaded``, default ``model``) forgets
+    its load renamings, so ``save_pretrained`` writes the model's own names
+    (see :func:`trainers.common.modeling.forget_load_renames`).
+    """
+    if not (zero3 and trainer.is_deepspeed_enabled):
+        yield
+        return
+    import deepspeed
+
+    forget_load_renames(model if loaded is None else loaded)
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        yield
+
+
+def save_trained_model(trainer: Any, directory: Path, *, zero3: bool) -> None:
+    """Write the trained model (or adapter) to ``directory`` with its own ``save_pretrained``.
+
+    Under ZeRO-3 the parameters are gathered once (one full copy of the
+    weights per process for the duration of the save).
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with gathered_parameters(trainer, model, zero3=zero3):
+        if trainer.accelerator.is_main_process:
+            directory.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(str(directory), safe_serialization=True)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _merge_lora(config: Any, final: Path, *, dtype: torch.dtype) -> None:
+    """Replace the adapter in ``final`` by the base model with the adapter merged in.
+
+    The PPO trainer and ``from_pretrained`` then load ``final`` like any
+    checkpoint. The base model is loaded afresh on this (main) process, outside
+    any ZeRO-3 partitioning, which works the same whatever engine trained the
+    adapter; the adapter alone is kept in ``final/adapter``.
+    """
+    from peft import PeftModel
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    adapter_dir = final / "adapter"
+    adapter_dir.mkdir(exist_ok=True)
+    for name in ("adapter_model.safetensors", "adapter_config.json", "README.md"):
+        if (final / name).exists():
+            shutil.move(str(final / name), str(adapter_dir / name))
+    # Load the base whole, on this process only: switch ZeRO-3 loading off
+    # meanwhile (a snapshot is written mid-run, when training still needs it).
+    weak = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    active = weak() if weak is not None else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        base = load_model_and_processor(config.model, dtype=dtype, trust_remote_code=config.trust_remote_code).model
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged.save_pretrained(str(final), safe_serialization=True)
+    finally:
+        if active is not None:
+            hf_deepspeed.set_hf_deepspeed_config(active)
