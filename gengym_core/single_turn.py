@@ -66,8 +66,9 @@ def episode_seed(seed: int, episode: int) -> int:
     """The ``reset`` seed of episode ``episode`` of a task set with seed ``seed``.
 
     Mixed through :class:`numpy.random.SeedSequence`, so neighbouring sets
-    (seed 0 and seed 1) share no episodes, unlike ``seed + episode``. Equal to
-    ``trainers.data.oracle.episode_seed``.
+    (seed 0 and seed 1) share no episodes, unlike ``seed + episode``. The
+    oracle SFT data and the preference pairs of ``trainers`` reset their
+    episodes with this same function.
 
     Example:
         >>> episode_seed(0, 0) == episode_seed(0, 0) != episode_seed(1, 0)

@@ -54,13 +54,14 @@ pipeline reads, for use outside gengym.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gengym_core.chat import Message, assistant_message, copy_messages, message_text
+from gengym_core.single_turn import episode_seed, resolve_env_kwargs
 
 #: Examples turned into one Arrow table at a time (bounds the memory of
 #: not-yet-encoded images).
@@ -132,30 +133,7 @@ class OracleDataConfig:
         Raises:
             ValueError: Unknown env id or a variant the id does not have.
         """
-        from gengym_core.registry import variants_of
-
-        kwargs: dict[str, Any] = {}
-        if self.variant:
-            variants = variants_of(self.env_id)
-            if self.variant not in variants:
-                known = ", ".join(variants) or "none"
-                raise ValueError(f"{self.env_id} has no variant {self.variant!r}; it has: {known}")
-            kwargs.update(variants[self.variant])
-        kwargs.update(self.env_kwargs)
-        return kwargs
-
-
-def episode_seed(seed: int, episode: int) -> int:
-    """The ``reset`` seed of episode ``episode`` of a dataset with seed ``seed``.
-
-    Mixed through :class:`numpy.random.SeedSequence`, so neighbouring
-    datasets (seed 0 and 1) share no episodes, unlike ``seed + episode``.
-
-    Example:
-        >>> episode_seed(0, 0) == episode_seed(0, 0) != episode_seed(1, 0)
-        True
-    """
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1, dtype=np.uint32)[0])
+        return resolve_env_kwargs(self.env_id, self.env_kwargs, self.variant)
 
 
 def _wrong_answer_rng(seed: int, episode: int) -> np.random.Generator:
@@ -411,11 +389,40 @@ def to_text_only_dataset(dataset: Any) -> Any:
     return dataset.map(convert, remove_columns=["images", "messages"])
 
 
-@dataclass
-class _EnvCache:
-    """One env per (id, kwargs), reused while re-checking many examples."""
+def image_placeholders(messages: Any) -> int:
+    """Image placeholders in a stored conversation, checking its structure (stored data are untrusted).
 
-    envs: dict[tuple[str, str], Any] = field(default_factory=dict)
+    Every message needs a role of ``system``, ``user`` or ``assistant`` and
+    content that is text or a list of parts.
+
+    Raises:
+        ValueError: Saying what is wrong with the first malformed message.
+
+    Example:
+        >>> image_placeholders([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}])
+        1
+        >>> image_placeholders([{"role": "robot", "content": "hi"}])
+        Traceback (most recent call last):
+        ...
+        ValueError: a message needs a role of system, user or assistant: {'role': 'robot', 'content': 'hi'}
+    """
+    placeholders = 0
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"a message needs a role of system, user or assistant: {message!r:.80}")
+        content = message.get("content")
+        if isinstance(content, list):
+            placeholders += sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image")
+        elif not isinstance(content, str):
+            raise ValueError(f"content must be text or a list of parts: {content!r:.80}")
+    return placeholders
+
+
+class EnvCache:
+    """One env per (id, kwargs JSON), reused while replaying many stored rows."""
+
+    def __init__(self) -> None:
+        self.envs: dict[tuple[str, str], Any] = {}
 
     def get(self, env_id: str, kwargs_text: str) -> Any:
         from gengym_core.registry import make
@@ -431,7 +438,57 @@ class _EnvCache:
         self.envs.clear()
 
 
-def verify_example(example: dict[str, Any], *, envs: _EnvCache | None = None) -> list[str]:
+def walk_oracle_to(env: Any, reset_seed: int, step: int) -> tuple[Any, str | None]:
+    """Reset ``env`` with ``reset_seed`` and step the oracle's answers up to task step ``step``.
+
+    Returns:
+        ``(observation, problem)``: the observation there, and ``None``, or
+        what went wrong when the walk ended or failed before the step.
+    """
+    obs, _ = env.reset(seed=reset_seed)
+    for k in range(step):
+        obs, _, terminated, truncated, info = env.step(env.unwrapped.oracle_answer())
+        if info.get("verdict") != "correct" or terminated or truncated:
+            return obs, f"the oracle walk ended or failed at step {k} before the stored step"
+    return obs, None
+
+
+def same_images(stored: Sequence[Any], shown: Sequence[np.ndarray]) -> bool:
+    """Whether stored images (PIL images or arrays) equal what the env shows, pixel for pixel."""
+    arrays = [np.asarray(image.convert("RGB") if hasattr(image, "convert") else image) for image in stored]
+    return len(arrays) == len(shown) and all(
+        a.shape == b.shape and np.array_equal(a, b) for a, b in zip(arrays, shown, strict=True)
+    )
+
+
+def verify_rows(
+    rows: Iterable[dict[str, Any]],
+    verify: Callable[..., list[str]],
+    *,
+    progress: bool = False,
+    desc: str = "re-verifying",
+    unit: str = "ex",
+) -> dict[int, list[str]]:
+    """``verify(row, envs=...)`` on every row, sharing one :class:`EnvCache`.
+
+    Returns:
+        Row index -> problems, for the rows that fail (empty when all pass).
+    """
+    from tqdm.auto import tqdm
+
+    envs = EnvCache()
+    failures: dict[int, list[str]] = {}
+    try:
+        for index, row in enumerate(tqdm(rows, desc=desc, unit=unit, disable=not progress)):
+            problems = verify(row, envs=envs)
+            if problems:
+                failures[index] = problems
+    finally:
+        envs.close()
+    return failures
+
+
+def verify_example(example: dict[str, Any], *, envs: EnvCache | None = None) -> list[str]:
     """Replay one stored example in a fresh episode and list what does not hold.
 
     The env is made from the stored id and kwargs and reset with the stored
@@ -446,25 +503,16 @@ def verify_example(example: dict[str, Any], *, envs: _EnvCache | None = None) ->
         Problems found, empty when the example is valid.
     """
     own = envs is None
-    envs = envs or _EnvCache()
+    envs = envs or EnvCache()
     problems: list[str] = []
     try:
         env = envs.get(example["env_id"], example["env_kwargs"])
         core = env.unwrapped
-        env.reset(seed=int(example["episode_seed"]))
-        for k in range(int(example["step"])):
-            _, _, terminated, truncated, info = env.step(core.oracle_answer())
-            if info.get("verdict") != "correct" or terminated or truncated:
-                return [f"the oracle walk ended or failed at step {k} before the stored step"]
+        _, walk_problem = walk_oracle_to(env, int(example["episode_seed"]), int(example["step"]))
+        if walk_problem:
+            return [walk_problem]
         messages = clean_messages(example["messages"])
-        expected_images = [
-            np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-            for image in example["images"]
-        ]
-        images = core.chat_images()
-        if len(images) != len(expected_images) or any(
-            a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(images, expected_images, strict=False)
-        ):
+        if not same_images(example["images"], core.chat_images()):
             problems.append("the images differ from what the env shows")
         answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
         if not answers or answers[-1] != len(messages) - 1:
@@ -501,15 +549,4 @@ def verify_dataset(dataset: Any, *, progress: bool = False) -> dict[int, list[st
     Returns:
         Row index -> problems, for the rows that fail (empty when all pass).
     """
-    from tqdm.auto import tqdm
-
-    envs = _EnvCache()
-    failures: dict[int, list[str]] = {}
-    try:
-        for row, example in enumerate(tqdm(dataset, desc="re-verifying", unit="ex", disable=not progress)):
-            problems = verify_example(example, envs=envs)
-            if problems:
-                failures[row] = problems
-    finally:
-        envs.close()
-    return failures
+    return verify_rows(dataset, verify_example, progress=progress)

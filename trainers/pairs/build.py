@@ -55,7 +55,16 @@ from typing import Any
 import numpy as np
 
 from gengym_core.chat import Message, assistant_message, copy_messages, message_text
-from trainers.data.oracle import OracleError, clean_messages, episode_seed
+from gengym_core.single_turn import episode_seed
+from trainers.data.oracle import (
+    EnvCache,
+    OracleError,
+    clean_messages,
+    image_placeholders,
+    same_images,
+    verify_rows,
+    walk_oracle_to,
+)
 from trainers.pairs.config import PairsConfig
 
 #: File beside the Arrow files describing how the pairs were made.
@@ -398,31 +407,7 @@ def iter_pairs(config: PairsConfig, *, stats: dict[str, Any] | None = None) -> I
 # -- replay ----------------------------------------------------------------------------
 
 
-class _EnvCache:
-    """One env per (id, kwargs), reused while replaying many pairs."""
-
-    def __init__(self) -> None:
-        self.envs: dict[tuple[str, str], Any] = {}
-
-    def get(self, env_id: str, kwargs_text: str) -> Any:
-        from gengym_core.registry import make
-
-        key = (env_id, kwargs_text)
-        if key not in self.envs:
-            self.envs[key] = make(env_id, **json.loads(kwargs_text))
-        return self.envs[key]
-
-    def close(self) -> None:
-        for env in self.envs.values():
-            env.close()
-        self.envs.clear()
-
-
-def _as_array(image: Any) -> np.ndarray:
-    return np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-
-
-def verify_pair(row: dict[str, Any], *, envs: _EnvCache | None = None) -> list[str]:
+def verify_pair(row: dict[str, Any], *, envs: EnvCache | None = None) -> list[str]:
     """Replay one stored pair in a fresh episode and list what does not hold.
 
     Checked: the oracle walk reaches the stored step, the stored wrong
@@ -437,16 +422,13 @@ def verify_pair(row: dict[str, Any], *, envs: _EnvCache | None = None) -> list[s
     from trainers.common.prompting import turn_prompt
 
     own = envs is None
-    envs = envs or _EnvCache()
+    envs = envs or EnvCache()
     problems: list[str] = []
     try:
         env = envs.get(row["env_id"], row["env_kwargs"])
-        core = env.unwrapped
-        obs, _ = env.reset(seed=int(row["episode_seed"]))
-        for k in range(int(row["step"])):
-            obs, _, terminated, truncated, info = env.step(core.oracle_answer())
-            if info.get("verdict") != "correct" or terminated or truncated:
-                return [f"the oracle walk ended or failed at step {k} before the stored step"]
+        obs, walk_problem = walk_oracle_to(env, int(row["episode_seed"]), int(row["step"]))
+        if walk_problem:
+            return [walk_problem]
         for wrong in row.get("prefix_answers") or []:
             obs, _, terminated, truncated, info = env.step(wrong)
             if info.get("verdict") == "correct" or terminated or truncated:
@@ -454,10 +436,7 @@ def verify_pair(row: dict[str, Any], *, envs: _EnvCache | None = None) -> list[s
         messages, images = turn_prompt(env, obs, row.get("prompt_format") or "observation")
         if messages != clean_messages(row["prompt"]):
             problems.append("the prompt differs from what the env shows at the stored state")
-        stored = [_as_array(image) for image in row.get("images") or []]
-        if len(stored) != len(images) or any(
-            a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(stored, images, strict=False)
-        ):
+        if not same_images(row.get("images") or [], images):
             problems.append("the images differ from what the env shows")
         state = PairState(env=env, messages=messages, images=images, episode=0, episode_seed=0, step=0)
         for side in ("chosen", "rejected"):
@@ -484,18 +463,7 @@ def verify_pair(row: dict[str, Any], *, envs: _EnvCache | None = None) -> list[s
 
 def verify_pairs(rows: Any, *, progress: bool = False) -> dict[int, list[str]]:
     """Re-check every pair (see :func:`verify_pair`); row index -> problems of the failing rows."""
-    from tqdm.auto import tqdm
-
-    envs = _EnvCache()
-    failures: dict[int, list[str]] = {}
-    try:
-        for index, row in enumerate(tqdm(rows, desc="re-verifying pairs", unit="pair", disable=not progress)):
-            problems = verify_pair(row, envs=envs)
-            if problems:
-                failures[index] = problems
-    finally:
-        envs.close()
-    return failures
+    return verify_rows(rows, verify_pair, progress=progress, desc="re-verifying pairs", unit="pair")
 
 
 # -- storage -------------------------------------------------------------------------
@@ -688,15 +656,7 @@ def check_pairs(dataset: Any) -> None:
         try:
             if not isinstance(prompt, list) or not prompt:
                 raise ValueError("the prompt holds no messages")
-            placeholders = 0
-            for message in prompt:
-                if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-                    raise ValueError(f"a message needs a role of system, user or assistant: {message!r:.80}")
-                content = message.get("content")
-                if isinstance(content, list):
-                    placeholders += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image")
-                elif not isinstance(content, str):
-                    raise ValueError(f"content must be text or a list of parts: {content!r:.80}")
+            placeholders = image_placeholders(prompt)
             if prompt[-1]["role"] != "user":
                 raise ValueError("the prompt must end with a user turn (the answers follow it)")
             if placeholders != (images or 0):

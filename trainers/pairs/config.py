@@ -145,8 +145,6 @@ class PairsConfig:
         Raises:
             ValueError: Unknown env id or a variant the id does not have.
         """
-        from trainers.data.oracle import OracleDataConfig
+        from gengym_core.single_turn import resolve_env_kwargs
 
-        return OracleDataConfig(
-            env_id=self.env_id, env_kwargs=dict(self.env_kwargs), variant=self.variant
-        ).make_kwargs()
+        return resolve_env_kwargs(self.env_id, self.env_kwargs, self.variant)

@@ -63,7 +63,12 @@ from trainers.common.hf_trainer_support import (
 )
 from trainers.common.inputs import IGNORE_INDEX, encode_for_sft
 from trainers.common.modeling import load_model_and_processor
-from trainers.data.oracle import OracleDataConfig, build_oracle_dataset, clean_messages
+from trainers.data.oracle import (
+    OracleDataConfig,
+    build_oracle_dataset,
+    clean_messages,
+    image_placeholders,
+)
 from trainers.sft.sft_config import GengymSFTConfig
 
 #: Examples (the longest by text) encoded before training to catch sequences
@@ -226,15 +231,7 @@ def check_examples(dataset: Any) -> None:
         try:
             if not isinstance(messages, list) or not messages:
                 raise ValueError("no messages")
-            placeholders = 0
-            for message in messages:
-                if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-                    raise ValueError(f"a message needs a role of system, user or assistant: {message!r:.80}")
-                content = message.get("content")
-                if isinstance(content, list):
-                    placeholders += sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image")
-                elif not isinstance(content, str):
-                    raise ValueError(f"content must be text or a list of parts: {content!r:.80}")
+            placeholders = image_placeholders(messages)
             if messages[-1]["role"] != "assistant":
                 raise ValueError("the conversation must end with the assistant's answer")
             if placeholders != (images or 0):
