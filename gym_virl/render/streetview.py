@@ -525,6 +525,13 @@ class _Quads:
             c2 = np.where(degenerate, 1.0, c2)
             coeffs = np.stack([i0 / c2, i1 / c2, (i0 * ox + i1 * oy + i2) / c2,
                                i3 / c2, i4 / c2, (i3 * ox + i4 * oy + i5) / c2, i6 / c2, i7 / c2], axis=1)
+            # Walls square to the view: affine (see _affine_if_square, same tests).
+            w, hgt = x1 - x0, y1 - y0
+            affine = np.abs(coeffs[:, 6]) * w + np.abs(coeffs[:, 7]) * hgt < AFFINE_TOLERANCE
+            scale = (affine & (np.abs(coeffs[:, 1]) * hgt < AFFINE_TOLERANCE * 1e3)
+                     & (np.abs(coeffs[:, 3]) * w < AFFINE_TOLERANCE * 1e3))
+            coeffs[scale, 1] = 0.0
+            coeffs[scale, 3] = 0.0
             # Column bands where slanted edges waste pixels (see _bands).
             span = np.abs(u_hi - u_lo)
             slant = np.where(span > 1e-9, (np.abs(t_hi - t_lo) + np.abs(b_hi - b_lo)) / np.where(span > 1e-9, span, 1.0),
@@ -533,9 +540,10 @@ class _Quads:
         boxes = np.stack([x0, y0, x1, y1], axis=1).astype(int)
         corners = np.stack([u_lo, b_lo, t_lo, u_hi, b_hi, t_hi], axis=1)
         out: list[tuple | None] = []
-        for k, (good, box, co, n, bad, m, pts) in enumerate(zip(
+        perspective, affine_method = Image.Transform.PERSPECTIVE, Image.Transform.AFFINE
+        for k, (good, box, co, n, bad, aff, m, pts) in enumerate(zip(
                 ok.tolist(), boxes.tolist(), coeffs.tolist(), pieces.astype(int).tolist(),
-                degenerate.tolist(), inv.tolist(), corners.tolist(), strict=True)):
+                degenerate.tolist(), affine.tolist(), inv.tolist(), corners.tolist(), strict=True)):
             if not good:
                 out.append(None)
                 continue
@@ -543,7 +551,12 @@ class _Quads:
             texture = fetch(*key)
             box = tuple(box)
             if n == 1:
-                warps = [] if bad else [(box, *_affine_if_square(tuple(co), box[2] - box[0], box[3] - box[1]))]
+                if bad:
+                    warps = []
+                elif aff:
+                    warps = [(box, affine_method, tuple(co[:6]))]
+                else:
+                    warps = [(box, perspective, tuple(co))]
             else:
                 warps = _bands(box, ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8])), pts, n)
             out.append((box, texture.im, warps))
@@ -1136,35 +1149,40 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
     """
     faces = _city_faces(city, style.name)
     ops: list[tuple] = []
+    append = ops.append
+    add_quad, add_flat = quads.add, flats.add
     z0s, z1s = SIGN_BAND
     sname, far = style.name, int(MAX_DISTANCE)
     blade = style.sign.blade
+    nearest = Image.Resampling.NEAREST
+    buildings = near.buildings_list
     for d, kind, idx, lat, dep in items:
         if kind == 1:
-            ops.append((_TREE, lat, dep, d, (idx * 0.618) % 1.0))
+            append((_TREE, lat, dep, d, (idx * 0.618) % 1.0))
             continue
         if kind == 2:
-            ops.append((_LAMP, lat, dep, d))
+            append((_LAMP, lat, dep, d))
             continue
-        bid = near.buildings_list[idx]  # a building: idx indexes near.buildings
+        bid = buildings[idx]  # a building: idx indexes near.buildings
         j = row_of[idx]  # its row of the face state
         height, name = faces.heights_list[bid], faces.name[bid]
-        front, dist = state.front[j], state.near[j]
+        front, dist, textured = state.front[j], state.near[j], state.textured[j]
         corners, alongs, widths = faces.corners_list[bid], faces.along_list[bid], faces.width_list[bid]
+        metres = min(int(d), far)
         for k in range(4):
             if not front[k]:
                 continue
             p, along, width = corners[k], alongs[k], widths[k]
             gate = -1
-            if state.textured[j][k]:
+            if textured[k]:
                 look, level = faces.look[bid][k], state.level[j][k]
-                gate = quads.add(cam, p, along, width, 0.0, height,
-                                 look_texture_size(sname, look[2], look[3], level), look_texture, (*look, level))
-                ops.append((_WALL, gate, Image.Resampling.NEAREST))
+                gate = add_quad(cam, p, along, width, 0.0, height,
+                                look_texture_size(sname, look[2], look[3], level), look_texture, (*look, level))
+                append((_WALL, gate, nearest))
             else:
                 q = corners[(k + 1) % 4]
-                ops.append((_FLAT, flats.add(cam, p, q, 0.0, height), p, q, 0.0, height,
-                            _haze_at(faces.colour[bid][k], sname, min(int(d), far)), -1))
+                append((_FLAT, add_flat(cam, p, q, 0.0, height), p, q, 0.0, height,
+                        _haze_at(faces.colour[bid][k], sname, metres), -1))
             if name is None or not faces.sign_list[bid][k]:
                 continue
             origin, sign_w = faces.sign_origin_list[bid][k], faces.sign_width_list[bid][k]

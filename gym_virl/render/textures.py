@@ -217,6 +217,7 @@ _WALL, _TRIM, _GLASS_UP, _LIT, _GLASS, _SHOP_DOOR, _HOUSE_DOOR, _AWNING, _AWNING
 FACADE_ROLES_CACHE_BYTES: int = 48 * 2**20
 
 
+@lru_cache(maxsize=8192)
 def look_texture_size(style_name: str, floors: int, width_q: int, level: int) -> tuple[int, int]:
     """Pixel size of :func:`look_texture` for a look with these storeys and width (without
     drawing it: a renderer can tell where a face lands before paying for its texture)."""
@@ -435,6 +436,7 @@ def _split_two(text: str) -> list[str]:
     return [" ".join(words[:best]), " ".join(words[best:])]
 
 
+@lru_cache(maxsize=8192)
 def sign_texture_size(width_m: float, height_m: float, level: int = 0) -> tuple[int, int]:
     """Pixel size of :func:`sign_texture` for a board of this size (without drawing it)."""
     ppm = SIGN_PPM / (2**level)
