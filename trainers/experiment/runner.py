@@ -197,6 +197,16 @@ class ExperimentConfig:
 
         return dict(variants_of(self.env_id)[self.train_variant])
 
+    def _run_settings(self) -> dict[str, Any]:
+        """What every training section starts from (its own settings and the overrides go on top)."""
+        return {
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "deepspeed": self.deepspeed,
+            "device": self.device,
+            "tensorboard": False,
+        }
+
     def sft_config(self, section: str, **overrides: Any):
         from trainers.common.config import config_from_dict
         from trainers.sft.sft_config import GengymSFTConfig
@@ -204,13 +214,9 @@ class ExperimentConfig:
         raw = dict(self.init_sft if section == "init" else self.sft)
         raw.pop("skip", None)
         settings = {
-            "env_id": self.env_id,
+            **self._run_settings(),
             "env_kwargs": self.train_env_kwargs(),
-            "seed": self.seed,
             "data_seed": self.seed + (0 if section == "init" else 1),
-            "deepspeed": self.deepspeed,
-            "device": self.device,
-            "tensorboard": False,
             **raw,
             **overrides,
         }
@@ -222,18 +228,13 @@ class ExperimentConfig:
 
         env_kwargs = {**self.train_env_kwargs(), **dict(self.ppo.get("env_kwargs", {})), **overrides.pop("env_kwargs", {})}
         settings = {
-            "env_id": self.env_id,
-            "seed": self.seed,
-            "deepspeed": self.deepspeed,
-            "device": self.device,
+            **self._run_settings(),
             "prompt_format": self.prompt_format,
-            "tensorboard": False,
             **{k: v for k, v in self.ppo.items() if k != "env_kwargs"},
             "env_kwargs": env_kwargs,
             **overrides,
         }
         return config_from_dict(PPOConfig, settings, source="experiment section 'ppo'")
-
 
     def pairs_config(self, **overrides: Any):
         """The preference pairs of the dpo and rlhf series (train variant, the runs' prompt format)."""
@@ -253,44 +254,30 @@ class ExperimentConfig:
         return config_from_dict(PairsConfig, settings, source="experiment section 'pairs'")
 
     def dpo_config(self, **overrides: Any):
-        from trainers.common.config import config_from_dict
         from trainers.dpo.dpo_config import GengymDPOConfig
 
+        return self._pair_trainer_config(GengymDPOConfig, "dpo", overrides)
+
+    def reward_model_config(self, **overrides: Any):
+        from trainers.reward_model.reward_config import GengymRewardModelConfig
+
+        return self._pair_trainer_config(GengymRewardModelConfig, "reward_model", overrides)
+
+    def _pair_trainer_config(self, cls: type, section: str, overrides: dict[str, Any]):
+        """A trainer on the pairs (section ``dpo`` or ``reward_model``) with the runs' prompt format."""
+        from trainers.common.config import config_from_dict
+
         settings = {
-            "env_id": self.env_id,
-            "seed": self.seed,
-            "deepspeed": self.deepspeed,
-            "device": self.device,
-            "tensorboard": False,
+            **self._run_settings(),
             "prompt_format": self.prompt_format,
             "env_kwargs": self.train_env_kwargs(),
-            **self.dpo,
+            **getattr(self, section),
             **overrides,
         }
         if settings.get("dataset"):  # the pairs folder fixes how the pairs were made
             for key in ("env_kwargs", "prompt_format"):
                 settings.pop(key, None)
-        return config_from_dict(GengymDPOConfig, settings, source="experiment section 'dpo'")
-
-    def reward_model_config(self, **overrides: Any):
-        from trainers.common.config import config_from_dict
-        from trainers.reward_model.reward_config import GengymRewardModelConfig
-
-        settings = {
-            "env_id": self.env_id,
-            "seed": self.seed,
-            "deepspeed": self.deepspeed,
-            "device": self.device,
-            "tensorboard": False,
-            "prompt_format": self.prompt_format,
-            "env_kwargs": self.train_env_kwargs(),
-            **self.reward_model,
-            **overrides,
-        }
-        if settings.get("dataset"):
-            for key in ("env_kwargs", "prompt_format"):
-                settings.pop(key, None)
-        return config_from_dict(GengymRewardModelConfig, settings, source="experiment section 'reward_model'")
+        return config_from_dict(cls, settings, source=f"experiment section {section!r}")
 
 
 def load_experiment_config(path: str | Path, **overrides: Any) -> ExperimentConfig:
