@@ -166,3 +166,26 @@ def cut_at_stop(
             text = tokenizer.decode(list(ids[:n]), skip_special_tokens=True)
             reason = "stop"
     return n, text, reason
+
+
+def generation_from_rows(
+    tokenizer: Any,
+    token_rows: Sequence[Sequence[int]],
+    logprob_rows: Sequence[Sequence[float]],
+    eos_ids: set[int],
+    stop_strings: Sequence[str],
+) -> Generation:
+    """A :class:`Generation` from each prompt's raw generated tokens and their log-probs.
+
+    Every row is cut where it ends (:func:`cut_at_stop`: EOS, a stop string,
+    or its full length), and its log-probs with it; backends call this so
+    that all of them end sequences the same way.
+    """
+    ids_list, texts, reasons, lps = [], [], [], []
+    for row, row_lp in zip(token_rows, logprob_rows, strict=True):
+        n, text, reason = cut_at_stop(tokenizer, row, eos_ids, stop_strings)
+        ids_list.append(list(row[:n]))
+        lps.append(list(row_lp[:n]))
+        texts.append(text)
+        reasons.append(reason)
+    return Generation(token_ids=ids_list, texts=texts, finish_reasons=reasons, logprobs=lps)

@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from trainers.common.modeling import eos_token_ids, get_tokenizer
-from trainers.generation.base import Generation, GenerationBackend, SamplingParams, cut_at_stop
+from trainers.generation.base import (
+    Generation,
+    GenerationBackend,
+    SamplingParams,
+    generation_from_rows,
+)
 
 
 class HFGenerationBackend(GenerationBackend):
@@ -68,14 +73,7 @@ class HFGenerationBackend(GenerationBackend):
         logits = torch.stack(out.logits, dim=1).float()  # [B, T, V], raw
         logprobs = torch.log_softmax(logits / params.logprob_temperature, dim=-1)
         token_lp = logprobs.gather(-1, new_ids[:, : logits.shape[1], None]).squeeze(-1)
-        ids_list, texts, reasons, lps = [], [], [], []
-        for row, row_lp in zip(new_ids.tolist(), token_lp.tolist(), strict=True):
-            n, text, reason = cut_at_stop(self.tokenizer, row, self.eos_ids, params.stop_strings)
-            ids_list.append(row[:n])
-            lps.append(row_lp[:n])
-            texts.append(text)
-            reasons.append(reason)
-        return Generation(token_ids=ids_list, texts=texts, finish_reasons=reasons, logprobs=lps)
+        return generation_from_rows(self.tokenizer, new_ids.tolist(), token_lp.tolist(), self.eos_ids, params.stop_strings)
 
 
 def _rng_devices(inputs: Mapping[str, Any]) -> list[Any]:

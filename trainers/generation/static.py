@@ -62,7 +62,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainers.common.modeling import eos_token_ids, get_tokenizer
-from trainers.generation.base import Generation, GenerationBackend, SamplingParams, cut_at_stop
+from trainers.generation.base import (
+    Generation,
+    GenerationBackend,
+    SamplingParams,
+    generation_from_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -892,14 +897,7 @@ class StaticGenerationBackend(GenerationBackend):
                 token_rows, logprob_rows = self._generate(inputs, params)
         finally:
             model.train(was_training)
-        ids_list, texts, reasons, lps = [], [], [], []
-        for row, row_lp in zip(token_rows, logprob_rows, strict=True):
-            n, text, reason = cut_at_stop(self.tokenizer, row, self.eos_ids, params.stop_strings)
-            ids_list.append(row[:n])
-            lps.append(row_lp[:n])
-            texts.append(text)
-            reasons.append(reason)
-        return Generation(token_ids=ids_list, texts=texts, finish_reasons=reasons, logprobs=lps)
+        return generation_from_rows(self.tokenizer, token_rows, logprob_rows, self.eos_ids, params.stop_strings)
 
     def _model_kwargs(
         self, inputs: Mapping[str, Any], device: Any

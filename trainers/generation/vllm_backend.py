@@ -33,7 +33,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from trainers.common.modeling import eos_token_ids, get_tokenizer
-from trainers.generation.base import Generation, GenerationBackend, SamplingParams, cut_at_stop
+from trainers.generation.base import (
+    Generation,
+    GenerationBackend,
+    SamplingParams,
+    generation_from_rows,
+)
 
 #: Processor outputs that carry images; vLLM cannot take them pre-processed.
 _IMAGE_KEYS = ("pixel_values", "pixel_values_videos", "image_grid_thw", "cross_attention_mask")
@@ -164,7 +169,7 @@ class VLLMGenerationBackend(GenerationBackend):
             logprobs=0,
         )
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
-        ids_list, texts, reasons, lps = [], [], [], []
+        token_rows, logprob_rows = [], []
         for out in outputs:
             completion = out.outputs[0]
             row = list(completion.token_ids)
@@ -172,13 +177,9 @@ class VLLMGenerationBackend(GenerationBackend):
                 float(step[tok].logprob)
                 for tok, step in zip(row, completion.logprobs or [], strict=False)
             ]
-            row_lp += [0.0] * (len(row) - len(row_lp))
-            n, text, reason = cut_at_stop(self.tokenizer, row, self.eos_ids, params.stop_strings)
-            ids_list.append(row[:n])
-            lps.append(row_lp[:n])
-            texts.append(text)
-            reasons.append(reason)
-        return Generation(token_ids=ids_list, texts=texts, finish_reasons=reasons, logprobs=lps)
+            token_rows.append(row)
+            logprob_rows.append(row_lp + [0.0] * (len(row) - len(row_lp)))
+        return generation_from_rows(self.tokenizer, token_rows, logprob_rows, self.eos_ids, params.stop_strings)
 
     def close(self) -> None:
         self.llm = None
