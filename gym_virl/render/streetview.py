@@ -280,18 +280,23 @@ def _shaded(colour, factor: float):
 _INKS: dict[tuple[int, int, int], int] = {}
 
 
+def _ink(draw: ImageDraw.ImageDraw, colour: tuple[int, int, int]) -> int:
+    """Pillow's drawing-core ink for ``colour`` (memoised; every canvas here is RGB)."""
+    ink = _INKS.get(colour)
+    if ink is None:
+        ink = _INKS[colour] = draw.draw.draw_ink(colour)
+    return ink
+
+
 def _fill_polygon(draw: ImageDraw.ImageDraw, xy: list, colour: tuple[int, int, int]) -> None:
     """``draw.polygon(xy, fill=colour)`` on an RGB image, minus the per-call colour lookup.
 
     The road, markings and far faces make a few hundred polygons a grid; this
-    hands Pillow's drawing core the colour already converted (memoised per
-    colour; every canvas here is RGB). ``tests/test_virl_render.py`` checks it
-    still draws what ``ImageDraw.polygon`` draws.
+    hands Pillow's drawing core the colour already converted (see :func:`_ink`).
+    ``tests/test_virl_render.py`` checks it still draws what ``ImageDraw.polygon``
+    draws.
     """
-    ink = _INKS.get(colour)
-    if ink is None:
-        ink = _INKS[colour] = draw.draw.draw_ink(colour)
-    draw.draw.draw_polygon(xy, ink, 1)
+    draw.draw.draw_polygon(xy, _ink(draw, colour), 1)
 
 
 # ---------------------------------------------------------------------------
@@ -741,9 +746,9 @@ def _marking_polygons(cams: _Cameras, quads: np.ndarray) -> list[list[list[float
 
 
 def _draw_markings(draw: ImageDraw.ImageDraw, polygons: list[list[float]], style: CityStyle) -> None:
-    colour = _shaded(style.marking, style.light)
-    for poly in polygons:
-        _fill_polygon(draw, poly, colour)
+    fill, ink = draw.draw.draw_polygon, _ink(draw, _shaded(style.marking, style.light))
+    for poly in polygons:  # as _fill_polygon
+        fill(poly, ink, 1)
 
 
 _LEAVES = {"round": (62, 110, 50), "conifer": (40, 80, 56), "palm": (70, 130, 60)}
