@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import (  # noqa: E402
+    REPO,
+    SMALL_GP_VL,
+    gengym_command,
+    run_command,
+    run_gengym,
+    tiny_run_config,
+)
 from safetensors.torch import load_file  # noqa: E402
 
 from trainers.common.compute import TRAINING_RECORD  # noqa: E402
@@ -23,28 +29,10 @@ from trainers.dpo.dpo_trainer import PreferenceCollator, train_dpo  # noqa: E402
 from trainers.pairs.build import PAIRS_INFO, build_pairs_dataset, save_pairs_dataset  # noqa: E402
 from trainers.pairs.config import PairsConfig  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-SMALL_GP_VL = {"image_size": [64, 64]}
-
 
 def dpo_config(model: Path, out: Path, **overrides) -> GengymDPOConfig:
-    settings = dict(
-        env_id="GeneralPoints-L-v0",
-        model=str(model),
-        output_dir=str(out),
-        num_pairs=4,
-        max_steps=2,
-        per_device_batch_size=2,
-        gradient_accumulation_steps=1,
-        learning_rate=5e-3,
-        warmup_ratio=0.0,
-        deepspeed="none",
-        logging_steps=1,
-        tensorboard=False,
-        progress_bar=False,
-    )
-    settings.update(overrides)
-    return GengymDPOConfig(**settings)
+    settings = dict(num_pairs=4, max_steps=2, per_device_batch_size=2, learning_rate=5e-3)
+    return tiny_run_config(GengymDPOConfig, model, out, **{**settings, **overrides})
 
 
 def pairs(env_id: str, n: int, **overrides):
@@ -194,7 +182,7 @@ def test_example_configs_load():
 
 def test_command_rejects_bad_settings_with_exit_code_2(tmp_path):
     def gengym(*args):
-        return subprocess.run([sys.executable, "-m", "gengym_core.cli", "dpo", *args], capture_output=True, text=True)
+        return run_gengym("dpo", *args)
 
     (tmp_path / "bad.yaml").write_text("bta: 0.2\n")
     out = gengym("--config", str(tmp_path / "bad.yaml"), "--model", "m", "--env", "GeneralPoints-L-v0")
@@ -207,13 +195,15 @@ def test_deepspeed_zero3_through_the_command_line(tiny_model_path, tmp_path):
     """The real ZeRO-3 path (policy and reference partitioned) in one CPU process, as a user starts it."""
     base = tiny_model_path("mllama")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "gengym_core.cli", "dpo", "--env", "GeneralPoints-VL-v0", "--env-kwarg",
-           "image_size=[64,64]", "--model", str(base), "--output-dir", str(out), "--deepspeed", "zero3",
-           "--max-steps", "2", "--num-pairs", "4", "--per-device-batch-size", "2", "--gradient-accumulation-steps",
-           "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar", "--warmup-ratio", "0",
-           "--snapshot-steps", "1"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    cmd = gengym_command(
+        "dpo", "--env", "GeneralPoints-VL-v0", "--env-kwarg",
+        "image_size=[64,64]", "--model", str(base), "--output-dir", str(out), "--deepspeed", "zero3",
+        "--max-steps", "2", "--num-pairs", "4", "--per-device-batch-size", "2", "--gradient-accumulation-steps",
+        "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar", "--warmup-ratio", "0",
+        "--snapshot-steps", "1",
+    )
+    returncode, stderr = run_command(cmd, timeout=600)
+    assert returncode == 0, stderr[-3000:]
     before = load_file(base / "model.safetensors")
     for folder in (out / "snapshots" / "step-000001", out / "final"):
         after = load_file(folder / "model.safetensors")

@@ -9,29 +9,17 @@ import pytest
 
 pytest.importorskip("torch")
 
+from helpers import TINY_EXPERIMENT  # noqa: E402
+
 from trainers.common.config import ConfigError, config_from_dict  # noqa: E402
 from trainers.experiment.runner import ExperimentConfig, ExperimentRunner  # noqa: E402
 
 TINY = {
+    **TINY_EXPERIMENT,
     "name": "tiny",
     "env_id": "GeneralPoints-VL-v0",
     "model": "tiny:llava",
-    "device": "cpu",
-    "eval_episodes": 2,
-    "eval_batch_size": 2,
-    "eval_max_new_tokens": 8,
-    "init_sft": {"num_examples": 8, "max_steps": 2, "per_device_batch_size": 4, "progress_bar": False},
-    "sft": {"num_examples": 8, "max_steps": 2, "per_device_batch_size": 4, "progress_bar": False},
     "sft_snapshots": 2,
-    "ppo": {
-        "total_updates": 1,
-        "num_envs": 2,
-        "num_steps": 1,
-        "minibatch_size": 2,
-        "micro_batch_size": 2,
-        "ppo_epochs": 1,
-        "max_new_tokens": 8,
-    },
     "rl_without_sft": True,
     "verification_ablation": [1, 2],
 }

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from helpers import TINY_EXPERIMENT  # noqa: E402
+
 from trainers.common.compute import TRAINING_RECORD, read_training_record  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict  # noqa: E402
 from trainers.experiment.runner import ExperimentConfig, ExperimentRunner  # noqa: E402
@@ -15,18 +17,11 @@ from trainers.pairs.build import read_pairs_info  # noqa: E402
 
 SMALL = {"max_steps": 2, "per_device_batch_size": 2, "gradient_accumulation_steps": 1, "progress_bar": False}
 TINY = {
+    **TINY_EXPERIMENT,
     "name": "tiny methods",
     "env_id": "GeneralPoints-L-v0",
     "model": "tiny:qwen2",
-    "device": "cpu",
-    "eval_episodes": 2,
-    "eval_batch_size": 2,
-    "eval_max_new_tokens": 8,
-    "init_sft": {"num_examples": 8, "max_steps": 2, "per_device_batch_size": 4, "progress_bar": False},
-    "sft": {"num_examples": 8, "max_steps": 2, "per_device_batch_size": 4, "progress_bar": False},
     "sft_snapshots": 1,
-    "ppo": {"total_updates": 1, "num_envs": 2, "num_steps": 1, "minibatch_size": 2, "micro_batch_size": 2,
-            "ppo_epochs": 1, "max_new_tokens": 8},
     "methods": ["sft", "rl", "dpo", "rlhf", "rlaif"],
     "pairs": {"num_pairs": 4, "model": "init", "samples_per_state": 2, "max_new_tokens": 8},
     "dpo": SMALL,

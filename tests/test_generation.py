@@ -444,25 +444,16 @@ def test_vllm_backend_says_how_to_get_vllm_when_missing(tiny_model):
 
 
 def test_ppo_update_runs_with_the_static_backend(tiny_model_path, tmp_path):
+    from helpers import tiny_ppo_config
+
     from trainers.common.metrics import read_metrics
-    from trainers.ppo.ppo_config import PPOConfig
     from trainers.ppo.ppo_trainer import PPOTrainer
 
-    cfg = PPOConfig(
+    cfg = tiny_ppo_config(
+        tiny_model_path("llava"),
+        tmp_path / "run",
         env_id="GeneralPoints-VL-v0",
-        model=str(tiny_model_path("llava")),
-        output_dir=str(tmp_path / "run"),
         num_envs=3,
-        num_steps=2,
-        total_updates=1,
-        minibatch_size=2,
-        micro_batch_size=1,
-        ppo_epochs=1,
-        max_new_tokens=12,
-        deepspeed="none",
-        tensorboard=False,
-        learning_rate=1e-3,
-        max_grad_norm=1.0,
         generation_backend="static",
     )
     trainer = PPOTrainer(cfg)
@@ -514,25 +505,15 @@ def test_mllama_text_only_batch_after_an_image_batch(tiny_model):
 @pytest.mark.parametrize("gather", [True, False])
 def test_ppo_update_with_static_backend_on_zero3(tiny_model_path, tmp_path, gather):
     """ZeRO-3 on one CPU process: weights gathered once per phase, or gathered per forward."""
-    from trainers.ppo.ppo_config import PPOConfig
+    from helpers import tiny_ppo_config
+
     from trainers.ppo.ppo_trainer import PPOTrainer
 
-    cfg = PPOConfig(
-        env_id="GeneralPoints-L-v0",
-        model=str(tiny_model_path("qwen2")),
-        output_dir=str(tmp_path / "run"),
-        num_envs=2,
-        num_steps=2,
-        total_updates=1,
-        minibatch_size=2,
-        micro_batch_size=1,
-        ppo_epochs=1,
-        max_new_tokens=12,
+    cfg = tiny_ppo_config(
+        tiny_model_path("qwen2"),
+        tmp_path / "run",
         deepspeed="zero3",
         gather_for_generation=gather,
-        tensorboard=False,
-        learning_rate=1e-3,
-        max_grad_norm=1.0,
         generation_backend="static",
     )
     trainer = PPOTrainer(cfg)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from helpers import SMALL_GP_VL, run_gengym, tiny_ppo_config  # noqa: E402
 
 from gengym_core.chat import message_text  # noqa: E402
 from gengym_core.registry import make  # noqa: E402
@@ -26,8 +26,6 @@ from trainers.rewards.judge import (  # noqa: E402
     parse_judge_score,
     score_to_reward,
 )
-
-SMALL_GP_VL = {"image_size": [64, 64]}
 
 
 @pytest.mark.parametrize(
@@ -143,13 +141,8 @@ def test_a_vision_judge_sees_the_images_and_a_text_judge_refuses_them(tiny_model
 
 def test_ppo_against_a_judge_completes_an_update_and_charges_the_judge(tiny_model_path, tmp_path):
     policy = tiny_model_path("qwen2")
-    settings = dict(
-        env_id="GeneralPoints-L-v0", model=str(policy), num_envs=2, num_steps=2, total_updates=1, minibatch_size=2,
-        micro_batch_size=1, ppo_epochs=1, max_new_tokens=12, deepspeed="none", tensorboard=False,
-        learning_rate=1e-3, max_grad_norm=1.0,
-    )
-    trainer = PPOTrainer(PPOConfig(**settings, output_dir=str(tmp_path / "rlaif"), reward=f"judge:{policy}",
-                                   judge_max_new_tokens=4, reward_batch_size=3))
+    trainer = PPOTrainer(tiny_ppo_config(policy, tmp_path / "rlaif", reward=f"judge:{policy}",
+                                         judge_max_new_tokens=4, reward_batch_size=3))
     with trainer.engine.full_state_dict() as state:
         before = {k: v.clone() for k, v in state.items()}
     trainer.train()
@@ -157,7 +150,7 @@ def test_ppo_against_a_judge_completes_an_update_and_charges_the_judge(tiny_mode
         assert any(not torch.equal(v, before[k]) for k, v in state.items() if k.startswith("policy."))
     judge = trainer.reward_fn
     assert isinstance(judge, JudgeReward) and judge.stats["judged"] == 4
-    plain = PPOTrainer(PPOConfig(**settings, output_dir=str(tmp_path / "env")))
+    plain = PPOTrainer(tiny_ppo_config(policy, tmp_path / "env"))
     plain.train()
     # Same rollouts (same seeds), so the difference is the judge's prompt and reply tokens (same N here).
     assert trainer.compute.buffer_tokens - plain.compute.buffer_tokens == judge.compute.tokens
@@ -198,8 +191,7 @@ def test_bad_reward_settings_fail_early_with_a_clear_message(settings, message):
 def test_reward_specs_parse_and_the_command_refuses_bad_ones():
     assert parse_reward_spec("judge:org/model") == ("judge", "org/model")
     assert parse_reward_spec("reward-model:/a/b:c") == ("reward-model", "/a/b:c")
-    out = subprocess.run([sys.executable, "-m", "gengym_core.cli", "ppo", "--reward", "judge", "--model", "m"],
-                         capture_output=True, text=True)
+    out = run_gengym("ppo", "--reward", "judge", "--model", "m")
     assert out.returncode == 2 and "judge:PATH" in out.stderr
 
 

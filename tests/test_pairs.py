@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 pytest.importorskip("datasets")
+
+from helpers import run_gengym  # noqa: E402
 
 from gengym_core.chat import message_text  # noqa: E402
 from gengym_core.registry import make  # noqa: E402
@@ -196,9 +196,7 @@ def test_settings_are_checked_and_documented():
 
 def test_command_writes_a_folder_and_refuses_bad_input(tmp_path):
     def gengym(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "gengym_core.cli", "pairs", *args], capture_output=True, text=True, timeout=300
-        )
+        return run_gengym("pairs", *args)
 
     out = gengym("--env", "VIRL-L-v0", "--n", "3", "--out", str(tmp_path / "p"), "--no-progress-bar")
     assert out.returncode == 0, out.stderr

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from helpers import run_gengym, tiny_ppo_config  # noqa: E402
 
 from gengym_core.registry import make  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
@@ -21,24 +21,7 @@ from trainers.ppo.ppo_trainer import PPOTrainer  # noqa: E402
 
 
 def small_config(model: Path, out: Path, **overrides) -> PPOConfig:
-    settings = dict(
-        env_id="GeneralPoints-L-v0",
-        model=str(model),
-        output_dir=str(out),
-        num_envs=2,
-        num_steps=2,
-        total_updates=1,
-        minibatch_size=2,
-        micro_batch_size=1,
-        ppo_epochs=1,
-        max_new_tokens=12,
-        deepspeed="none",
-        tensorboard=False,
-        learning_rate=1e-3,
-        max_grad_norm=1.0,
-    )
-    settings.update(overrides)
-    return PPOConfig(**settings)
+    return tiny_ppo_config(model, out, **overrides)
 
 
 def parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -279,16 +262,8 @@ def test_unknown_and_mistyped_yaml_settings(tmp_path):
 
 def test_cli_rejects_bad_settings_before_loading_anything(tmp_path):
     (tmp_path / "bad.yaml").write_text("num_envs: 2\nnum_stepz: 3\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "gengym_core.cli", "ppo", "--config", str(tmp_path / "bad.yaml"), "--model", "m"],
-        capture_output=True,
-        text=True,
-    )
+    out = run_gengym("ppo", "--config", str(tmp_path / "bad.yaml"), "--model", "m")
     assert out.returncode == 2
     assert "num_stepz" in out.stderr and "did you mean num_steps" in out.stderr
-    out = subprocess.run(
-        [sys.executable, "-m", "gengym_core.cli", "ppo", "--reward", "foo", "--model", "m"],
-        capture_output=True,
-        text=True,
-    )
+    out = run_gengym("ppo", "--reward", "foo", "--model", "m")
     assert out.returncode == 2 and "unknown reward" in out.stderr

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import (  # noqa: E402
+    REPO,
+    SMALL_GP_VL,
+    gengym_command,
+    run_command,
+    run_gengym,
+    tiny_ppo_config,
+    tiny_run_config,
+)
 from safetensors.torch import load_file  # noqa: E402
 
 from gengym_core.chat import assistant_message, message_text  # noqa: E402
@@ -30,28 +37,10 @@ from trainers.reward_model.reward_trainer import RewardCollator, train_reward_mo
 from trainers.rewards import Turn  # noqa: E402
 from trainers.rewards.reward_model import RewardModelReward  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-SMALL_GP_VL = {"image_size": [64, 64]}
-
 
 def rm_config(model: Path, out: Path, **overrides) -> GengymRewardModelConfig:
-    settings = dict(
-        env_id="GeneralPoints-L-v0",
-        model=str(model),
-        output_dir=str(out),
-        num_pairs=8,
-        max_steps=2,
-        per_device_batch_size=4,
-        gradient_accumulation_steps=1,
-        learning_rate=3e-3,
-        warmup_ratio=0.0,
-        deepspeed="none",
-        logging_steps=1,
-        tensorboard=False,
-        progress_bar=False,
-    )
-    settings.update(overrides)
-    return GengymRewardModelConfig(**settings)
+    settings = dict(num_pairs=8, max_steps=2, per_device_batch_size=4, learning_rate=3e-3)
+    return tiny_run_config(GengymRewardModelConfig, model, out, **{**settings, **overrides})
 
 
 def pair_scores(model, processor, rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,13 +140,7 @@ def test_sequence_classifier_checkpoints_plug_in(tiny_model_path, tmp_path):
 
 # ------------------------------------------------------------------ PPO with the reward model
 def ppo_config(policy: Path, out: Path, **overrides) -> PPOConfig:
-    settings = dict(
-        env_id="GeneralPoints-L-v0", model=str(policy), output_dir=str(out), num_envs=2, num_steps=2,
-        total_updates=1, minibatch_size=2, micro_batch_size=1, ppo_epochs=1, max_new_tokens=12, deepspeed="none",
-        tensorboard=False, learning_rate=1e-3, max_grad_norm=1.0, log_samples=4,
-    )
-    settings.update(overrides)
-    return PPOConfig(**settings)
+    return tiny_ppo_config(policy, out, **{"log_samples": 4, **overrides})
 
 
 def test_ppo_against_the_reward_model_updates_and_charges_its_compute(text_reward_model, tiny_model_path, tmp_path):
@@ -231,16 +214,17 @@ def test_example_configs_load():
 def test_deepspeed_zero3_through_the_command_line(tiny_model_path, tmp_path):
     base = tiny_model_path("llava")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "gengym_core.cli", "reward-model", "--env", "GeneralPoints-VL-v0", "--env-kwarg",
-           "image_size=[64,64]", "--model", str(base), "--output-dir", str(out), "--deepspeed", "zero3",
-           "--max-steps", "2", "--num-pairs", "4", "--per-device-batch-size", "2", "--gradient-accumulation-steps",
-           "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar", "--warmup-ratio", "0"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    cmd = gengym_command(
+        "reward-model", "--env", "GeneralPoints-VL-v0", "--env-kwarg",
+        "image_size=[64,64]", "--model", str(base), "--output-dir", str(out), "--deepspeed", "zero3",
+        "--max-steps", "2", "--num-pairs", "4", "--per-device-batch-size", "2", "--gradient-accumulation-steps",
+        "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar", "--warmup-ratio", "0",
+    )
+    returncode, stderr = run_command(cmd, timeout=600)
+    assert returncode == 0, stderr[-3000:]
     final = out / "final"
     before, after = load_file(base / "model.safetensors"), load_file(final / "model.safetensors")
     assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
     assert load_reward_model(final).is_vision
-    bad = subprocess.run([sys.executable, "-m", "gengym_core.cli", "reward-model", "--env", "GeneralPoints-L-v0"],
-                         capture_output=True, text=True)
+    bad = run_gengym("reward-model", "--env", "GeneralPoints-L-v0")
     assert bad.returncode == 2 and "--model" in bad.stderr

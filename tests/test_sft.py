@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import doctest
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import REPO, SMALL_GP_VL, run_command, tiny_run_config  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from gengym_core.cli import main as gengym_main  # noqa: E402
@@ -33,29 +31,12 @@ from trainers.sft.sft_trainer import (  # noqa: E402
     train_sft,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIGS = sorted((REPO / "examples" / "configs").glob("*_sft.yaml"))
-SMALL_GP_VL = {"image_size": [64, 64]}
 
 
 def sft_config(model: Path, out: Path, **overrides) -> GengymSFTConfig:
-    settings = dict(
-        env_id="GeneralPoints-L-v0",
-        model=str(model),
-        output_dir=str(out),
-        num_examples=8,
-        max_steps=3,
-        per_device_batch_size=2,
-        gradient_accumulation_steps=1,
-        learning_rate=5e-3,
-        warmup_ratio=0.0,
-        deepspeed="none",
-        logging_steps=1,
-        tensorboard=False,
-        progress_bar=False,
-    )
-    settings.update(overrides)
-    return GengymSFTConfig(**settings)
+    settings = dict(num_examples=8, max_steps=3, per_device_batch_size=2, learning_rate=5e-3)
+    return tiny_run_config(GengymSFTConfig, model, out, **{**settings, **overrides})
 
 
 def mean_loss(model_path: Path, examples: list[dict]) -> float:
@@ -81,22 +62,6 @@ def generate_after_prompt(model_path: Path, example: dict) -> list[int]:
     with torch.no_grad():
         out = loaded.model.generate(**inputs, max_new_tokens=6, do_sample=False)
     return out[0, inputs["input_ids"].shape[1] :].tolist()
-
-
-def run_command(cmd: list[str], timeout: float = 300) -> tuple[int, str]:
-    """Run a training command offline on CPU; on timeout kill it with every process it started."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{stderr[-3000:]}")
-    return proc.returncode, stderr
 
 
 # ------------------------------------------------------------------ collator
