@@ -18,9 +18,19 @@ renders a new position:
 Targets (issue 3): VIRL-L >= 20,000 steps/s; VIRL-VL >= 30 steps/s at
 640 px and >= 200 steps/s at 256 px.
 
+Every figure is given per second of wall-clock time and per second of this
+process's CPU time. On a dedicated core they agree; on a machine other work
+shares, the wall-clock figure drops with the share of the core the benchmark
+gets, and the CPU-time figure is what one core delivers (still slowed
+somewhat by the caches it shares). ``--clock`` picks the one the targets are
+judged on. With ``--repeat N`` each VIRL-VL figure is measured N times, the
+cold ones on fresh routes each time, and the best and the median are reported
+(the best is the least disturbed by other work, as with ``timeit``).
+
 Usage::
 
-    python benchmarks/bench_virl.py [--seconds 3] [--json out.json] [--strict]
+    python benchmarks/bench_virl.py [--seconds 3] [--repeat 1] [--clock wall|cpu]
+                                    [--json out.json] [--strict]
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -44,34 +55,41 @@ def pin_to_one_core() -> str:
     return "not pinned (no sched_setaffinity on this platform)"
 
 
-def steps_per_second(env, routes: range, seconds: float) -> tuple[float, int]:
+def steps_per_second(env, routes: range, seconds: float) -> tuple[float, float, int, int]:
     """Oracle steps per second over whole episodes of ``routes`` (cycled), counting
-    ``reset`` and ``step`` but not the oracle's answer."""
+    ``reset`` and ``step`` but not the oracle's answer: per wall-clock second and per
+    CPU second, the number of steps, and the number of routes begun."""
     core = env.unwrapped
-    spent, steps = 0.0, 0
+    wall = cpu = 0.0
+    steps = 0
     deadline = time.perf_counter() + seconds
     k = 0
     while time.perf_counter() < deadline or steps == 0:
         route = routes[k % len(routes)]
         k += 1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         env.reset(options={"route": route})
-        spent += time.perf_counter() - t0
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         while True:
             answer = core.oracle_answer()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             _, _, terminated, truncated, info = env.step(answer)
-            spent += time.perf_counter() - t0
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
             steps += 1
             if terminated or truncated:
                 assert info["success"], info
                 break
-    return steps / spent, steps
+    return steps / wall, steps / max(cpu, 1e-9), steps, k
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--repeat", type=int, default=1, help="measurements per VIRL-VL figure")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="the clock the targets are judged on")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -83,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     from gym_virl.routes import SHORT_ROUTES, route_for
 
     results: dict[str, float] = {}
-    print(f"python {platform.python_version()} on {platform.machine()}, {pinned}")
+    print(f"python {platform.python_version()} on {platform.machine()}, {pinned}, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     # Route generation, cold: the first 200 routes of the test split of a fresh city.
     t0 = time.perf_counter()
@@ -97,34 +116,49 @@ def main(argv: list[str] | None = None) -> int:
     env.reset(seed=0)
     for r in range(1000):
         env.reset(options={"route": r})  # generate and cache the routes
-    sps, n = steps_per_second(env, range(1000), args.seconds)
-    results["VIRL-L"] = sps
-    print(f"VIRL-L: {sps:,.0f} steps/s ({n} steps)")
+    wall, cpu, n, _ = steps_per_second(env, range(1000), args.seconds)
+    results["VIRL-L"], results["VIRL-L-wall"], results["VIRL-L-cpu"] = (wall if args.clock == "wall" else cpu), wall, cpu
+    print(f"VIRL-L: {wall:,.0f} steps/s wall-clock, {cpu:,.0f} per CPU second ({n} steps)")
 
     next_route = 0
     for size in (640, 256):
         env = gym.make("VIRL-VL-v0", view_size=size)
         env.reset(seed=0)
-        # Cold: routes this process has not rendered before.
-        routes = range(next_route, next_route + 400)
-        cold, n_cold = steps_per_second(env, routes, args.seconds)
-        used = range(next_route, next_route + max(1, n_cold // 6))
-        next_route += 400
-        warm, n_warm = steps_per_second(env, used, args.seconds)
+        limit = env.unwrapped.num_routes()
+        cold, warm, seen = [], [], None
+        for _ in range(args.repeat):
+            # Cold: routes this process has not rendered before.
+            if next_route >= limit:
+                raise SystemExit(f"out of unseen routes ({limit}); use fewer --repeat or --seconds")
+            wall, cpu, n, used = steps_per_second(env, range(next_route, limit), args.seconds)
+            cold.append((wall, cpu, n))
+            seen = seen or range(next_route, next_route + used)
+            next_route += used
+        for _ in range(args.repeat):
+            # Warm: the routes of the first cold run again (textures cached; every view still rendered).
+            warm.append(steps_per_second(env, seen, args.seconds)[:3])
         key = f"VIRL-VL-{size}"
-        results[key] = cold
-        results[f"{key}-warm"] = warm
-        print(f"VIRL-VL, four {size}x{size} views: {cold:,.1f} steps/s cold ({n_cold} steps), "
-              f"{warm:,.1f} steps/s warm ({n_warm} steps)")
+        for label, runs in (("cold", cold), ("warm", warm)):
+            suffix = "" if label == "cold" else "-warm"
+            walls, cpus = [r[0] for r in runs], [r[1] for r in runs]
+            results[f"{key}{suffix}-wall"] = max(walls)
+            results[f"{key}{suffix}-cpu"] = max(cpus)
+            results[f"{key}{suffix}-wall-median"] = statistics.median(walls)
+            results[f"{key}{suffix}-cpu-median"] = statistics.median(cpus)
+            results[f"{key}{suffix}"] = results[f"{key}{suffix}-{args.clock}"]
+            spread = "" if len(runs) == 1 else (
+                f" (best of {len(runs)}; medians {statistics.median(walls):,.1f} and {statistics.median(cpus):,.1f})")
+            print(f"VIRL-VL, four {size}x{size} views, {label}: {max(walls):,.1f} steps/s wall-clock, "
+                  f"{max(cpus):,.1f} per CPU second{spread}; {sum(r[2] for r in runs)} steps")
 
     missed = [k for k, target in TARGETS.items() if results[k] < target]
     for k, target in TARGETS.items():
         mark = "ok" if results[k] >= target else "MISSED"
-        print(f"  target {k} >= {target:,.0f}: {results[k]:,.1f} [{mark}]")
+        print(f"  target {k} >= {target:,.0f} ({args.clock} clock): {results[k]:,.1f} [{mark}]")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "targets": TARGETS, "platform": platform.platform()}, f,
-                      indent=2)
+            json.dump({"results": results, "targets": TARGETS, "clock": args.clock, "repeat": args.repeat,
+                       "load_average": os.getloadavg(), "platform": platform.platform()}, f, indent=2)
     return 1 if (args.strict and missed) else 0
 
 
