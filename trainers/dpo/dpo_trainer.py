@@ -67,9 +67,9 @@ from trainers.common.inputs import IGNORE_INDEX, encode_for_sft
 from trainers.common.modeling import load_model_and_processor
 from trainers.dpo.dpo_config import GengymDPOConfig
 from trainers.pairs.build import (
+    chosen_then_rejected,
     load_training_pairs,
     longest_pairs,
-    pair_conversations,
     sampling_gflops,
 )
 from trainers.sft.sft_trainer import keep_last_labelled_run
@@ -99,14 +99,9 @@ class PreferenceCollator:
         self.max_length = max_length
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        chosen, rejected, images = zip(*(pair_conversations(row) for row in rows), strict=True)
-        all_images = [list(i) for i in images] * 2
+        conversations, images = chosen_then_rejected(rows)
         batch = encode_for_sft(
-            self.processor,
-            list(chosen) + list(rejected),
-            all_images if any(all_images) else None,
-            max_length=self.max_length,
-            padding_side="right",
+            self.processor, conversations, images, max_length=self.max_length, padding_side="right"
         )
         # In a chat-format revision prompt, earlier answers are assistant turns
         # too; only the final answer is the completion being compared.

@@ -47,7 +47,7 @@ import copy
 import importlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -703,6 +703,17 @@ def pair_conversations(row: dict[str, Any]) -> tuple[list[Message], list[Message
         prompt + clean_messages(row["rejected"]),
         list(row.get("images") or []),
     )
+
+
+def chosen_then_rejected(rows: Sequence[dict[str, Any]]) -> tuple[list[list[Message]], list[list[Any]] | None]:
+    """The ``B`` chosen conversations of a batch of rows, then the ``B`` rejected ones, with their images.
+
+    The layout TRL's DPO and reward losses read; the images are ``None``
+    when no row has any (text models take no image argument).
+    """
+    chosen, rejected, images = zip(*(pair_conversations(row) for row in rows), strict=True)
+    all_images = [list(i) for i in images] * 2
+    return list(chosen) + list(rejected), (all_images if any(all_images) else None)
 
 
 # -- training data ----------------------------------------------------------------------

@@ -58,9 +58,9 @@ from trainers.common.hf_trainer_support import (
 )
 from trainers.common.modeling import get_tokenizer, load_model_and_processor
 from trainers.pairs.build import (
+    chosen_then_rejected,
     load_training_pairs,
     longest_pairs,
-    pair_conversations,
     sampling_gflops,
 )
 from trainers.reward_model.modeling import (
@@ -88,15 +88,8 @@ class RewardCollator:
         self.max_length = max_length
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        chosen, rejected, images = zip(*(pair_conversations(row) for row in rows), strict=True)
-        all_images = [list(i) for i in images] * 2
-        batch = encode_for_scoring(
-            self.processor,
-            list(chosen) + list(rejected),
-            all_images if any(all_images) else None,
-            max_length=self.max_length,
-        )
-        return dict(batch)
+        conversations, images = chosen_then_rejected(rows)
+        return dict(encode_for_scoring(self.processor, conversations, images, max_length=self.max_length))
 
 
 class GengymRewardTrainer(ComputeLoggingMixin, RewardTrainer):

@@ -350,6 +350,15 @@ _TEXT_LAYERS = 2
 _VISION_LAYERS = 2
 _TILE = 32  # pixels per vision-encoder input side
 _PATCH = 8  # pixels per vision patch side
+#: Keyword arguments of a tiny ViT-style vision encoder (CLIP, SigLIP-like Idefics3).
+_VIT_CONFIG = dict(
+    hidden_size=_HIDDEN,
+    intermediate_size=_FFN,
+    num_hidden_layers=_VISION_LAYERS,
+    num_attention_heads=_HEADS,
+    image_size=_TILE,
+    patch_size=_PATCH,
+)
 
 
 def _llama_text_config(tokenizer: Any, **overrides: Any) -> dict[str, Any]:
@@ -389,15 +398,7 @@ def _build_llava(tokenizer: Any) -> tuple[Any, Any]:
 
     num_patches = (_TILE // _PATCH) ** 2
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=_HIDDEN,
-            intermediate_size=_FFN,
-            num_hidden_layers=_VISION_LAYERS,
-            num_attention_heads=_HEADS,
-            image_size=_TILE,
-            patch_size=_PATCH,
-            projection_dim=_HIDDEN,
-        ),
+        vision_config=CLIPVisionConfig(**_VIT_CONFIG, projection_dim=_HIDDEN),
         text_config=LlamaConfig(**_llama_text_config(tokenizer)),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=num_patches,
@@ -427,14 +428,7 @@ def _build_idefics3(tokenizer: Any) -> tuple[Any, Any]:
     scale_factor = 2
     image_seq_len = (_TILE // _PATCH) ** 2 // scale_factor**2
     config = Idefics3Config(
-        vision_config=Idefics3VisionConfig(
-            hidden_size=_HIDDEN,
-            intermediate_size=_FFN,
-            num_hidden_layers=_VISION_LAYERS,
-            num_attention_heads=_HEADS,
-            image_size=_TILE,
-            patch_size=_PATCH,
-        ),
+        vision_config=Idefics3VisionConfig(**_VIT_CONFIG),
         text_config=LlamaConfig(**_llama_text_config(tokenizer)),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=scale_factor,
