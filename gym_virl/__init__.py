@@ -29,14 +29,19 @@ from gymnasium.envs.registration import register
 
 from gym_virl.verifier import VERDICTS, VirlRewards
 
-#: Evaluation-protocol variants -> ``gym.make`` keyword arguments. All three
-#: use the held-out test routes (the reference reused training routes for
-#: in-distribution and rule-OOD evaluation). Rule OOD is the relative action
-#: space; visual OOD the nine held-out city styles.
-VARIANTS: dict[str, dict[str, object]] = {
+#: Evaluation-protocol variants, per env id: variant name -> ``gym.make``
+#: keyword arguments. All use the held-out test routes (the reference reused
+#: training routes for in-distribution and rule-OOD evaluation). Rule OOD is
+#: the relative action space; visual OOD (image mode only) the nine held-out
+#: city styles. City styles change only pixels, so VIRL-L has no visual OOD:
+#: its text would be the in-distribution text.
+_ID_AND_RULE: dict[str, dict[str, object]] = {
     "id": {"split": "test"},
     "rule-ood": {"split": "test", "action_space": "relative"},
-    "visual-ood": {"split": "test", "city_style": "held_out"},
+}
+VARIANTS: dict[str, dict[str, dict[str, object]]] = {
+    "VIRL-L-v0": dict(_ID_AND_RULE),
+    "VIRL-VL-v0": {**_ID_AND_RULE, "visual-ood": {"split": "test", "city_style": "held_out"}},
 }
 
 register(id="VIRL-L-v0", entry_point="gym_virl.env:VirlEnv", kwargs={"modality": "text"})

@@ -313,8 +313,9 @@ def test_wrappers_and_variants():
     assert info["action_space"] == "absolute"
     with pytest.raises(ValueError):
         ActionSpaceVariant(base, "diagonal")
-    assert set(gym_virl.VARIANTS) == {"id", "rule-ood", "visual-ood"}
-    for name, kwargs in gym_virl.VARIANTS.items():
+    assert set(gym_virl.VARIANTS["VIRL-L-v0"]) == {"id", "rule-ood"}
+    assert set(gym_virl.VARIANTS["VIRL-VL-v0"]) == {"id", "rule-ood", "visual-ood"}
+    for name, kwargs in gym_virl.VARIANTS["VIRL-VL-v0"].items():
         e = make("VIRL-VL-v0", **kwargs)
         _, info = e.reset(seed=1)
         assert info["split"] == "test"
