@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gengym-installed
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench bench-gpu docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## bench: the env benchmarks (one CPU core each); bench-gpu: generation and PPO (needs a GPU)
 bench: $(STAMP)
-	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+	$(BIN)/python benchmarks/bench_generalpoints.py
+	$(BIN)/python benchmarks/bench_virl.py --repeat 3
+
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_generation.py
+	$(BIN)/python benchmarks/bench_ppo.py
 
 docs: $(STAMP)
 	$(BIN)/python docs/build_env_docs.py
