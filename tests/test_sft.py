@@ -329,16 +329,26 @@ def test_example_configs_cover_the_four_tasks():
     assert envs == {"GeneralPoints-L-v0", "GeneralPoints-VL-v0", "VIRL-L-v0", "VIRL-VL-v0"}
 
 
-def test_wrong_pairings_fail_before_any_weights_load(tiny_model_path, tmp_path):
+def test_wrong_pairings_fail_before_any_weights_load(tiny_model_path, tmp_path, monkeypatch):
     # A checkpoint folder without its weights: reaching from_pretrained would fail differently.
     config_only = tmp_path / "config-only"
     shutil.copytree(tiny_model_path("qwen2"), config_only)
     (config_only / "model.safetensors").unlink()
+
+    # ...and before the whole data set is generated: one example tells the env settings and the images apart.
+    def no_full_generation(*args, **kwargs):
+        raise AssertionError("the data set was generated before the settings were checked")
+
+    monkeypatch.setattr("trainers.sft.sft_trainer.build_oracle_dataset", no_full_generation)
     with pytest.raises(ConfigError, match="text-only model but the data of GeneralPoints-VL-v0 hold images"):
         train_sft(sft_config(config_only, tmp_path / "a", env_id="GeneralPoints-VL-v0", env_kwargs=SMALL_GP_VL,
-                             num_examples=1))
+                             num_examples=100_000))
     with pytest.raises(ConfigError, match="cannot generate oracle data"):
         train_sft(sft_config(config_only, tmp_path / "b", env_id="GeneralPoints-L-v0", variant="visual-ood"))
+    with pytest.raises(ConfigError, match="unknown GeneralPoints option"):
+        train_sft(sft_config(config_only, tmp_path / "b", env_id="GeneralPoints-L-v0", env_kwargs={"foo": 1}))
+    with pytest.raises(ConfigError, match="cannot read a model config"):
+        train_sft(sft_config(tmp_path / "no-such-model", tmp_path / "b", env_id="GeneralPoints-L-v0"))
     with pytest.raises(ConfigError, match="cannot read a dataset"):
         train_sft(sft_config(config_only, tmp_path / "c", env_id="", dataset=str(tmp_path / "missing")))
     with pytest.raises(ConfigError, match="give the checkpoint"):

@@ -6,7 +6,8 @@
    (:mod:`trainers.data.oracle`) or read from a ``gengym data`` folder;
 2. **checks** -- the model's kind (vision-language or text) is read from its
    config alone and matched against the data, so a wrong pairing fails
-   before any weights are loaded;
+   before any weights are loaded (and, for generated data, before more than
+   one example is made);
 3. **TRL settings** -- TRL's ``SFTConfig`` is built *before* the model, so
    that under ZeRO-3 ``from_pretrained`` partitions the weights as it loads
    them (a model larger than one device never exists whole);
@@ -68,6 +69,7 @@ from trainers.data.oracle import (
     build_oracle_dataset,
     clean_messages,
     image_placeholders,
+    iter_oracle_examples,
 )
 from trainers.sft.sft_config import GengymSFTConfig
 
@@ -153,6 +155,34 @@ class GengymSFTTrainer(ComputeLoggingMixin, SFTTrainer):
 # -- data -------------------------------------------------------------------------
 
 
+def _oracle_data_config(config: GengymSFTConfig, num_examples: int | None = None) -> OracleDataConfig:
+    return OracleDataConfig(
+        env_id=config.env_id,
+        num_examples=num_examples or config.num_examples,
+        seed=config.data_seed,
+        env_kwargs=dict(config.env_kwargs),
+        variant=config.variant,
+        multi_turn=config.multi_turn,
+    )
+
+
+def generated_data_have_images(config: GengymSFTConfig) -> bool:
+    """Whether the oracle data ``config`` would generate hold images, from their first example alone.
+
+    Making that one verified example also checks the env id, variant and
+    env kwargs, so a wrong setting fails at once rather than after all the
+    data are generated.
+
+    Raises:
+        ConfigError: Settings the env refuses (or an env whose oracle fails).
+    """
+    try:
+        first = next(iter_oracle_examples(_oracle_data_config(config, num_examples=1)))
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"cannot generate oracle data for {config.env_id}: {err}") from err
+    return len(first["images"]) > 0
+
+
 def load_training_data(config: GengymSFTConfig, *, progress: bool = True) -> tuple[Any, str]:
     """The training examples and the env id they come from.
 
@@ -166,16 +196,8 @@ def load_training_data(config: GengymSFTConfig, *, progress: bool = True) -> tup
             env than ``env_id``, or settings the env refuses.
     """
     if not config.dataset:
-        data_config = OracleDataConfig(
-            env_id=config.env_id,
-            num_examples=config.num_examples,
-            seed=config.data_seed,
-            env_kwargs=dict(config.env_kwargs),
-            variant=config.variant,
-            multi_turn=config.multi_turn,
-        )
         try:
-            dataset = build_oracle_dataset(data_config, progress=progress)
+            dataset = build_oracle_dataset(_oracle_data_config(config), progress=progress)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"cannot generate oracle data for {config.env_id}: {err}") from err
         return dataset, config.env_id
@@ -279,10 +301,17 @@ def train_sft(config: GengymSFTConfig) -> Path:
 def _train(config: GengymSFTConfig) -> Path:
     output_dir = Path(config.output_dir)
 
-    # 1. data
-    dataset, env_id = load_training_data(config, progress=config.progress_bar and is_main_process())
-    check_examples(dataset)
-    has_images = max_images_per_example(dataset) > 0
+    # 1. data: a folder is read now; generated data are first tried on one
+    # example, so that a wrong env setting or a model that cannot take the
+    # images fails before the whole set is generated
+    progress = config.progress_bar and is_main_process()
+    dataset, env_id = None, config.env_id
+    if config.dataset:
+        dataset, env_id = load_training_data(config, progress=progress)
+        check_examples(dataset)
+        has_images = max_images_per_example(dataset) > 0
+    else:
+        has_images = generated_data_have_images(config)
 
     # 2. the model's kind, from its config alone
     is_vision = check_model_kind(
@@ -293,6 +322,9 @@ def _train(config: GengymSFTConfig) -> Path:
         not_generative="gengym fine-tunes generative models only",
         text_only_hint="train it on the env's text mode (e.g. GeneralPoints-L-v0) or use a vision-language model",
     )
+    if dataset is None:
+        dataset, env_id = load_training_data(config, progress=progress)
+        check_examples(dataset)
     if not is_vision:
         dataset = dataset.remove_columns("images")  # TRL takes an images column as a VLM dataset
     chat_template = read_chat_template(config.chat_template_file)
