@@ -197,6 +197,8 @@ def test_unbuildable_requests_fail_with_a_reason():
         build_oracle_dataset(OracleDataConfig("NoSuchEnv-v0", num_examples=1), progress=False)
     with pytest.raises(ValueError, match="no variant"):
         build_oracle_dataset(small_config("GeneralPoints-L-v0", variant="visual-ood"), progress=False)
+    with pytest.raises(ValueError, match="unknown GeneralPoints option"):
+        build_oracle_dataset(small_config("GeneralPoints-L-v0", env_kwargs={"colour": "red"}), progress=False)
     with pytest.raises(ValueError, match="budget"):
         build_oracle_dataset(
             small_config("GeneralPoints-L-v0", multi_turn=True, env_kwargs={"verify_iter": 1}), progress=False
@@ -234,3 +236,6 @@ def test_gengym_data_command_writes_and_reverifies(tmp_path, capsys):
     assert gengym_main(["data", "--env", "GeneralPoints-L-v0", "--n", "1", "--out", str(tmp_path / "x"),
                         "--variant", "nope"]) == 2
     assert "no variant" in capsys.readouterr().err
+    assert gengym_main(["data", "--env", "VIRL-L-v0", "--n", "1", "--out", str(tmp_path / "x"),
+                        "--env-kwarg", "colour=red", "--no-progress"]) == 2
+    assert "unknown" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -75,13 +75,16 @@ def run(args: argparse.Namespace) -> int:
     if output_folder_taken("data", out, overwrite=args.overwrite):
         return 2
 
-    from trainers.data.oracle import build_oracle_dataset, save_oracle_dataset
+    from trainers.data.oracle import OracleError, build_oracle_dataset, save_oracle_dataset
 
     try:
         dataset = build_oracle_dataset(config, progress=not args.no_progress)
     except ValueError as err:
         print(f"gengym data: {err}", file=sys.stderr)
         return 2
+    except OracleError as err:
+        print(f"gengym data: nothing written, the env broke its oracle contract: {err}", file=sys.stderr)
+        return 1
     if args.overwrite:
         clear_output_folder(out)
     save_oracle_dataset(dataset, out)
