@@ -39,6 +39,7 @@ verdict              reward  meaning
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -77,8 +78,21 @@ class VirlRewards:
     illegal: float = -1.0
     budget: float = -1.0
 
+    def __post_init__(self) -> None:
+        for name in VERDICTS:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
+                raise ValueError(f"VirlRewards.{name} must be a finite number, got {value!r}")
+
     def for_verdict(self, verdict: str) -> float:
-        """The reward of ``verdict``."""
+        """The reward of ``verdict``.
+
+        Raises:
+            ValueError: ``verdict`` is not one of :data:`VERDICTS`.
+        """
+        if verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {verdict!r}; expected one of {VERDICTS}")
         return float(getattr(self, verdict))
 
 
@@ -175,6 +189,8 @@ _NEGATION = re.compile(
     re.IGNORECASE,
 )
 _CLAUSE_BREAK = re.compile(r"[.;!?\n]|,\s*but\b")
+#: How far before a mention of an intersection a negation is looked for.
+_NEGATION_REACH = 60
 
 
 def claims_intersection(observation: str) -> bool:
@@ -194,11 +210,12 @@ def claims_intersection(observation: str) -> bool:
         True
     """
     for m in _MENTION.finditer(observation):
-        clause_start = 0
-        for br in _CLAUSE_BREAK.finditer(observation, 0, m.start()):
-            clause_start = br.end()
-        window = observation[max(clause_start, m.start() - 60) : m.start()]
-        if not _NEGATION.search(window):
+        # Only the 60 characters before the mention can hold its negation, so only
+        # they are searched for a clause break (linear time on any answer).
+        start = max(0, m.start() - _NEGATION_REACH)
+        for br in _CLAUSE_BREAK.finditer(observation, start, m.start()):
+            start = br.end()
+        if not _NEGATION.search(observation[start : m.start()]):
             return True
     return False
 

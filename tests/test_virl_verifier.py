@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -131,6 +132,25 @@ def test_adversarial_answers_never_crash(space):
         assert j.verdict in VERDICTS and isinstance(j.feedback, str)
     for obj in (None, 3, b"forward()", {"action": "forward()"}, ["x"]):
         assert judge_answer(obj, "forward()", False).verdict == "illegal"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "observation, at_intersection",
+    [
+        ("not at an intersection. " * 2700, False),
+        ("no intersection." * 4000, False),
+        ("intersection, but " * 3600, True),
+        ("x" * 60_000 + " not near an intersection", False),
+    ],
+    ids=["negated", "short-clauses", "breaks", "long-prefix"],
+)
+def test_long_observations_are_judged_in_linear_time(observation, at_intersection):
+    # Thousands of mentions in a 64 KB answer: each looks only at its own clause.
+    text = _answer(observation=observation)
+    start = time.perf_counter()
+    for _ in range(3):
+        assert judge_answer(text, "forward()", at_intersection).verdict == "correct"
+    assert time.perf_counter() - start < 0.5
 
 
 def test_sampled_wrong_and_random_answers():
