@@ -200,8 +200,8 @@ class VirlScorer:
         """Judge one raw answer with :func:`gym_virl.verifier.judge_answer`."""
         from gym_virl.verifier import VirlRewards, judge_answer
 
-        text = answer if isinstance(answer, str) else repr(answer)  # as VirlEnv.step does
-        judgement = judge_answer(text, self.gold_action, self.at_intersection, self.action_space)
+        # As VirlEnv.step does: the answer itself is judged (non-strings are illegal).
+        judgement = judge_answer(answer, self.gold_action, self.at_intersection, self.action_space)
         reward = VirlRewards(**self.rewards).for_verdict(judgement.verdict)
         return Judged(float(reward), judgement.verdict, judgement.feedback)
 

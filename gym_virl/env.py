@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,12 +88,13 @@ class VirlConfig:
         resolve_styles(self.city_style)
         if self.route_length not in ROUTE_PRESETS:
             raise ValueError(f"route_length must be one of {tuple(ROUTE_PRESETS)}, got {self.route_length!r}")
-        if self.train_routes < 1 or self.test_routes < 1:
-            raise ValueError("train_routes and test_routes must be positive")
-        if not 16 <= self.view_size <= 2048:
-            raise ValueError(f"view_size must be in [16, 2048], got {self.view_size}")
-        if self.tries_per_point < 1:
-            raise ValueError("tries_per_point must be at least 1")
+        for name, low, high in (("train_routes", 1, None), ("test_routes", 1, None),
+                                ("view_size", 16, 2048), ("tries_per_point", 1, None)):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or value < low or (high is not None and value > high)):
+                bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+                raise ValueError(f"{name} must be a whole number {bounds}, got {value!r}")
         if not isinstance(self.rewards, VirlRewards):
             raise ValueError("rewards must be a VirlRewards")
 
@@ -121,6 +123,10 @@ def make_config(**kwargs: Any) -> VirlConfig:
     if unknown:
         raise TypeError(f"unknown VIRL env argument(s) {unknown}; known: {sorted(names)}")
     if isinstance(kwargs.get("rewards"), dict):
+        fields = {f.name for f in dataclasses.fields(VirlRewards)}
+        bad = sorted(set(kwargs["rewards"]) - fields, key=str)
+        if bad:
+            raise TypeError(f"unknown reward name(s) {bad}; known: {sorted(fields)}")
         kwargs["rewards"] = VirlRewards(**kwargs["rewards"])
     if isinstance(kwargs.get("city_style"), list):
         kwargs["city_style"] = tuple(kwargs["city_style"])
@@ -146,7 +152,8 @@ class VirlEnv(gym.Env):
 
     ## Action Space
 
-    ``FreeText``: the model's raw answer, any string. It should be a JSON
+    ``FreeText``: the model's raw answer, any string (anything else is judged
+    ``illegal``; the transcript keeps its ``repr``). It should be a JSON
     object with ``current observation``, ``current instruction`` and
     ``action``; the action is one of ``forward()``, ``turn_direction(x)``
     and ``stop()``, where ``x`` is a compass word (``north`` ...
@@ -261,6 +268,8 @@ class VirlEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"reset options must be a dict, got {type(options).__name__}")
         options = dict(options or {})
         unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:
@@ -272,7 +281,9 @@ class VirlEnv(gym.Env):
         n_routes = self.num_routes(action_space=action_space)
         if "route" in options:
             index = options["route"]
-            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n_routes:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise ValueError(f"route must be a whole number (an index into the split), got {index!r}")
+            if not 0 <= index < n_routes:
                 raise ValueError(
                     f"route {index!r} is out of range: the {self.config.effective_split} split has "
                     f"{n_routes} routes (0..{n_routes - 1})"
@@ -318,7 +329,9 @@ class VirlEnv(gym.Env):
             )
             truncated = True
         else:
-            judgement = judge_answer(answer, gold, point.observed.at_intersection,
+            # The action itself is judged: anything but a string is illegal (its repr,
+            # kept for the transcript, is not the model's answer).
+            judgement = judge_answer(action, gold, point.observed.at_intersection,
                                      self._action_space_name)
             verdict, feedback = judgement.verdict, judgement.feedback
             in_view = tuple(name for name, _ in point.observed.landmarks)

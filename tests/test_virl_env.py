@@ -109,6 +109,12 @@ def test_reset_route_option_and_errors():
         gym.make("VIRL-L-v0", city_style="paris")
     with pytest.raises(ValueError, match="split"):
         gym.make("VIRL-L-v0", split="all")
+    for bad in (5.0, "3", True, None):
+        with pytest.raises(ValueError, match="route must be a whole number"):
+            env.reset(options={"route": bad})
+    for bad in ("route", [("route", 1)]):
+        with pytest.raises(ValueError, match="reset options must be a dict"):
+            env.reset(options=bad)
     # The same route index names the same route in every env.
     a, b = make("VIRL-L-v0"), make("VIRL-L-v0", action_space="relative")
     oa, _ = a.reset(seed=1, options={"route": 7})
@@ -116,12 +122,35 @@ def test_reset_route_option_and_errors():
     assert oa["text"].split("[Action space]")[0] == ob["text"].split("[Action space]")[0]
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"train_routes": "5"}, {"train_routes": 2.5}, {"train_routes": True}, {"test_routes": 0},
+        {"view_size": 64.5}, {"view_size": "64"}, {"view_size": 8}, {"tries_per_point": 1.5},
+        {"tries_per_point": 0}, {"rewards": {"correct": "x"}}, {"rewards": {"budget": float("nan")}},
+        {"rewards": {"illegal": None}},
+    ],
+)
+def test_malformed_settings_fail_at_make_naming_the_setting(kwargs):
+    name = next(iter(kwargs["rewards"])) if "rewards" in kwargs else next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        gym.make("VIRL-L-v0", **kwargs)
+
+
+def test_unknown_reward_names_are_listed():
+    with pytest.raises(TypeError, match="unknown reward name.*prefix.*known.*wrong_intersection"):
+        gym.make("VIRL-L-v0", rewards={"prefix": 1.0})
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("action_space", ["absolute", "relative"])
 def test_oracle_solves_every_route(action_space):
-    env = make("VIRL-L-v0", action_space=action_space)
-    for route in range(120):
-        info, total, steps = play_oracle(env, seed=route, options={"route": route})
-        assert info["success"] and total == steps == info["rail_length"]
+    # Every route of both default splits (1000 train, 200 test), not a sample.
+    for split in ("train", "test"):
+        env = make("VIRL-L-v0", action_space=action_space, split=split)
+        for route in range(env.unwrapped.num_routes()):
+            info, total, steps = play_oracle(env, seed=route, options={"route": route})
+            assert info["success"] and total == steps == info["rail_length"]
     long_env = make("VIRL-L-v0", action_space=action_space, route_length="long", split="test")
     for route in range(25):
         info, _, _ = play_oracle(long_env, options={"route": route})
@@ -237,6 +266,17 @@ def test_adversarial_answers_keep_observations_in_space(env_id):
         assert env.observation_space.contains(obs)
         if env.unwrapped._done:
             env.reset()
+
+
+def test_non_string_actions_are_illegal_even_when_their_repr_reads_right():
+    env = make("VIRL-L-v0")
+    env.reset(seed=0, options={"route": 0})
+    oracle = env.unwrapped.oracle_answer()
+    for action in (json.loads(oracle), [oracle], oracle.encode()):
+        _, reward, _, _, info = env.step(action)
+        assert info["verdict"] == "illegal" and reward == -1.0 and "must be text" in info["feedback"]
+        env.reset(seed=0, options={"route": 0})
+    assert env.step(oracle)[4]["verdict"] == "correct"
 
 
 def test_longest_prompts_fit_the_space():
