@@ -77,6 +77,8 @@ MAX_KEY_POINTS: int = 40
 MAX_RAIL_POINTS: int = 200
 #: A panorama serves a rail point when it lies within this many metres.
 PANO_RADIUS_M: float = 20.0
+#: Longest leg accepted, in metres (a ``distance`` beyond it is malformed).
+MAX_LEG_M: float = 100_000.0
 #: Largest panorama accepted, in pixels (width x height).
 MAX_PANO_PIXELS: int = 64_000_000
 #: Rail parameters for real routes (the reference's 5 points, dropped with p = 0.5).
@@ -139,6 +141,8 @@ def load_pano_mapping(path: Path) -> dict[tuple[float, float], str]:
         if (not isinstance(key, (tuple, list)) or len(key) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in key)):
             raise VirlDataError(f"{path}: key {key!r} is not a (lat, lng) pair")
+        if not (all(map(math.isfinite, key)) and -90 <= key[0] <= 90 and -180 <= key[1] <= 180):
+            raise VirlDataError(f"{path}: key {key!r} is not a (lat, lng) pair in range")
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]{1,128}", value):
             raise VirlDataError(f"{path}: pano id {value!r} for {key!r} is not a plain id")
         out[(float(key[0]), float(key[1]))] = value
@@ -210,7 +214,10 @@ def _heading(text: str, where: str) -> tuple[float, int]:
     m = _HEADING.match(text)
     if not m:
         raise VirlDataError(f"{where}: to_next_intersection_heading {text!r} is not like '90 (east)'")
-    degrees = wrap360(float(m.group(1)))
+    degrees = float(m.group(1))
+    if not math.isfinite(degrees):
+        raise VirlDataError(f"{where}: to_next_intersection_heading {text[:40]!r} is not a finite angle")
+    degrees = wrap360(degrees)
     word = (m.group(2) or "").lower()
     if word and word not in COMPASS:
         raise VirlDataError(f"{where}: unknown compass word {word!r}")
@@ -260,7 +267,11 @@ def _parse_route(raw: Any, index: int, file: str) -> _RawRoute:
         headings.append(_heading(_field(block, "to_next_intersection_heading", bw), bw))
         landmarks.append(_landmark(block.get("landmarks", "")))
         m = _DISTANCE.match(block.get("distance", ""))
-        distances.append(float(m.group(1)) if m else None)
+        distance = float(m.group(1)) if m else None
+        if distance is not None and not distance <= MAX_LEG_M:
+            raise VirlDataError(f"{bw}: distance {block['distance'][:40]!r} is not a street distance "
+                                f"(at most {MAX_LEG_M:g} m)")
+        distances.append(distance)
     init = raw.get("init_heading", 0) if isinstance(raw, dict) else 0
     if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init):
         raise VirlDataError(f"{where}.init_heading: expected a number, got {init!r}")
@@ -436,7 +447,7 @@ class VirlDataset:
             raise FileNotFoundError(f"{info_path} not found: a V-IRL data folder needs route_infos.json")
         try:
             data = json.loads(info_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise VirlDataError(f"{info_path}: not valid JSON ({err})") from None
         if not isinstance(data, list) or not data or not isinstance(data[0], list):
             raise VirlDataError(f"{info_path}: expected a JSON list [routes, count]")
@@ -535,7 +546,7 @@ class VirlDataset:
             raise FileNotFoundError(f"missing panorama metadata {pano_id}: {meta_path} not found")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise VirlDataError(f"{meta_path}: not valid JSON ({err})") from None
         rotation = _field(meta, "rotation", str(meta_path))
         if isinstance(rotation, bool) or not isinstance(rotation, (int, float)) or not math.isfinite(rotation):
@@ -547,7 +558,7 @@ class VirlDataset:
                 if img.size[0] * img.size[1] > MAX_PANO_PIXELS:
                     raise VirlDataError(f"{image_path}: {img.size[0]}x{img.size[1]} is too large")
                 pano = np.asarray(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as err:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
             raise VirlDataError(f"{image_path}: not a readable image ({err})") from None
         self._panos[pano_id] = (pano, float(rotation))
         while len(self._panos) > 6:

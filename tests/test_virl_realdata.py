@@ -303,6 +303,35 @@ def test_malformed_headings_and_containers(tmp_path, routes):
         gym.make("VIRL-L-v0", data_dir=tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    "old, new, match",
+    [
+        ('"distance": "', '"distance": "' + "9" * 400, "block 1: distance .* is not a street distance"),
+        ('"to_next_intersection_heading": "', '"to_next_intersection_heading": "' + "9" * 400,
+         "block 1: to_next_intersection_heading .* is not a finite angle"),
+    ],
+    ids=["distance", "heading"],
+)
+def test_out_of_range_numbers_in_milestones(tmp_path, routes, old, new, match):
+    # Numbers too large for a float used to escape as OverflowError / math errors.
+    entries = export_routes(routes[:1])
+    entries[0]["milestone_info"] = entries[0]["milestone_info"].replace(old, new, 1)
+    (tmp_path / "route_infos.json").write_text(json.dumps([entries, 1]))
+    with pytest.raises(VirlDataError, match="route_infos.json: route 0.milestone_info " + match):
+        load_dataset(tmp_path)
+
+
+def test_deeply_nested_json_files_are_data_errors(tmp_path, routes):
+    nested = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "route_infos.json").write_text(nested)
+    with pytest.raises(VirlDataError, match="route_infos.json: not valid JSON"):
+        load_dataset(tmp_path)
+    root = write_dataset(tmp_path / "d", routes[:1])
+    (root / "street_views" / "pano0000.metadata.json").write_text(nested)
+    with pytest.raises(VirlDataError, match="pano0000.metadata.json: not valid JSON"):
+        gym.make("VIRL-VL-v0", data_dir=root, view_size=32).reset(seed=0)
+
+
 class _Exploit:
     def __init__(self, marker):
         self.marker = marker
@@ -325,7 +354,8 @@ def test_pickle_is_read_without_running_code(tmp_path, routes):
         gym.make("VIRL-VL-v0", data_dir=root, view_size=32).reset(seed=0)
     assert not marker.exists()
     for bad, match in (({(1.0,): "x"}, "not a \\(lat, lng\\) pair"), ({(1.0, 2.0): "../x"}, "plain id"),
-                       ([1, 2], "expected a dict")):
+                       ([1, 2], "expected a dict"), ({(math.nan, math.nan): "p"}, "pair in range"),
+                       ({(40.7, math.inf): "p"}, "pair in range"), ({(91.0, 0.0): "p"}, "pair in range")):
         (root / "gps_pano_mapping.pkl").write_bytes(pickle.dumps(bad))
         with pytest.raises(VirlDataError, match=match):
             load_pano_mapping(root / "gps_pano_mapping.pkl")
