@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 #: Ranks in deck order. ``10`` is written with two characters.
@@ -113,8 +113,13 @@ def parse_hand(cards: str | Iterable[str]) -> tuple[Card, ...]:
     """
     if isinstance(cards, str):
         codes = [code for code in re.split(r"[\s,]+", cards) if code]
-    else:
+    elif isinstance(cards, Iterable) and not isinstance(cards, (bytes, Mapping)):
         codes = list(cards)
+    else:
+        raise ValueError(
+            "a hand must be a list of card codes like ['AS', '7H', 'KD', '2C'] or one string "
+            f"'AS 7H KD 2C', got {type(cards).__name__}"
+        )
     hand = tuple(parse_card(code) for code in codes)
     seen: set[Card] = set()
     for card in hand:

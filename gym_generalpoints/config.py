@@ -10,7 +10,7 @@ the command line) are turned into tuples; a ``rewards`` mapping into
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +80,20 @@ class GeneralPointsConfig:
         size = self.image_size
         if isinstance(size, int):
             size = (size, size)
+        rewards = self.rewards
+        if isinstance(rewards, Mapping):
+            names = {f.name for f in dataclasses.fields(GeneralPointsRewards)}
+            unknown = sorted(set(rewards) - names, key=str)
+            if unknown:
+                raise ValueError(
+                    f"GeneralPointsConfig: unknown reward name(s) {unknown}; "
+                    f"known: {', '.join(sorted(names))}"
+                )
+            rewards = GeneralPointsRewards(**rewards)
         coerced = {
-            "face_card_values": tuple(self.face_card_values),
-            "image_size": tuple(size),
-            "rewards": GeneralPointsRewards(**self.rewards)
-            if isinstance(self.rewards, Mapping)
-            else self.rewards,
+            "face_card_values": _as_tuple(self.face_card_values),
+            "image_size": _as_tuple(size),
+            "rewards": rewards,
         }
         for name, value in coerced.items():
             object.__setattr__(self, name, value)
@@ -108,7 +116,8 @@ class GeneralPointsConfig:
             f"target must be a whole number within +-{MAX_TARGET}, got {self.target!r}",
         )
         need(
-            len(self.face_card_values) == 3
+            isinstance(self.face_card_values, tuple)
+            and len(self.face_card_values) == 3
             and all(_is_int(v) and 1 <= v <= MAX_FACE_VALUE for v in self.face_card_values),
             f"face_card_values must be three whole numbers in 1..{MAX_FACE_VALUE} (J, Q, K), "
             f"got {self.face_card_values!r}",
@@ -131,7 +140,8 @@ class GeneralPointsConfig:
         except ValueError as err:
             raise ValueError(f"GeneralPointsConfig: table_color: {err}") from None
         need(
-            len(self.image_size) == 2
+            isinstance(self.image_size, tuple)
+            and len(self.image_size) == 2
             and all(_is_int(v) and 32 <= v <= MAX_IMAGE_SIDE for v in self.image_size),
             f"image_size must be (width, height) in 32..{MAX_IMAGE_SIDE} pixels, got {self.image_size!r}",
         )
@@ -190,6 +200,13 @@ class GeneralPointsConfig:
                 f"valid options: {', '.join(sorted(names))}"
             )
         return dataclasses.replace(self, **changes)
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists (from YAML, JSON, the CLI) as tuples; anything else as given, for validate()."""
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+        return tuple(value)
+    return value
 
 
 def _is_int(value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
@@ -160,6 +161,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
+        if config is not None and not isinstance(config, GeneralPointsConfig):
+            raise TypeError(f"config must be a GeneralPointsConfig, got {type(config).__name__}")
         base = config if config is not None else GeneralPointsConfig()
         self._config = base.replace(**options) if options else base
         self._pending = self._config
@@ -218,6 +221,11 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         self._hand = None
         cfg = self._config = self._pending
         options = options or {}
+        if not isinstance(options, Mapping):
+            raise ValueError(
+                f"reset options must be a dict like {{'cards': ['AS', '7H', 'KD', '2C']}}, "
+                f"got {type(options).__name__}"
+            )
         unknown = set(options) - {"cards"}
         if unknown:
             raise ValueError(

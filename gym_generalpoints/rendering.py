@@ -89,9 +89,15 @@ def parse_color(color: str | Sequence[int]) -> tuple[int, int, int]:
             )
         value = int(m.group(1), 16)
         return (value >> 16, (value >> 8) & 255, value & 255)
-    rgb = tuple(int(c) for c in color)
+    try:
+        rgb = tuple(int(c) for c in color)
+    except (TypeError, ValueError):
+        rgb = ()
     if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-        raise ValueError(f"a colour triple needs three values in 0..255, got {color!r}")
+        raise ValueError(
+            f"a colour is a name ({', '.join(TABLE_COLORS)}), '#rrggbb' or three values in "
+            f"0..255, got {color!r}"
+        )
     return rgb  # type: ignore[return-value]
 
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -132,6 +133,21 @@ class GeneralPointsRewards:
     illegal: float = -3.0
     budget: float = -1.0
     prefix: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in (*VERDICTS, "prefix"):
+            value = getattr(self, name)
+            if name == "prefix" and value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise ValueError(
+                    f"GeneralPointsRewards.{name} must be a finite number"
+                    f"{' or None' if name == 'prefix' else ''}, got {value!r}"
+                )
 
     def for_verdict(self, verdict: str) -> float:
         """The reward of a verdict category."""

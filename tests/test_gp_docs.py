@@ -1,4 +1,4 @@
-"""The GeneralPoints docs page is generated from the code and committed in sync."""
+"""The env docs pages (GeneralPoints, V-IRL) are generated from the code and committed in sync."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def test_generalpoints_page_is_in_sync_with_the_code():
     path = ROOT / "docs" / "envs" / "generalpoints.md"
     assert path in pages, sorted(pages)
     assert path.read_text() == pages[path], "stale docs: run python docs/build_env_docs.py"
+
+
+def test_every_env_page_is_in_sync_with_the_code():
+    pages = load_builder().build()
+    assert {path.name for path in pages} >= {"generalpoints.md", "virl.md"}
+    for path, text in pages.items():
+        assert path.read_text() == text, f"stale {path.name}: run python docs/build_env_docs.py"
 
 
 def test_page_is_built_from_registry_docstring_and_variants():

@@ -182,11 +182,17 @@ def test_fixed_hands_from_options():
         (["AS", "7H", "KD", "AS"], "appears twice"),
         (["AS", "7H", "KD"], "expected 4 cards"),
         (["AS", "AH", "AD", "AC"], "cannot make 24"),
+        (None, "a hand must be a list of card codes"),
+        (42, "a hand must be a list of card codes"),
+        ({"AS": 1, "7H": 1, "KD": 1, "2C": 1}, "a hand must be a list of card codes"),
+        ([1, 7, 10, 2], "a card code must be a string"),
     ]:
         with pytest.raises(ValueError, match=message):
             env.reset(options={"cards": cards})
     with pytest.raises(ValueError, match="only option"):
         env.reset(options={"hand": ["AS"]})
+    with pytest.raises(ValueError, match="reset options must be a dict"):
+        env.reset(options=["cards"])
     with pytest.raises(RuntimeError, match="reset"):
         env.step(WRONG)  # the failed reset closed the previous episode
     # The rule decides solvability: 1, 6, 11, 13 only works when J, Q, K count 11, 12, 13.
@@ -441,11 +447,21 @@ def test_config_is_validated_early():
         ({"verify_iter": 0}, "verify_iter"),
         ({"mode": "V"}, "mode"),
         ({"target": 2.5}, "target"),
+        ({"face_card_values": 11}, "face_card_values"),
+        ({"image_size": "64"}, "image_size"),
+        ({"table_color": 5}, "table_color"),
+        ({"table_color": [1, 2, "x"]}, "table_color"),
+        ({"rewards": {"correct": "5"}}, "correct must be a finite number"),
+        ({"rewards": {"budget": float("nan")}}, "budget must be a finite number"),
+        ({"rewards": {"prefix": True}}, "prefix must be a finite number or None"),
+        ({"rewards": {"bonus": 1.0}}, "unknown reward name.*bonus"),
     ]:
         with pytest.raises(ValueError, match=message):
             gym.make("GeneralPoints-L-v0", **bad)
     with pytest.raises(TypeError, match="unknown GeneralPoints option"):
         gym.make("GeneralPoints-L-v0", colour="red")
+    with pytest.raises(TypeError, match="config must be a GeneralPointsConfig"):
+        gym.make("GeneralPoints-L-v0", config={"target": 10})
     config = GeneralPointsConfig(
         rewards={"correct": 1.0}, image_size=64, face_card_values=[11, 12, 13]
     )
