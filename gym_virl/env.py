@@ -279,6 +279,15 @@ class VirlEnv(gym.Env):
             raise ValueError(f"action_space must be 'absolute' or 'relative', got {action_space!r}")
         styles = resolve_styles(options.get("city_style", self.config.city_style))
         n_routes = self.num_routes(action_space=action_space)
+        if n_routes == 0:
+            # Only real data can leave a split empty (few routes, or none the relative
+            # action space can express).
+            why = (" (routes with a 135 or 180 degree turn have no relative actions)"
+                   if action_space == "relative" else "")
+            raise ValueError(
+                f"the {self.config.effective_split} split of {self.config.data_dir} has no routes "
+                f"in the {action_space} action space{why}; try split='all'"
+            )
         if "route" in options:
             index = options["route"]
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)):

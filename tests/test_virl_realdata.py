@@ -195,6 +195,17 @@ def test_splits_partition_the_file(data_dir, routes):
     assert train + test == len(routes)
 
 
+def test_an_empty_split_is_a_clear_error(tmp_path, routes):
+    root = write_dataset(tmp_path / "one", routes[:1], images=False)
+    empty = next(s for s in ("train", "test")
+                 if gym.make("VIRL-L-v0", data_dir=root, split=s).unwrapped.num_routes() == 0)
+    env = gym.make("VIRL-L-v0", data_dir=root, split=empty)
+    for options in (None, {"route": 0}):
+        with pytest.raises(ValueError, match=f"the {empty} split of .* has no routes"):
+            env.reset(seed=0, options=options)
+    play(gym.make("VIRL-L-v0", data_dir=root, split="all"), {"route": 0})
+
+
 def test_image_mode_cuts_views_with_the_right_headings(data_dir, routes):
     env = gym.make("VIRL-VL-v0", data_dir=data_dir, view_size=48)
     gap = 2
