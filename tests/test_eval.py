@@ -61,6 +61,8 @@ def test_oracle_scores_100_and_random_near_0_on_every_variant(env_id):
     for name, m in oracle.metrics.items():
         assert m["success_rate"] == 1.0, name
         assert m["per_step_accuracy"] == 1.0, name
+        # Recognition is judged in the image envs only, and the oracle reports what the image shows.
+        assert m["recognition_accuracy"] == (1.0 if "-VL-" in env_id else None), name
     rand = evaluate(RandomAgent(seed=0), env_id, variants, episodes=12, batch_size=4, show_progress=False)
     for name, m in rand.metrics.items():
         assert m["success_rate"] <= 1 / 12, name
@@ -123,3 +125,39 @@ def test_cli_runs_baselines_and_rejects_bad_variants(tmp_path):
         capture_output=True, text=True,
     )
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_cli_rejects_malformed_checkpoints_and_settings_before_loading(tiny_model_path, tmp_path, capsys):
+    import torch
+
+    from gengym_core.cli import main as gengym_main
+
+    def fails(model, *extra, env="GeneralPoints-L-v0"):
+        argv = ["eval", "--model", model, "--env", env, "--episodes", "1", "--output-dir", str(tmp_path / "out"), *extra]
+        code = gengym_main(argv)
+        return code, capsys.readouterr().err
+
+    text_model = tiny_model_path("qwen2")
+    data_folder = tmp_path / "not-a-model"
+    data_folder.mkdir()
+    (data_folder / "config.json").write_text("{}")
+    cases = [
+        ((str(tmp_path / "missing"),), "no checkpoint folder"),
+        ((str(text_model / "config.json"),), "is a file"),
+        ((str(data_folder),), "cannot read a model config"),
+        (("",), "give a checkpoint folder"),
+        ((str(text_model), "--max-new-tokens", "0"), "--max-new-tokens"),
+        ((str(text_model), "--temperature", "-1"), "--temperature"),
+        ((str(text_model), "--backend", "nope"), "--backend must be one of"),
+    ]
+    for args, message in cases:
+        code, err = fails(*args)
+        assert code == 2 and message in err, (args, err)
+    code, err = fails(str(text_model), env="GeneralPoints-VL-v0")
+    assert code == 2 and "text-only model but the env shows images" in err
+    code, err = fails("oracle", "--output-dir", str(text_model / "config.json"))
+    assert code == 2 and "is a file" in err
+    if not torch.cuda.is_available():
+        code, err = fails(str(text_model), "--device", "cuda")
+        assert code == 2 and "no CUDA GPU" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()

@@ -98,6 +98,8 @@ class ModelAgent:
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use cpu or auto")
         if dtype == "auto":
             dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
         loaded = load_model_and_processor(model, dtype=dtype, device=device)
@@ -141,6 +143,56 @@ class ModelAgent:
         self._calls += 1
         params = dataclasses.replace(self.params, seed=self.seed * 1_000_003 + self._calls)
         return self.backend.generate(inputs, params).texts
+
+
+def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: bool = False) -> bool:
+    """Check from the checkpoint's config alone (no weights) that it can answer an env.
+
+    Args:
+        spec: Checkpoint folder or hub id.
+        shows_images: Whether the env's observations hold images.
+        trust_remote_code: Whether the checkpoint's own code may run.
+
+    Returns:
+        Whether the checkpoint is a vision-language model.
+
+    Raises:
+        ValueError: Saying what to change: no checkpoint there, a model that
+            is neither a VLM nor a causal LM, or a text-only model for an env
+            that shows images.
+    """
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from trainers.common.modeling import is_vision_config
+
+    if not spec:
+        raise ValueError("give a checkpoint folder or hub id (or 'oracle' / 'random')")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        raise ValueError(f"{spec!r} is a file; give the checkpoint folder that holds config.json")
+    if spec.startswith((".", "/", "~")) and not path.exists():
+        raise ValueError(f"no checkpoint folder at {spec!r}")
+    try:
+        config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"cannot read a model config at {spec!r} (expected a checkpoint folder with config.json, or a "
+            f"hub id): {err}"
+        ) from err
+    is_vision = is_vision_config(config)
+    if is_vision is None:
+        raise ValueError(
+            f"{spec!r} ({type(config).__name__}) is neither an image-text-to-text nor a causal LM model; "
+            "gengym evaluates generative models only"
+        )
+    if shows_images and not is_vision:
+        raise ValueError(
+            f"{spec!r} is a text-only model but the env shows images; evaluate it on the env's text mode "
+            "(an -L- id) or use a vision-language model"
+        )
+    return is_vision
 
 
 def make_agent(spec: str, **kwargs: Any) -> Agent:

@@ -34,10 +34,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transcripts", type=int, default=3, help="sample transcripts kept per variant")
 
 
+def _setting_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the numeric and backend flags (nothing loaded yet)."""
+    from trainers.generation import available_backends
+
+    problems = []
+    if args.episodes < 1 or args.batch_size < 1:
+        problems.append("--episodes and --batch-size must be at least 1")
+    if args.max_new_tokens < 1:
+        problems.append("--max-new-tokens must be at least 1")
+    if not args.temperature >= 0:
+        problems.append("--temperature must be >= 0 (0 = greedy)")
+    if args.transcripts < 0:
+        problems.append("--transcripts must be >= 0")
+    if args.backend not in available_backends():
+        problems.append(f"--backend must be one of {', '.join(available_backends())}, got {args.backend!r}")
+    out: Path = args.output_dir
+    if out.exists() and not out.is_dir():
+        problems.append(f"--output-dir {out} is a file; give a folder")
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
     from gengym_core.registry import variants_of
-    from trainers.eval.agents import make_agent
-    from trainers.eval.evaluate import evaluate, write_report
+    from trainers.eval.evaluate import env_shows_images, evaluate, write_report
 
     try:
         known = variants_of(args.env)
@@ -49,18 +69,20 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not names:
         print(f"gengym eval: {args.env} has variants {', '.join(known)}; got {args.variants!r}", file=sys.stderr)
         return 2
-    if args.episodes < 1 or args.batch_size < 1:
-        print("gengym eval: --episodes and --batch-size must be at least 1", file=sys.stderr)
+    problems = _setting_problems(args)
+    if problems:
+        print("gengym eval: " + "; ".join(problems), file=sys.stderr)
         return 2
-    agent_kwargs = {"seed": args.seed}
-    if args.model not in ("oracle", "random"):
-        agent_kwargs.update(
-            backend=args.backend,
-            temperature=args.temperature,
-            max_new_tokens=args.max_new_tokens,
-            device=args.device,
-        )
-    agent = make_agent(args.model, **agent_kwargs)
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"gengym eval: cannot create --output-dir {args.output_dir}: {err}", file=sys.stderr)
+        return 2
+    try:
+        agent = _make_agent(args, shows_images=any(env_shows_images(args.env, known[n]) for n in names))
+    except (ValueError, OSError) as err:
+        print(f"gengym eval: {err}", file=sys.stderr)
+        return 2
     try:
         result = evaluate(
             agent,
@@ -72,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
             prompt_format=args.prompt_format,
             keep_transcripts=args.transcripts,
         )
+    except ValueError as err:  # e.g. a prompt longer than the model takes
+        print(f"gengym eval: {err}", file=sys.stderr)
+        return 1
     finally:
         agent.close()
     out = write_report(result, args.output_dir)
@@ -81,3 +106,20 @@ def run(args: argparse.Namespace) -> int:
               f"per-step {100 * m['per_step_accuracy']:5.1f}%")
     print(f"report: {out / 'report.md'}")
     return 0
+
+
+def _make_agent(args: argparse.Namespace, *, shows_images: bool):
+    """The baseline, or the model after a check of its config against the env (before any weights load)."""
+    from trainers.eval.agents import check_model_for_env, make_agent
+
+    if args.model in ("oracle", "random"):
+        return make_agent(args.model, seed=args.seed)
+    check_model_for_env(args.model, shows_images=shows_images)
+    return make_agent(
+        args.model,
+        seed=args.seed,
+        backend=args.backend,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+    )

@@ -57,6 +57,15 @@ def resolve_variants(env_id: str, names: Sequence[str]) -> dict[str, dict[str, A
     return out
 
 
+def env_shows_images(env_id: str, env_kwargs: dict[str, Any]) -> bool:
+    """Whether the env's observations hold an image (its observation space has an ``image`` key)."""
+    env = make(env_id, **env_kwargs)
+    try:
+        return "image" in getattr(env.observation_space, "spaces", {})
+    finally:
+        env.close()
+
+
 def run_episodes(
     agent: Agent,
     env_id: str,
