@@ -104,6 +104,12 @@ def test_styles_are_distinct_and_grouped():
     assert resolve_styles(["neon", "held_out"])[0] == "neon"
     with pytest.raises(ValueError, match="unknown city style"):
         resolve_styles("vienna")
+    for bad in ([1], ["neon", None], [["neon"]]):
+        with pytest.raises(ValueError, match="unknown city style"):
+            resolve_styles(bad)
+    for bad in (5, None, {"neon"}):
+        with pytest.raises(ValueError, match="a city style is a name"):
+            resolve_styles(bad)
     point = route_for(0, "train", 0).rail[-1]
     images = {name: render_views(city_for_seed(0), name, point.position, point.heading, 48).astype(float)
               for name in STYLES}

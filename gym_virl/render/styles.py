@@ -441,18 +441,24 @@ def resolve_styles(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Style names for a style argument: a name, a group name or a list of names.
 
     Raises:
-        ValueError: An unknown name; the message lists the known ones.
+        ValueError: An unknown name (the message lists the known ones), or a
+            value that is neither a name nor a list.
 
     Example:
         >>> resolve_styles("neon"), len(resolve_styles("held_out"))
         (('neon',), 9)
     """
-    items = [spec] if isinstance(spec, str) else list(spec)
+    if isinstance(spec, str):
+        items = [spec]
+    elif isinstance(spec, (list, tuple)):
+        items = list(spec)
+    else:
+        raise ValueError(f"a city style is a name, a group name or a list of names, got {spec!r}")
     out: list[str] = []
     for item in items:
-        if item in STYLE_GROUPS:
+        if isinstance(item, str) and item in STYLE_GROUPS:
             out.extend(STYLE_GROUPS[item])
-        elif item in STYLES:
+        elif isinstance(item, str) and item in STYLES:
             out.append(item)
         else:
             raise ValueError(
