@@ -92,7 +92,7 @@ class RuleVariant(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.changes: dict[str, Any] = {
             name: value
             for name, value in {
-                "face_card_values": None if face_card_values is None else tuple(face_card_values),
+                "face_card_values": face_card_values,  # the config turns lists into tuples
                 "target": target,
                 "require_face_card": require_face_card,
                 "hand_size": hand_size,
