@@ -432,6 +432,10 @@ def test_wrappers_match_make_kwargs_and_compose():
         env.unwrapped.reconfigure(colour="red")
     with pytest.raises(TypeError, match="GeneralPoints env"):
         RuleVariant(gym.make("CartPole-v1"), target=10)
+    with pytest.raises(ValueError, match="face_card_values must be three whole numbers"):
+        RuleVariant(env, face_card_values=11)
+    with pytest.raises(ValueError, match="table_color"):
+        VisualVariant(env, table_color=5)
     wrapped = ChatMessages(env)
     _, info = wrapped.reset(seed=0)
     assert info["messages"][0]["role"] == "user"
