@@ -145,16 +145,13 @@ def test_unknown_reward_names_are_listed():
 @pytest.mark.slow
 @pytest.mark.parametrize("action_space", ["absolute", "relative"])
 def test_oracle_solves_every_route(action_space):
-    # Every route of both default splits (1000 train, 200 test), not a sample.
-    for split in ("train", "test"):
-        env = make("VIRL-L-v0", action_space=action_space, split=split)
-        for route in range(env.unwrapped.num_routes()):
-            info, total, steps = play_oracle(env, seed=route, options={"route": route})
-            assert info["success"] and total == steps == info["rail_length"]
-    long_env = make("VIRL-L-v0", action_space=action_space, route_length="long", split="test")
-    for route in range(25):
-        info, _, _ = play_oracle(long_env, options={"route": route})
-        assert info["success"]
+    # Every route of both default splits (1000 train, 200 test), short and long: not a sample.
+    for length in ("short", "long"):
+        for split in ("train", "test"):
+            env = make("VIRL-L-v0", action_space=action_space, split=split, route_length=length)
+            for route in range(env.unwrapped.num_routes()):
+                info, total, steps = play_oracle(env, seed=route, options={"route": route})
+                assert info["success"] and total == steps == info["rail_length"]
 
 
 def test_oracle_solves_image_routes():
