@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 import subprocess
 import sys
 import warnings
@@ -91,6 +92,30 @@ def test_same_seed_same_episode(env_id):
 
     assert rollout(3) == rollout(3)
     assert rollout(3) != rollout(4)
+
+
+def test_seeding_goes_through_np_random_only():
+    # The global generators are neither read (reseeding them changes nothing) nor advanced.
+    def rollout():
+        env = make("VIRL-VL-v0", city_style="all", route_length="long")
+        obs, info = env.reset(seed=11)
+        out = [obs["text"], obs["image"].tobytes(), info["route_id"], info["city_style"]]
+        for _ in range(3):
+            obs, *_ = env.step(env.unwrapped.oracle_answer())
+            out.append(obs["image"].tobytes())
+        obs, info = env.reset()  # unseeded: continues np_random
+        return out + [obs["text"], info["route_id"], info["city_style"]]
+
+    random.seed(1)
+    np.random.seed(1)
+    first = rollout()
+    random.seed(2)
+    np.random.seed(2)
+    py_state, np_state = random.getstate(), np.random.get_state()
+    assert rollout() == first
+    assert random.getstate() == py_state
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
 
 
 def test_reset_route_option_and_errors():
