@@ -365,6 +365,28 @@ def test_vector_envs(vector_cls):
     venv.close()
 
 
+@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_make_vec(env_id, mode):
+    # Same-step autoreset: a finished episode restarts inside the step, so every sub-env
+    # always has an oracle answer.
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode=mode,
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+                        action_space="relative", **SMALL)
+    obs, info = venv.reset(seed=[3, 4])
+    assert venv.single_observation_space.contains({k: v[0] for k, v in obs.items()})
+    assert list(info["action_space"]) == ["relative", "relative"]
+    finished = np.zeros(2, int)
+    for _ in range(100):
+        obs, rewards, te, tr, info = venv.step(tuple(venv.call("oracle_answer")))
+        assert list(rewards) == [1.0, 1.0] and not tr.any()
+        finished += te
+        if finished.min() >= 1:
+            break
+    assert finished.min() >= 1  # both episodes reached the destination
+    venv.close()
+
+
 def test_wrappers_and_variants():
     base = make("VIRL-L-v0")
     env = ActionSpaceVariant(CityStyleVariant(base, ["neon", "desert"]), "relative")
