@@ -82,10 +82,21 @@ def test_too_long_pairs_stop_before_training(tiny_model_path, tmp_path):
     assert not (tmp_path / "run" / "final").exists()
 
 
-def test_text_model_on_image_pairs_fails_before_loading(tiny_model_path, tmp_path):
+def test_text_model_on_image_pairs_fails_before_loading(tiny_model_path, tmp_path, monkeypatch):
+    import trainers.dpo.dpo_trainer as dpo_trainer
+    import trainers.pairs.build as pairs_build
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the model's kind is known from its config and the env: nothing should be built or loaded")
+
+    # Generating many image pairs takes a while, so the kind is checked against the env first.
+    monkeypatch.setattr(pairs_build, "build_pairs_dataset", must_not_run)
+    monkeypatch.setattr(dpo_trainer, "load_model_and_processor", must_not_run)
     config = dpo_config(tiny_model_path("qwen2"), tmp_path / "run", env_id="GeneralPoints-VL-v0", env_kwargs=SMALL_GP_VL)
     with pytest.raises(ConfigError, match="text-only model"):
         train_dpo(config)
+    with pytest.raises(ConfigError, match="unknown GeneralPoints option"):
+        train_dpo(dpo_config(tiny_model_path("qwen2"), tmp_path / "run", env_kwargs={"bogus": 1}))
 
 
 # ------------------------------------------------------------------ training

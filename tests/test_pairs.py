@@ -179,6 +179,21 @@ def test_malformed_pair_data_is_refused(change, message):
         check_pairs(Dataset.from_dict(columns))
 
 
+def test_unreadable_or_empty_pair_folders_are_refused(tmp_path):
+    dataset, info = build_pairs_dataset(pairs_config("GeneralPoints-L-v0", num_pairs=2), progress=False)
+    save_pairs_dataset(dataset.select([]), info, tmp_path / "empty")
+    with pytest.raises(ValueError, match="holds no preference pairs"):
+        load_pairs(tmp_path / "empty")
+    save_pairs_dataset(dataset, info, tmp_path / "broken")
+    for arrow in (tmp_path / "broken").glob("*.arrow"):
+        arrow.write_bytes(b"not arrow data")
+    with pytest.raises(ValueError, match="cannot read preference pairs"):
+        load_pairs(tmp_path / "broken")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="cannot read preference pairs"):
+        load_pairs(tmp_path / "file")
+
+
 def test_settings_are_checked_and_documented():
     assert all(help_of(PairsConfig).values())
     for settings, message in [
@@ -206,3 +221,26 @@ def test_command_writes_a_folder_and_refuses_bad_input(tmp_path):
     assert again.returncode == 2 and "--overwrite" in again.stderr
     bad = gengym("--env", "Nope-v0", "--n", "3", "--out", str(tmp_path / "q"))
     assert bad.returncode == 2 and "unknown gengym env" in bad.stderr
+    bad = gengym("--env", "VIRL-L-v0", "--env-kwarg", "bogus=1", "--n", "3", "--out", str(tmp_path / "q"))
+    assert bad.returncode == 2 and "bogus" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_model_that_cannot_read_the_prompts_is_refused_before_it_loads(tiny_model_path, monkeypatch):
+    import argparse
+
+    import trainers.common.modeling as modeling
+    from trainers.pairs import cli
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("no weights should load")
+
+    monkeypatch.setattr(modeling, "load_model_and_processor", must_not_load)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    text_model = str(tiny_model_path("qwen2"))
+    args = parser.parse_args(["--env", "GeneralPoints-VL-v0", "--out", "x", "--model", text_model])
+    with pytest.raises(ConfigError, match="text-only model but the prompts of GeneralPoints-VL-v0 hold images"):
+        cli.resolve(args)
+    args = parser.parse_args(["--env", "GeneralPoints-L-v0", "--out", "x", "--model", text_model])
+    assert cli.resolve(args).model == text_model

@@ -108,6 +108,24 @@ def wrong_verdicts_of(env_id: str) -> tuple[str, ...]:
     return tuple(v for v in verdicts if v not in _NOT_ERRORS)
 
 
+def env_shows_images(config: PairsConfig) -> bool:
+    """Whether the env of ``config`` shows images (it is made once; no episode is played).
+
+    Raises:
+        ValueError: Unknown env id or variant, or env settings the env refuses.
+    """
+    from gengym_core.registry import make
+
+    try:
+        env = make(config.env_id, **config.make_kwargs())
+    except TypeError as err:  # Gymnasium passes an env's unknown-keyword error on as a TypeError
+        raise ValueError(str(err)) from None
+    try:
+        return "image" in getattr(env.observation_space, "spaces", {})
+    finally:
+        env.close()
+
+
 def _episode_rng(seed: int, episode: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, episode, stream]))
 
@@ -678,7 +696,10 @@ def load_pairs(path: str | Path) -> Any:
 
     try:
         dataset = load_from_disk(str(path))
-    except (FileNotFoundError, OSError, ValueError) as err:
+    except IndexError:  # what datasets raises for a saved dataset without rows
+        raise ValueError(f"{path} holds no preference pairs") from None
+    # Mangled folders fail deep inside datasets and pyarrow, in several ways.
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f"cannot read preference pairs at {str(path)!r} (expected a folder written by `gengym pairs` or "
             f"Dataset.save_to_disk): {err}"
@@ -717,6 +738,16 @@ def chosen_then_rejected(rows: Sequence[dict[str, Any]]) -> tuple[list[list[Mess
 
 
 # -- training data ----------------------------------------------------------------------
+
+
+def env_shows_images_or_config_error(config: PairsConfig) -> bool:
+    """:func:`env_shows_images`, raising ``ConfigError`` (the trainers' error for bad settings)."""
+    from trainers.common.config import ConfigError
+
+    try:
+        return env_shows_images(config)
+    except ValueError as err:
+        raise ConfigError(f"cannot build preference pairs for {config.env_id}: {err}") from err
 
 
 def load_training_pairs(

@@ -35,13 +35,25 @@ def resolve(args: argparse.Namespace):
     """The config from defaults, the YAML file and the flags (raises ConfigError)."""
     from trainers.common.cli_support import resolve_command_config
     from trainers.common.config import ConfigError
+    from trainers.pairs.build import env_shows_images
     from trainers.pairs.config import PairsConfig
 
     config = resolve_command_config(PairsConfig, args)
     try:
-        config.make_kwargs()  # unknown env id or variant: fail before any work
+        shows_images = env_shows_images(config)  # unknown env id, variant or option: fail before any work
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if config.model:  # a model that cannot read the prompts fails before its weights load
+        from trainers.common.hf_trainer_support import check_model_kind
+
+        check_model_kind(
+            config.model,
+            trust_remote_code=False,
+            has_images=shows_images,
+            data=f"the prompts of {config.env_id}",
+            not_generative="pairs are sampled from generative models only",
+            text_only_hint="sample from a vision-language model, or use the env's text mode (e.g. GeneralPoints-L-v0)",
+        )
     return config
 
 
