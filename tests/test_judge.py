@@ -188,6 +188,16 @@ def test_bad_reward_settings_fail_early_with_a_clear_message(settings, message):
         config_from_dict(PPOConfig, settings)
 
 
+def test_a_judge_given_as_a_local_path_must_be_a_model_folder(tmp_path):
+    with pytest.raises(ConfigError, match="no folder"):
+        config_from_dict(PPOConfig, {"reward": f"judge:{tmp_path / 'missing'}"})
+    with pytest.raises(ConfigError, match="no config.json"):
+        config_from_dict(PPOConfig, {"reward": f"judge:{tmp_path}"})
+    (tmp_path / "config.json").write_text("{}")
+    assert config_from_dict(PPOConfig, {"reward": f"judge:{tmp_path}"}).reward  # loaded (and checked) later
+    assert config_from_dict(PPOConfig, {"reward": "judge:org/model"}).reward  # a hub id
+
+
 def test_reward_specs_parse_and_the_command_refuses_bad_ones():
     assert parse_reward_spec("judge:org/model") == ("judge", "org/model")
     assert parse_reward_spec("reward-model:/a/b:c") == ("reward-model", "/a/b:c")

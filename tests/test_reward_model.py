@@ -136,6 +136,10 @@ def test_sequence_classifier_checkpoints_plug_in(tiny_model_path, tmp_path):
     assert isinstance(score, float)
     with pytest.raises(ValueError, match="not a reward model"):
         load_reward_model(base)  # a causal LM without a reward head
+    # The spec check (before any model loads) accepts the classifier and refuses the causal LM.
+    assert config_from_dict(PPOConfig, {"reward": f"reward-model:{tmp_path / 'seqcls'}"}).reward
+    with pytest.raises(ConfigError, match="not a reward model"):
+        config_from_dict(PPOConfig, {"reward": f"reward-model:{base}"})
 
 
 # ------------------------------------------------------------------ PPO with the reward model
@@ -175,6 +179,26 @@ def test_ppo_against_the_reward_model_updates_and_charges_its_compute(text_rewar
     extra = trainer.compute.buffer_tokens - plain.compute.buffer_tokens
     assert extra == scoring.num_params * scoring.tokens // trainer.compute.num_params
     assert trainer.compute.flops - plain.compute.flops == pytest.approx(scoring.flops, rel=1e-3)
+
+
+def test_folders_that_are_not_reward_models_fail_before_anything_loads(text_reward_model, tmp_path):
+    run = text_reward_model.parent
+    assert config_from_dict(PPOConfig, {"reward": f"reward-model:{text_reward_model}"}).reward
+    with pytest.raises(ConfigError, match=f"a run folder; pass its final/ folder: reward-model:{run / 'final'}"):
+        config_from_dict(PPOConfig, {"reward": f"reward-model:{run}"})
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    (pairs / "gengym_pairs.json").write_text("{}")
+    with pytest.raises(ConfigError, match="holds preference pairs"):
+        config_from_dict(PPOConfig, {"reward": f"reward-model:{pairs}"})
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "gengym_reward_model.json").write_text((text_reward_model / "gengym_reward_model.json").read_text())
+    with pytest.raises(ConfigError, match="no reward_head.safetensors"):
+        config_from_dict(PPOConfig, {"reward": f"reward-model:{copy}"})
+    # Through the command: exit code 2 and the message, no traceback.
+    out = run_gengym("ppo", "--env", "GeneralPoints-L-v0", "--model", "m", "--reward", f"reward-model:{run}")
+    assert out.returncode == 2 and "pass its final/ folder" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_bad_reward_model_specs_fail_before_anything_loads(tmp_path):

@@ -45,11 +45,8 @@ from trainers.ppo.value_head import (
     load_value_head,
     save_value_head,
 )
+from trainers.reward_model.reward_config import REWARD_HEAD_FILE, REWARD_MODEL_FILE
 
-#: The head's weights inside a reward-model folder.
-REWARD_HEAD_FILE = "reward_head.safetensors"
-#: Marks a folder as a gengym reward model and says how it scores.
-REWARD_MODEL_FILE = "gengym_reward_model.json"
 _FORMAT = "gengym-reward-model"
 
 

@@ -25,6 +25,11 @@ from trainers.common.train_settings import (
     ReportingSettings,
 )
 
+#: The head's weights inside a reward-model folder.
+REWARD_HEAD_FILE = "reward_head.safetensors"
+#: Marks a folder as a gengym reward model and says how it scores.
+REWARD_MODEL_FILE = "gengym_reward_model.json"
+
 
 @dataclass
 class _RewardModelSettings(PairDataSettings):

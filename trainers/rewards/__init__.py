@@ -100,15 +100,77 @@ def parse_reward_spec(spec: str) -> tuple[str, str | None]:
 def validate_reward_spec(spec: str) -> None:
     """Raise ``ValueError`` when ``spec`` cannot name a reward source.
 
-    A reward model must be a local folder (a judge may also be a hub id).
+    Only small JSON files are read, so a bad spec fails before any model
+    loads. A reward model must be a local folder; one that holds a model or
+    a run that is not a reward model (a policy checkpoint, a run folder, a
+    pairs folder) is refused with what to pass instead. A judge may be a hub
+    id; a judge given as a local path must be a model folder.
     """
     from pathlib import Path
 
     kind, arg = parse_reward_spec(spec)
-    if kind == "reward-model" and not Path(str(arg)).is_dir():
-        raise ValueError(
-            f"reward model {arg!r} is not a folder; train one with `gengym reward-model` and pass its final/ folder"
+    if kind == "reward-model":
+        problem = _reward_model_folder_problem(Path(str(arg)))
+        if problem:
+            raise ValueError(f"--reward {spec}: {problem}")
+    elif kind == "judge" and _looks_like_a_path(str(arg)):
+        folder = Path(str(arg)).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"--reward {spec}: no folder {arg!r} (give a local model folder or a hub id like org/name)")
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"--reward {spec}: {arg!r} holds no config.json, so it is not a Hugging Face model folder")
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """Whether a model name is meant as a local path rather than a hub id (``org/name``)."""
+    from pathlib import Path
+
+    return Path(text).expanduser().exists() or text.startswith(("/", "./", "../", "~")) or text.count("/") > 1
+
+
+def _reward_model_folder_problem(folder: Any) -> str:
+    """What keeps ``folder`` from being a reward model, or ``""`` (reads JSON files only).
+
+    A folder holding nothing recognisable passes (it fails when loaded);
+    the experiment runner checks its settings against such a stand-in
+    before the reward model exists.
+    """
+    import json
+
+    from trainers.reward_model.reward_config import REWARD_HEAD_FILE, REWARD_MODEL_FILE
+
+    train_hint = "train one with `gengym reward-model` and pass its final/ folder"
+    if not folder.is_dir():
+        return f"{str(folder)!r} is not a folder; {train_hint}"
+    if (folder / REWARD_MODEL_FILE).is_file():
+        if not (folder / REWARD_HEAD_FILE).is_file():
+            return f"{str(folder)!r} has {REWARD_MODEL_FILE} but no {REWARD_HEAD_FILE} (an incomplete copy?)"
+        return ""
+    if (folder / "final" / REWARD_MODEL_FILE).is_file():
+        return f"{str(folder)!r} is a run folder; pass its final/ folder: reward-model:{folder / 'final'}"
+    if (folder / "gengym_pairs.json").is_file() or (folder / "dataset_info.json").is_file():
+        return (
+            f"{str(folder)!r} holds preference pairs, not a reward model; train one on them with "
+            f"`gengym reward-model --dataset {folder}` and pass its final/ folder"
         )
+    if not (folder / "config.json").is_file():
+        return ""
+    try:
+        model_config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"{str(folder)!r} has an unreadable config.json ({err})"
+    if not isinstance(model_config, dict):
+        model_config = {}
+    architectures = model_config.get("architectures") or []
+    classifier = any(str(a).endswith("ForSequenceClassification") for a in architectures)
+    # transformers stores the label count as id2label (num_labels only when set by hand)
+    labels = len(model_config.get("id2label") or {}) or model_config.get("num_labels")
+    if not classifier or labels != 1:
+        return (
+            f"{str(folder)!r} is not a reward model: it has no {REWARD_MODEL_FILE} and is not a sequence classifier "
+            f"with one label ({', '.join(map(str, architectures)) or 'no architectures'}); {train_hint}"
+        )
+    return ""
 
 
 def validate_reward_weights(spec: str, weights: dict[str, float] | None) -> None:
