@@ -110,26 +110,33 @@ def load_model(args: argparse.Namespace, image_env: bool) -> tuple[Any, Any]:
     return model, processing_class
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Train; return the metrics logged at the last step."""
-    args = parse_args(argv)
+def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """TRL's settings and the trainer's data arguments, all checked before any model loads.
+
+    Raises:
+        ValueError: Settings the env, the adapters or TRL refuse.
+    """
     from gengym_core.play import parse_env_kwargs
     from gengym_core.registry import make
     from gengym_core.single_turn import resolve_env_kwargs
 
     env_kwargs = resolve_env_kwargs(args.env, parse_env_kwargs(args.env_kwargs), args.variant)
-    probe = make(args.env, **env_kwargs)
+    try:
+        probe = make(args.env, **env_kwargs)
+    except TypeError as err:  # Gymnasium passes an unknown env option on as a TypeError
+        raise ValueError(str(err)) from None
     image_env = "image" in probe.observation_space.spaces
     probe.close()
+    if args.tiny and image_env and args.mode == "tools":
+        raise ValueError(
+            f"{args.env} shows images, and TRL's tool loop feeds them only to Qwen-VL-like models (see "
+            "docs/integrations.md); the tiny model of tools mode is a text model. Use --mode single-turn"
+        )
 
-    if args.tiny:
-        import torch
-
-        torch.set_num_threads(1)  # tiny matrices: threads only add overhead
     os.environ.setdefault(
         "TRL_EXPERIMENTAL_SILENCE", "1"
     )  # the adapter pins the TRL it was tested with
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from trainers.adapters import (
         env_success,
@@ -139,7 +146,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         verifier_reward,
     )
 
-    model, processing_class = load_model(args, image_env)
     config = GRPOConfig(
         output_dir=str(args.output_dir),
         max_steps=args.max_steps,
@@ -160,25 +166,43 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         reward_weights=[0.0] if args.mode == "tools" else None,
     )
     if args.mode == "tools":
-        trainer = GRPOTrainer(
-            model=model,
-            args=config,
-            processing_class=processing_class,
-            train_dataset=tool_prompt_dataset(args.env, args.num_prompts, seed=args.seed),
-            environment_factory=tool_env_factory(args.env, env_kwargs=env_kwargs),
-            reward_funcs=[env_success],
-        )
+        data = {
+            "train_dataset": tool_prompt_dataset(args.env, args.num_prompts, seed=args.seed),
+            "environment_factory": tool_env_factory(args.env, env_kwargs=env_kwargs),
+            "reward_funcs": [env_success],
+        }
     else:
-        dataset = single_turn_dataset(
-            args.env, args.num_prompts, seed=args.seed, env_kwargs=env_kwargs
-        )
-        trainer = GRPOTrainer(
-            model=model,
-            args=config,
-            processing_class=processing_class,
-            train_dataset=dataset,
-            reward_funcs=[verifier_reward],
-        )
+        data = {
+            "train_dataset": single_turn_dataset(
+                args.env, args.num_prompts, seed=args.seed, env_kwargs=env_kwargs
+            ),
+            "reward_funcs": [verifier_reward],
+        }
+    data["image_env"] = image_env
+    return config, data
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Train; return the metrics logged at the last step.
+
+    Settings that cannot work stop with exit code 2 and a message, before
+    any model loads.
+    """
+    args = parse_args(argv)
+    try:
+        config, data = setup(args)
+    except ValueError as err:
+        print(f"grpo_trl.py: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    if args.tiny:
+        import torch
+
+        torch.set_num_threads(1)  # tiny matrices: threads only add overhead
+    from trl import GRPOTrainer
+
+    model, processing_class = load_model(args, data.pop("image_env"))
+    trainer = GRPOTrainer(model=model, args=config, processing_class=processing_class, **data)
     trainer.train()
     metrics = [entry for entry in trainer.state.log_history if "loss" in entry]
     last = metrics[-1] if metrics else {}

@@ -434,9 +434,27 @@ def test_grpo_example_trains_a_step(argv, tmp_path, monkeypatch):
     )  # a silent or unreadable answer, judged illegal
 
 
-def test_grpo_example_rejects_bad_arguments():
+def test_grpo_example_rejects_bad_arguments(tmp_path, monkeypatch, capsys):
+    example = _example("grpo_trl")
     with pytest.raises(SystemExit):
-        _example("grpo_trl").parse_args(["--tiny", "--model", "x"])
+        example.parse_args(["--tiny", "--model", "x"])
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("bad settings must stop before a model loads")
+
+    monkeypatch.setattr(example, "load_model", must_not_load)
+    for argv, message in [
+        (["--env", "Nope-v0"], "unknown gengym env"),
+        (["--env-kwarg", "bogus=1"], "bogus"),
+        (["--variant", "visual-ood"], "no variant"),
+        (["--num-prompts", "0"], "num_prompts"),
+        (["--num-generations", "3", "--batch-size", "4"], "divisible"),
+        (["--env", "GeneralPoints-VL-v0", "--mode", "tools"], "--mode single-turn"),
+    ]:
+        with pytest.raises(SystemExit) as stop, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            example.main(["--tiny", "--output-dir", str(tmp_path), *argv])
+        assert stop.value.code == 2 and message in capsys.readouterr().err, argv
 
 
 @pytest.mark.parametrize("extra", [[], ["--async", "--group"]])
