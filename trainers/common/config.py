@@ -102,6 +102,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         ]
         return tuple(items) if origin is tuple else items
     if origin is dict or inner is dict:
+        if isinstance(value, str):  # a flag: a YAML flow mapping, e.g. '{judge: 1.0, env: 0.5}'
+            import yaml
+
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ConfigError(f"{where}: expected a mapping like '{{key: value}}', got {value!r}") from None
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
