@@ -188,6 +188,16 @@ def test_bad_reward_settings_fail_early_with_a_clear_message(settings, message):
         config_from_dict(PPOConfig, settings)
 
 
+def test_mixing_weights_can_be_given_as_a_flag():
+    # A flag's text is read as a YAML mapping (gengym ppo --reward-weights '{judge: 1.0, env: 0.5}').
+    config = config_from_dict(PPOConfig, {"reward": "judge:m", "reward_weights": "{judge: 1.0, env: 0.5}"})
+    assert config.reward_weights == {"judge": 1.0, "env": 0.5}
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        config_from_dict(PPOConfig, {"reward": "judge:m", "reward_weights": "{judge: ["})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        config_from_dict(PPOConfig, {"reward": "judge:m", "reward_weights": "judge"})
+
+
 def test_a_judge_given_as_a_local_path_must_be_a_model_folder(tmp_path):
     with pytest.raises(ConfigError, match="no folder"):
         config_from_dict(PPOConfig, {"reward": f"judge:{tmp_path / 'missing'}"})
