@@ -294,6 +294,70 @@ def _pad_id(processor) -> int:
     return get_tokenizer(processor).pad_token_id
 
 
+def test_banned_tokens_are_never_picked_but_keep_their_logprob_mass():
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.tensor([[4.0, 1.0, 0.5, 0.0], [0.0, 3.0, 2.9, -1.0]]).repeat(500, 1)
+    banned = torch.tensor([True, False, False, False])
+    tokens, logprobs = sample_tokens(logits, mode="greedy", temperature=None, banned=banned)
+    assert tokens[:2].tolist() == [1, 1]
+    np.testing.assert_allclose(logprobs.numpy(), torch.log_softmax(logits, -1)[torch.arange(1000), tokens].numpy())
+    for mode, top_k, top_p in (("sample", 0, 1.0), ("truncated", 1, 1.0), ("truncated", 0, 0.5)):
+        noise = torch.empty_like(logits).exponential_(generator=gen)
+        tokens, logprobs = sample_tokens(
+            logits,
+            mode=mode,
+            temperature=torch.tensor(1.0),
+            top_k=torch.tensor(top_k),
+            top_p=torch.tensor(top_p),
+            noise=noise,
+            banned=banned,
+        )
+        assert not (tokens == 0).any(), mode
+        if mode == "truncated":  # top-k / top-p act on what is left after the ban, as in hf
+            assert (tokens[0::2] == 1).all()
+        np.testing.assert_allclose(
+            logprobs.numpy(), torch.log_softmax(logits, -1)[torch.arange(1000), tokens].numpy(), rtol=1e-6
+        )
+
+
+@pytest.mark.parametrize("family", ["llava", "mllama"])
+def test_image_placeholders_are_never_sampled(tiny_model, family):
+    """A placeholder in an answer has no image behind it: PPO's scoring pass would fail on it."""
+    from trainers.generation.base import placeholder_token_ids
+
+    loaded = tiny_model(family)
+    model, processor = loaded.model, loaded.processor
+    (placeholder,) = placeholder_token_ids(model, processor)
+    assert placeholder_token_ids(*_text_model(tiny_model)) == set()
+    inputs = prompts(loaded)
+
+    def favour_placeholder(module, args, output):
+        output = output.clone()
+        output[..., placeholder] += 100.0
+        return output
+
+    hook = model.get_output_embeddings().register_forward_hook(favour_placeholder)
+    try:
+        hf = make_backend("hf", model, processor)
+        expected = hf.generate(inputs, GREEDY)
+        assert all(placeholder not in ids for ids in expected.token_ids)
+        for options in ({}, {"pad_to_buckets": True}, {"static_decode": False}):
+            static = make_backend("static", model, processor, **options)
+            assert_same(expected, static.generate(inputs, GREEDY))
+            sampled = static.generate(inputs, SamplingParams(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
+            assert all(placeholder not in ids for ids in sampled.token_ids)
+        # Without the ban the biased model answers with nothing but placeholders.
+        hf.suppressed_ids = set()
+        assert all(ids[0] == placeholder for ids in hf.generate(inputs, GREEDY).token_ids)
+    finally:
+        hook.remove()
+
+
+def _text_model(tiny_model):
+    loaded = tiny_model("qwen2")
+    return loaded.model, loaded.processor
+
+
 # ------------------------------------------------------- EOS and stop strings
 def test_eos_and_stop_strings_end_each_row_like_hf(tiny_model):
     loaded = tiny_model("llava")

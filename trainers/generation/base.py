@@ -134,6 +134,29 @@ class GenerationBackend(abc.ABC):
         """Release resources (engines, graphs)."""
 
 
+#: Config and processor attributes naming a VLM's image or video placeholder token.
+_PLACEHOLDER_ATTRIBUTES = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
+
+
+def placeholder_token_ids(model: Any, processor: Any) -> set[int]:
+    """The ids of the model's image and video placeholder tokens; backends never sample them.
+
+    A VLM's forward pairs every placeholder in ``input_ids`` with image
+    features. A placeholder inside an answer has no image behind it, so the
+    teacher-forced pass that scores the answer (PPO) would fail, and as text
+    it means nothing. Backends keep these ids out of sampling the way top-k
+    does (log-probs are still those of the untruncated distribution). Text
+    models have none.
+    """
+    ids: set[int] = set()
+    for source in (getattr(model, "config", None), processor):
+        for name in _PLACEHOLDER_ATTRIBUTES:
+            value = getattr(source, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                ids.add(value)
+    return ids
+
+
 def cut_at_stop(
     tokenizer: Any, ids: Sequence[int], eos_ids: set[int], stop_strings: Sequence[str]
 ) -> tuple[int, str, str]:

@@ -17,6 +17,7 @@ from trainers.generation.base import (
     GenerationBackend,
     SamplingParams,
     generation_from_rows,
+    placeholder_token_ids,
 )
 
 
@@ -37,6 +38,8 @@ class HFGenerationBackend(GenerationBackend):
         self.synced_gpus = synced_gpus
         self.tokenizer = get_tokenizer(processor)
         self.eos_ids = set(eos_token_ids(model, processor))
+        #: Image/video placeholder ids, never sampled (see :func:`placeholder_token_ids`).
+        self.suppressed_ids = placeholder_token_ids(model, processor) - self.eos_ids
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; batched generation needs one")
 
@@ -54,6 +57,8 @@ class HFGenerationBackend(GenerationBackend):
         )
         if self.synced_gpus:
             kwargs["synced_gpus"] = True
+        if self.suppressed_ids:
+            kwargs["suppress_tokens"] = sorted(self.suppressed_ids)
         if not params.greedy:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         else:

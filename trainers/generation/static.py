@@ -67,6 +67,7 @@ from trainers.generation.base import (
     GenerationBackend,
     SamplingParams,
     generation_from_rows,
+    placeholder_token_ids,
 )
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ def sample_tokens(
     top_k: Any = None,
     top_p: Any = None,
     noise: Any = None,
+    banned: Any = None,
 ) -> tuple[Any, Any]:
     """Pick one token per row and its log-prob, without host synchronisation.
 
@@ -219,6 +221,9 @@ def sample_tokens(
         temperature: 0-dim float tensor (ignored when greedy).
         top_k, top_p: 0-dim tensors for the truncated mode.
         noise: ``[B, V]`` float tensor of ``Exp(1)`` draws (not for greedy).
+        banned: ``[V]`` bool tensor of tokens never to pick (the image
+            placeholders), removed before top-k / top-p like Hugging Face's
+            ``suppress_tokens``; ``None`` bans nothing.
 
     Returns:
         ``(tokens, logprobs)``: ``[B]`` long and ``[B]`` float32, the
@@ -228,7 +233,8 @@ def sample_tokens(
     import torch
 
     if mode == "greedy":
-        tokens = logits.argmax(dim=-1)
+        allowed = logits if banned is None else logits.masked_fill(banned, float("-inf"))
+        tokens = allowed.argmax(dim=-1)
         logprobs = torch.log_softmax(logits, dim=-1)
         return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
     if mode not in SAMPLING_MODES:
@@ -236,13 +242,29 @@ def sample_tokens(
     scaled = logits / temperature
     logprobs = torch.log_softmax(scaled, dim=-1)
     probs = logprobs.exp()
+    allowed = scaled
+    if banned is not None:
+        allowed = scaled.masked_fill(banned, float("-inf"))
+        probs = probs.masked_fill(banned, 0.0)
     if mode == "truncated":
-        probs = probs.masked_fill(truncation_mask(scaled, top_k, top_p), 0.0)
+        probs = probs.masked_fill(truncation_mask(allowed, top_k, top_p), 0.0)
     # Exponential race: argmax(p / E) is distributed as p. Clamping keeps a
     # (vanishingly rare) E = 0 from turning a masked token into inf / 0.
     race = probs / noise.clamp_min(torch.finfo(noise.dtype).tiny)
     tokens = race.argmax(dim=-1)
     return tokens, logprobs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def _banned_mask(ids: Sequence[int], vocab: int, device: Any) -> Any:
+    """``[vocab]`` bool tensor, True at ``ids`` (those inside the vocabulary); None when empty."""
+    import torch
+
+    ids = [i for i in ids if 0 <= i < vocab]
+    if not ids:
+        return None
+    mask = torch.zeros(vocab, dtype=torch.bool, device=device)
+    mask[torch.tensor(ids, device=device)] = True
+    return mask
 
 
 # -- host synchronisation detection -------------------------------------------
@@ -465,6 +487,7 @@ class _StaticState:
         cache: Any,
         eos: Sequence[int],
         device: Any,
+        banned_ids: Sequence[int] = (),
     ) -> None:
         import torch
 
@@ -502,6 +525,7 @@ class _StaticState:
         self.top_p = torch.ones((), dtype=torch.float32, device=device)
         self.eos = torch.tensor(sorted(eos) or [-1], dtype=torch.long, device=device)
         self.pad = torch.zeros((), dtype=torch.long, device=device)
+        self.banned = _banned_mask(banned_ids, vocab, device)
         self.graphs: dict[str, Any] = {}
         self.graph_failures: dict[str, str] = {}
         self.mode = "greedy"
@@ -578,6 +602,7 @@ class _StaticState:
             top_k=self.top_k,
             top_p=self.top_p,
             noise=self.noise,
+            banned=self.banned,
         )
         tokens = torch.where(self.finished, self.pad, tokens)
         logprobs = logprobs.masked_fill(self.finished, 0.0)
@@ -688,6 +713,7 @@ class _GenericDecoder:
         eos: Sequence[int],
         pad_id: int,
         generator: Any,
+        banned_ids: Sequence[int] = (),
     ) -> None:
         import torch
 
@@ -705,6 +731,8 @@ class _GenericDecoder:
         )
         self.top_k = torch.tensor(params.top_k, dtype=torch.long, device=device)
         self.top_p = torch.tensor(params.top_p, dtype=torch.float32, device=device)
+        self.banned_ids = tuple(banned_ids)
+        self._banned_cache: tuple[Any] | None = None  # (mask or None,) once the vocabulary size is seen
         self.ids = torch.cat([input_ids, first_tokens[:, None]], dim=1)
         self.out_tokens = torch.full(
             (rows, params.max_new_tokens), pad_id, dtype=torch.long, device=device
@@ -739,6 +767,7 @@ class _GenericDecoder:
                 top_k=self.top_k,
                 top_p=self.top_p,
                 noise=noise,
+                banned=self._banned(logits),
             )
             tokens = torch.where(self.finished, self.pad, tokens)
             self.out_tokens[:, self.t] = tokens
@@ -746,6 +775,11 @@ class _GenericDecoder:
             self.finished |= (tokens[:, None] == self.eos).any(-1)
             self.ids = torch.cat([self.ids, tokens[:, None]], dim=1)
             self.t += 1
+
+    def _banned(self, logits: Any) -> Any:
+        if self._banned_cache is None:
+            self._banned_cache = (_banned_mask(self.banned_ids, logits.shape[-1], logits.device),)
+        return self._banned_cache[0]
 
 
 # -- the backend ----------------------------------------------------------------
@@ -791,6 +825,8 @@ class StaticGenerationBackend(GenerationBackend):
         self.synced_gpus = synced_gpus
         self.tokenizer = get_tokenizer(processor)
         self.eos_ids = set(eos_token_ids(model, processor))
+        #: Image/video placeholder ids, never sampled (see :func:`placeholder_token_ids`).
+        self.suppressed_ids = placeholder_token_ids(model, processor) - self.eos_ids
         if self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; batched generation needs one")
         self.pad_id = int(self.tokenizer.pad_token_id)
@@ -1058,6 +1094,7 @@ class StaticGenerationBackend(GenerationBackend):
                 self.eos_ids,
                 self.pad_id,
                 generator,
+                banned_ids=sorted(self.suppressed_ids),
             )
             self.last_decoder = "generic"
         else:
@@ -1123,6 +1160,7 @@ class StaticGenerationBackend(GenerationBackend):
             top_k=torch.tensor(params.top_k, device=device),
             top_p=torch.tensor(params.top_p, device=device),
             noise=noise,
+            banned=_banned_mask(sorted(self.suppressed_ids), logits.shape[-1], device),
         )
 
     def _state_for(
@@ -1143,6 +1181,7 @@ class StaticGenerationBackend(GenerationBackend):
             filled,
             vocab,
             tuple(sorted(self.eos_ids)),
+            tuple(sorted(self.suppressed_ids)),
         )
         state = self._states.get(key)
         if state is not None and state.capacity >= needed:
@@ -1155,7 +1194,9 @@ class StaticGenerationBackend(GenerationBackend):
         multiple = self.config.cache_len_multiple
         capacity = multiple * math.ceil(needed / multiple)
         cache = _build_static_cache(self.model, bucket, capacity, kwargs)
-        state = _StaticState(self.model, plan, bucket, capacity, vocab, cache, self.eos_ids, device)
+        state = _StaticState(
+            self.model, plan, bucket, capacity, vocab, cache, self.eos_ids, device, sorted(self.suppressed_ids)
+        )
         self._states[key] = state
         return state
 
