@@ -76,6 +76,14 @@ def test_evaluation_is_deterministic_and_independent_of_batching():
     c = evaluate(OracleAgent(), "GeneralPoints-L-v0", ["id"], episodes=10, batch_size=1, show_progress=False)
     d = evaluate(OracleAgent(), "GeneralPoints-L-v0", ["id"], episodes=10, batch_size=7, show_progress=False)
     assert [e.seed for e in c.episodes["id"]] == [e.seed for e in d.episodes["id"]]
+    # The random baseline's answers are a function of (seed, episode, turn), not of the batching.
+    runs = [
+        evaluate(RandomAgent(seed=5), "VIRL-L-v0", ["id"], episodes=6, batch_size=b, show_progress=False)
+        for b in (1, 4)
+    ]
+    one, four = ([(e.verdicts, e.episode_return) for e in r.episodes["id"]] for r in runs)
+    assert one == four
+    assert len({tuple(v) for v, _ in one}) > 1  # and episodes do differ from one another
 
 
 def test_unknown_variant_is_a_clear_error():

@@ -108,6 +108,9 @@ def test_ablation_evaluates_with_its_own_budget(tmp_path, monkeypatch):
         ({"sft": {"learning_rat": 1}}, "learning_rat"),
         ({"ppo": {"clip_range": 3}}, "clip_range"),
         ({"verification_ablation": [0]}, "at least 1"),
+        ({"model": "tiny:nope"}, "unknown tiny model family"),
+        ({"judge_model": "tiny:gpt"}, "judge_model: unknown tiny model family"),
+        ({"model": ""}, "model must name a checkpoint"),
     ],
 )
 def test_bad_recipes_fail_before_training(settings, message):
@@ -126,3 +129,50 @@ def test_demo_and_example_recipes_are_valid():
     assert len(recipes) >= 4
     for recipe in recipes:
         load_experiment_config(recipe)
+
+
+def test_a_missing_checkpoint_or_gpu_fails_before_anything_is_written(tmp_path):
+    import torch
+
+    from gengym_core.cli import main as gengym_main
+
+    missing = config_from_dict(ExperimentConfig, {**TINY, "model": str(tmp_path / "nope"), "output_dir": str(tmp_path / "a")})
+    with pytest.raises(ConfigError, match="no checkpoint folder"):
+        ExperimentRunner(missing, log=lambda *_: None).run()
+    assert not (tmp_path / "a").exists()
+    if not torch.cuda.is_available():
+        gpu = config_from_dict(ExperimentConfig, {**TINY, "device": "cuda", "output_dir": str(tmp_path / "b")})
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            ExperimentRunner(gpu, log=lambda *_: None).run()
+        assert not (tmp_path / "b").exists()
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"env_id: GeneralPoints-L-v0\nmodel: {tmp_path / 'nope'}\noutput_dir: {tmp_path / 'c'}\n")
+    assert gengym_main(["experiment", str(recipe)]) == 2
+
+
+def test_resuming_with_settings_that_change_recorded_results_is_refused(tmp_path, monkeypatch):
+    out = tmp_path / "exp"
+    first = config_from_dict(ExperimentConfig, {**TINY, "output_dir": str(out), "methods": ["sft", "rl"]})
+    runner = ExperimentRunner(first, log=lambda *_: None)
+    stages = ("base_model", "init_checkpoint", "evaluate", "sft_series", "rl_series", "preference_pairs",
+              "dpo_series", "rlhf_series", "rlaif_series", "report")
+    for stage in stages:
+        monkeypatch.setattr(ExperimentRunner, stage, lambda self, *a, **k: None)
+    runner.run()  # writes experiment.json only
+
+    def resume(**changes):
+        config = config_from_dict(ExperimentConfig, {**TINY, "output_dir": str(out), "methods": ["sft", "rl"], **changes})
+        ExperimentRunner(config, log=lambda *_: None).run()
+
+    # Changes that leave the recorded results valid: a new title, device, more series, a method's own
+    # settings while that method has not run.
+    resume(name="renamed", device="auto", rl_without_sft=True, verification_ablation=[1, 3])
+    resume(methods=["sft", "rl", "dpo"], dpo={"max_steps": 4})
+    # Changes that would mix new results with old ones.
+    for changes, names in [
+        ({"eval_episodes": 5}, "eval_episodes"),
+        ({"sft": {**TINY["sft"], "max_steps": 3}, "seed": 1}, "seed, sft"),
+        ({"methods": ["sft", "rl", "dpo"], "dpo": {"max_steps": 8}}, "dpo changed"),
+    ]:
+        with pytest.raises(ConfigError, match=names):
+            resume(**changes)

@@ -43,18 +43,36 @@ class RandomAgent:
     A floor: it knows the answer format but nothing about the task, so it
     scores near zero. Envs without ``sample_random_answer`` get random text
     from their action space.
+
+    Each answer is drawn from a generator seeded with ``(seed, the episode's
+    reset seed, the turn)``, so an episode gets the same answers however the
+    envs are batched and whatever ran before it.
     """
 
     name = "random"
 
     def __init__(self, seed: int = 0) -> None:
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)  # for envs reset without a seed
+
+    def _rng_for(self, env: Any) -> np.random.Generator:
+        core = env.unwrapped
+        episode_seed = getattr(core, "np_random_seed", None)
+        transcript = getattr(core, "transcript", None)
+        if not isinstance(episode_seed, int) or episode_seed < 0 or not callable(transcript):
+            return self.rng
+        return np.random.default_rng(np.random.SeedSequence([self.seed, episode_seed, len(transcript())]))
 
     def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
         out = []
         for env in envs:
             sampler = getattr(env.unwrapped, "sample_random_answer", None)
-            out.append(sampler(self.rng) if sampler is not None else env.action_space.sample())
+            rng = self._rng_for(env)
+            if sampler is not None:
+                out.append(sampler(rng))
+            else:
+                env.action_space.seed(int(rng.integers(2**31)))
+                out.append(env.action_space.sample())
         return out
 
     def close(self) -> None:

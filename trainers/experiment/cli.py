@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as err:
         print(f"gengym experiment: {err}", file=sys.stderr)
         return 2
-    summary = ExperimentRunner(config).run()
+    try:
+        summary = ExperimentRunner(config).run()
+    except ConfigError as err:  # settings a stage refused; what is done stays done for a rerun
+        print(f"gengym experiment: {err}", file=sys.stderr)
+        return 2
     print(f"summary: {summary}")
     return 0

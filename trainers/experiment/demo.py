@@ -74,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     _quiet_library_progress_bars()
     start = time.perf_counter()
     runner = ExperimentRunner(config)
-    summary = runner.run()
+    try:
+        summary = runner.run()
+    except ConfigError as err:  # settings a stage refused; what is done stays done for a rerun
+        print(f"gengym demo: {err}", file=sys.stderr)
+        return 2
     print_summary(runner, time.perf_counter() - start)
     print(f"\nfull report: {summary}")
     return 0

@@ -42,6 +42,18 @@ logger = logging.getLogger(__name__)
 
 #: Methods an experiment can compare, in the order they run, with their names in titles.
 METHODS: dict[str, str] = {"sft": "SFT", "rl": "RL", "dpo": "DPO", "rlhf": "RLHF", "rlaif": "RLAIF"}
+#: Settings a resumed experiment may change: they alter no result already on disk.
+RESUMABLE_CHANGES = frozenset({"name", "output_dir", "device", "methods", "rl_without_sft", "verification_ablation"})
+#: Settings used only by some methods: free to change while none of those methods has run.
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "pairs": ("dpo", "rlhf"),
+    "dpo": ("dpo",),
+    "dpo_snapshots": ("dpo",),
+    "reward_model": ("rlhf",),
+    "rlhf": ("rlhf",),
+    "rlaif": ("rlaif",),
+    "judge_model": ("rlaif",),
+}
 #: How each series is trained and how its compute is counted (for the summary).
 METHOD_NOTES: dict[str, str] = {
     "sft": "SFT on oracle answers from init; 6 N (D_init + D_SFT)",
@@ -148,6 +160,20 @@ class ExperimentConfig:
             raise ValueError(str(err)) from None
         if self.train_variant not in known:
             errors.append(f"train_variant {self.train_variant!r} is not a variant of {self.env_id} ({', '.join(known)})")
+        for name in ("model", "judge_model"):
+            spec = getattr(self, name)
+            if spec.startswith("tiny:"):
+                from trainers.testing.tiny_models import missing_requirement
+
+                try:
+                    reason = missing_requirement(spec.split(":", 1)[1])
+                except ValueError as err:
+                    errors.append(f"{name}: {err}")
+                    continue
+                if reason:
+                    errors.append(f"{name} {spec}: {reason}")
+        if not self.model:
+            errors.append("model must name a checkpoint (path or hub id) or tiny:FAMILY")
         bad = [v for v in self.eval_variants if v not in known]
         if bad:
             errors.append(f"eval_variants {bad} are not variants of {self.env_id} ({', '.join(known)})")
@@ -185,6 +211,51 @@ class ExperimentConfig:
             self.ppo_config(model="x", output_dir="x", reward=f"reward-model:{tempfile.gettempdir()}", **self.rlhf)
         if "rlaif" in self.methods:
             self.ppo_config(model="x", output_dir="x", reward="judge:x", **self.rlaif)
+
+    def check_runnable(self) -> None:
+        """Check what depends on this machine (run before anything is written).
+
+        A checkpoint folder that does not exist, or ``device: cuda`` where
+        torch sees no GPU. (Recipes name ``device: cuda`` for the machines
+        they are meant for, so this is not part of :meth:`validate`.)
+
+        Raises:
+            ConfigError: Saying what to change.
+        """
+        from trainers.common.config import ConfigError
+
+        errors = []
+        for name in ("model", "judge_model"):
+            spec = getattr(self, name)
+            if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
+                errors.append(f"{name}: no checkpoint folder at {spec!r}")
+            elif spec and not spec.startswith("tiny:") and Path(spec).is_file():
+                errors.append(f"{name}: {spec!r} is a file; give the checkpoint folder that holds config.json")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                errors.append("device is cuda but torch sees no CUDA GPU here; use auto or cpu")
+        raise_config_errors("cannot start the experiment", errors, ConfigError)
+
+    def changes_that_break_resume(self, previous: dict[str, Any]) -> list[str]:
+        """Settings that differ from ``previous`` (an earlier run's ``experiment.json``) and would mix results.
+
+        Adding methods, the RL-without-SFT series or ablation budgets is
+        fine (their results are new series); so are the title, the output
+        folder and the device. A method's own sections may change while that
+        method has not run. Anything else changes results already on disk.
+        """
+        current = json.loads(json.dumps(dataclasses.asdict(self)))
+        ran = set(previous.get("methods", []))
+        broken = []
+        for key, value in current.items():
+            if key in RESUMABLE_CHANGES or key not in previous or previous[key] == value:
+                continue
+            if key in METHOD_SETTINGS and not ran.intersection(METHOD_SETTINGS[key]):
+                continue
+            broken.append(key)
+        return broken
 
     @property
     def variants(self) -> list[str]:
@@ -302,6 +373,8 @@ class ExperimentRunner:
     def run(self) -> Path:
         """Every stage, then plots and the summary; returns ``summary.md``."""
         cfg = self.config
+        cfg.check_runnable()
+        self._check_resumable()
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         base = self._stage("base model", self.base_model)
@@ -333,6 +406,31 @@ class ExperimentRunner:
                 lambda s=series, v=viter: self.rl_series(init, s, self.out / s, env_kwargs=v),
             )
         return self._stage("plots and summary", self.report)
+
+    def _check_resumable(self) -> None:
+        """Refuse to resume an experiment whose settings changed in a way that mixes results.
+
+        Raises:
+            ConfigError: Naming the changed settings.
+        """
+        from trainers.common.config import ConfigError
+
+        saved = self.out / "experiment.json"
+        if not saved.is_file():
+            return
+        try:
+            previous = json.loads(saved.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(previous, dict):
+            return
+        broken = self.config.changes_that_break_resume(previous)
+        if broken:
+            raise ConfigError(
+                f"{self.out} holds an experiment with other settings ({', '.join(broken)} changed); resuming "
+                "would mix its results with new ones. Use another output_dir, or restore those settings "
+                f"(the earlier ones are in {saved})"
+            )
 
     def _stage(self, name: str, fn):
         self.log(f"== {name}")
