@@ -122,6 +122,32 @@ def test_vlm_reward_model_scores_turns_with_images(tiny_model_path, tmp_path):
     assert reward(turns[1:2])[0] == pytest.approx(scores[1], abs=1e-4)
 
 
+def test_a_text_backbone_on_image_pairs_fails_before_pairs_or_weights(tiny_model_path, tmp_path, monkeypatch):
+    import trainers.pairs.build as pairs_build
+    import trainers.reward_model.reward_trainer as reward_trainer
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the backbone's kind is known from its config and the env: nothing should be built")
+
+    monkeypatch.setattr(pairs_build, "build_pairs_dataset", must_not_run)
+    monkeypatch.setattr(reward_trainer, "load_model_and_processor", must_not_run)
+    text = tiny_model_path("qwen2")
+    with pytest.raises(ConfigError, match="text-only model but the pairs of GeneralPoints-VL-v0 hold images"):
+        train_reward_model(rm_config(text, tmp_path / "run", env_id="GeneralPoints-VL-v0", env_kwargs=SMALL_GP_VL))
+    with pytest.raises(ConfigError, match="unknown GeneralPoints option"):
+        train_reward_model(rm_config(text, tmp_path / "run", env_kwargs={"bogus": 1}))
+    monkeypatch.undo()
+    # A pairs folder of image pairs is checked the same way, before the backbone loads.
+    dataset, info = build_pairs_dataset(
+        PairsConfig(env_id="GeneralPoints-VL-v0", num_pairs=2, env_kwargs=SMALL_GP_VL, progress_bar=False),
+        progress=False,
+    )
+    pairs_build.save_pairs_dataset(dataset, info, tmp_path / "pairs")
+    monkeypatch.setattr(reward_trainer, "load_model_and_processor", must_not_run)
+    with pytest.raises(ConfigError, match="text-only model"):
+        train_reward_model(rm_config(text, tmp_path / "run", env_id="", dataset=str(tmp_path / "pairs")))
+
+
 def test_sequence_classifier_checkpoints_plug_in(tiny_model_path, tmp_path):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
