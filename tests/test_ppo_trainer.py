@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from helpers import run_gengym, tiny_ppo_config  # noqa: E402
+from helpers import SMALL_GP_VL, run_gengym, tiny_ppo_config  # noqa: E402
 
 from gengym_core.registry import make  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
@@ -112,6 +113,83 @@ def test_text_model_on_image_env_fails_early(tiny_model_path, tmp_path):
     cfg = small_config(tiny_model_path("qwen2"), tmp_path, env_id="GeneralPoints-VL-v0")
     with pytest.raises(ValueError, match="text-only model"):
         PPOTrainer(cfg)
+
+
+def test_an_answer_the_model_could_not_reread_is_never_sampled(tiny_model_path, tmp_path):
+    """A VLM biased towards its own image placeholder still trains: the backend never
+    samples it, so the scoring pass sees as many placeholders as images."""
+    cfg = small_config(tiny_model_path("llava"), tmp_path / "run", env_id="GeneralPoints-VL-v0", env_kwargs=SMALL_GP_VL)
+    trainer = PPOTrainer(cfg)
+    policy = trainer.engine.module.policy
+    placeholder = policy.config.image_token_index
+
+    def favour_placeholder(module, args, output):
+        output = output.clone()
+        output[..., placeholder] += 100.0
+        return output
+
+    policy.get_output_embeddings().register_forward_hook(favour_placeholder)
+    turns, *_ = trainer.rollout(0)
+    assert all(placeholder not in r.completion_ids for r in turns)
+    assert all(r.old_logprobs is not None and len(r.old_logprobs) == len(r.completion_ids) for r in turns)
+
+
+def _refuse_to_load(*args, **kwargs):
+    raise AssertionError("weights were loaded before the settings were checked")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"env_id": "Nope-v0"}, "unknown gengym env 'Nope-v0'"),
+        ({"env_kwargs": {"bogus": 1}}, "unknown GeneralPoints option"),
+        ({"model": "/no/such/checkpoint"}, "is not a folder"),
+        ({"critic": "separate", "critic_model": "/no/such/critic"}, "critic_model: '/no/such/critic' is not a folder"),
+        ({"device": "cuda"}, "no CUDA device"),
+        ({"generation_backend": "vllm", "env_id": "GeneralPoints-VL-v0"}, "text prompts only"),
+        ({"generation_backend": "vllm", "lora": True}, "cannot take LoRA"),
+        ({"generation_backend": "vllm", "deepspeed": "zero3", "gather_for_generation": False}, "gather_for_generation"),
+    ],
+)
+def test_runs_that_cannot_start_fail_before_loading_weights(tiny_model_path, tmp_path, monkeypatch, settings, message):
+    if settings.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    monkeypatch.setattr("trainers.ppo.ppo_trainer.load_model_and_processor", _refuse_to_load)
+    settings = dict(settings)
+    cfg = small_config(settings.pop("model", tiny_model_path("qwen2")), tmp_path, **settings)
+    with pytest.raises(ConfigError, match=message) as err:
+        PPOTrainer(cfg)
+    if cfg.generation_backend == "vllm":
+        from trainers.generation.vllm_backend import vllm_available
+
+        assert vllm_available() or "pip install vllm" in str(err.value)
+
+
+def test_a_prompt_longer_than_max_prompt_length_names_the_setting(tiny_model_path, tmp_path):
+    trainer = PPOTrainer(small_config(tiny_model_path("qwen2"), tmp_path, max_prompt_length=20))
+    with pytest.raises(ConfigError, match="more than max_prompt_length=20: raise max_prompt_length"):
+        trainer.train()
+
+
+def test_backends_holding_their_own_weights_are_told_after_every_update(tiny_model_path, tmp_path, monkeypatch):
+    """vLLM keeps its own copy of the weights: the loop must say when they changed."""
+    from trainers.generation.hf import HFGenerationBackend
+
+    events = []
+
+    class RecordingBackend(HFGenerationBackend):
+        @contextlib.contextmanager
+        def rollout_phase(self):
+            events.append("rollout")
+            yield
+
+        def update_weights(self, model):
+            assert model is self.model
+            events.append("weights")
+
+    monkeypatch.setattr("trainers.ppo.ppo_trainer.make_backend", lambda name, *args, **kw: RecordingBackend(*args, **kw))
+    PPOTrainer(small_config(tiny_model_path("qwen2"), tmp_path, total_updates=2, save_every=10)).train()
+    assert events == ["rollout", "weights", "rollout", "weights"]
 
 
 # ------------------------------------------------------------ learning signal
@@ -267,3 +345,6 @@ def test_cli_rejects_bad_settings_before_loading_anything(tmp_path):
     assert "num_stepz" in out.stderr and "did you mean num_steps" in out.stderr
     out = run_gengym("ppo", "--reward", "foo", "--model", "m")
     assert out.returncode == 2 and "unknown reward" in out.stderr
+    out = run_gengym("ppo", "--env", "Nope-v0", "--model", str(tmp_path / "none"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "unknown gengym env 'Nope-v0'" in out.stderr and "is not a folder" in out.stderr

@@ -28,16 +28,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = resolve_command_config(PPOConfig, args)
-    except ConfigError as err:
+        from trainers.ppo.ppo_trainer import train_ppo
+
+        final = train_ppo(config)
+    except ConfigError as err:  # bad settings: checked before any weights load (a too long prompt: when met)
         print(f"gengym ppo: {err}", file=sys.stderr)
         return 2
-    if not config.model:
-        print("gengym ppo: give the policy checkpoint with --model PATH (or model: in the config)", file=sys.stderr)
-        return 2
-    from trainers.ppo.ppo_trainer import train_ppo
-
-    try:
-        final = train_ppo(config)
     except FloatingPointError as err:
         print(f"gengym ppo: stopped: {err}", file=sys.stderr)
         return 3

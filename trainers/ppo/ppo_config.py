@@ -244,6 +244,68 @@ class PPOConfig:
             errors.append(f"judge_rubric_file {self.judge_rubric_file!r} is not a file")
         raise_config_errors("invalid PPO settings", errors, ValueError)
 
+    def check_runnable(self) -> None:
+        """Check, before any weights load, that this run can start; raise
+        :class:`~trainers.common.config.ConfigError` saying what to change.
+
+        Reads only small files: the env (made once), the model's (and a
+        separate critic's) config, and what is installed.
+        """
+        errors = []
+        if not self.model:
+            errors.append("give the policy checkpoint with --model PATH (or model: in the config)")
+        env_has_images = None
+        try:
+            from gengym_core.registry import make
+
+            env = make(self.env_id, **self.env_kwargs)
+        except (TypeError, ValueError) as err:
+            errors.append(f"cannot make env {self.env_id!r} with env_kwargs {self.env_kwargs}: {err}")
+        else:
+            env_has_images = "image" in env.observation_space.spaces
+            env.close()
+        checkpoints = [("model", self.model)] if self.model else []
+        if self.critic == "separate" and self.critic_model:
+            checkpoints.append(("critic_model", self.critic_model))
+        for setting, path in checkpoints:
+            is_vision, problem = _model_kind(path)
+            if problem:
+                errors.append(f"{setting}: {problem}")
+            elif setting == "model" and env_has_images and not is_vision:
+                errors.append(
+                    f"{self.env_id} shows images but {path!r} is a text-only model; "
+                    "use the env's text (-L-) variant or a vision-language model"
+                )
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                errors.append("device=cuda but no CUDA device is visible; use device auto or cpu")
+        if self.generation_backend == "vllm":
+            from trainers.generation.vllm_backend import vllm_available
+
+            if not vllm_available():
+                errors.append(
+                    "generation_backend vllm needs vLLM (`pip install vllm` on a CUDA machine); "
+                    "or choose generation_backend static or hf"
+                )
+            if env_has_images:
+                errors.append(
+                    f"generation_backend vllm takes text prompts only and {self.env_id} shows images; "
+                    "use generation_backend static or hf"
+                )
+            if self.lora:
+                errors.append(
+                    "generation_backend vllm copies full weights into its engine and cannot take LoRA "
+                    "adapters; use generation_backend static or hf with lora"
+                )
+            if self.deepspeed == "zero3" and not self.gather_for_generation:
+                errors.append(
+                    "generation_backend vllm copies the gathered weights once per rollout phase; "
+                    "set gather_for_generation true, or use generation_backend static or hf"
+                )
+        raise_config_errors("cannot start PPO", errors)
+
     def reward_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`trainers.rewards.make_reward_function` for :attr:`reward`.
 
@@ -286,3 +348,24 @@ class PPOConfig:
             offload_optimizer=self.offload_optimizer,
             offload_params=self.offload_params,
         )
+
+
+def _model_kind(path: str) -> tuple[bool | None, str]:
+    """``(is a vision-language model, problem)`` from a checkpoint's config alone."""
+    from transformers import AutoConfig
+
+    from trainers.common.modeling import is_vision_config
+
+    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
+        return None, f"{path!r} is not a folder (give a local checkpoint folder or a hub id)"
+    try:
+        model_config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        return None, f"cannot read a model config at {path!r}: {str(err).splitlines()[0]}"
+    kind = is_vision_config(model_config)
+    if kind is None:
+        return None, (
+            f"{path!r} ({type(model_config).__name__}) is neither a causal LM nor an image-text-to-text model "
+            "that the Auto classes can load"
+        )
+    return kind, ""

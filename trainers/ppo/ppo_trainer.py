@@ -52,7 +52,7 @@ from trainers.common.compute import (
     count_parameters,
     init_tokens_of,
 )
-from trainers.common.config import config_to_dict
+from trainers.common.config import ConfigError, config_to_dict
 from trainers.common.engine import TrainEngine
 from trainers.common.inputs import append_completions, encode_prompts
 from trainers.common.metrics import MetricsLogger
@@ -60,7 +60,6 @@ from trainers.common.modeling import (
     eos_token_ids,
     forget_load_renames,
     get_tokenizer,
-    is_vision_config,
     load_model_and_processor,
 )
 from trainers.common.prompting import turn_prompt
@@ -124,8 +123,7 @@ class PPOTrainer:
 
     def __init__(self, config: PPOConfig, reward_fn: RewardFunction | None = None) -> None:
         config.validate()
-        if not config.model:
-            raise ValueError("no policy checkpoint given: set model (a path or hub id)")
+        config.check_runnable()  # env, checkpoints, devices, backend: all before any weights load
         self.config = cfg = config
         self.output_dir = Path(cfg.output_dir)
 
@@ -137,8 +135,6 @@ class PPOTrainer:
             self.rank, _, self.world_size = init_distributed()
         self.is_main = self.rank == 0
         use_cuda = torch.cuda.is_available() and cfg.device != "cpu"
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device=cuda but no CUDA device is visible")
         bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and use_cuda and torch.cuda.is_bf16_supported())
         self.dtype = torch.bfloat16 if bf16 else torch.float32
 
@@ -146,8 +142,6 @@ class PPOTrainer:
         from gengym_core.registry import make
 
         self.envs = [make(cfg.env_id, **cfg.env_kwargs) for _ in range(cfg.num_envs)]
-        env_has_images = "image" in self.envs[0].observation_space.spaces
-        self._check_model_fits_env(env_has_images)
 
         # -- models (the frozen reference first: it must not be partitioned)
         self.reference = self._make_reference_copy()
@@ -255,6 +249,9 @@ class PPOTrainer:
             t1 = time.perf_counter()
             self.compute_advantages(turns, last_values)
             train_stats = self.optimize(turns, update)
+            # Backends holding their own copy of the weights (vllm) refresh it
+            # before the next rollout; those sharing the module need nothing.
+            self.backend.update_weights(self.engine.module.policy)
             t2 = time.perf_counter()
             metrics = self._update_metrics(turns, stats, train_stats, rollout_tokens, t1 - t0, t2 - t1)
             self.metrics.log(update + 1, metrics)
@@ -533,19 +530,6 @@ class PPOTrainer:
         logger.info("resumed from %s at update %d", ckpts[-1], self.start_update)
 
     # ============================================================== helpers
-    def _check_model_fits_env(self, env_has_images: bool) -> None:
-        from transformers import AutoConfig
-
-        try:
-            model_config = AutoConfig.from_pretrained(self.config.model)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot read a model config at {self.config.model!r}: {err}") from err
-        if env_has_images and not is_vision_config(model_config):
-            raise ValueError(
-                f"{self.config.env_id} shows images but {self.config.model!r} is a text-only model; "
-                "use the env's text (-L-) variant or a vision-language model"
-            )
-
     def _add_lora(self, policy: Any) -> Any:
         from peft import LoraConfig, get_peft_model
 
@@ -589,12 +573,15 @@ class PPOTrainer:
 
     def _encode(self, conversations: list[list[Message]], images: list[list[np.ndarray]]) -> Any:
         has_images = any(images)
-        inputs = encode_prompts(
-            self.processor,
-            conversations,
-            images if has_images else None,
-            max_length=self.config.max_prompt_length,
-        )
+        inputs = encode_prompts(self.processor, conversations, images if has_images else None)
+        lengths = inputs["attention_mask"].sum(dim=1)
+        if int(lengths.max()) > self.config.max_prompt_length:
+            # Never truncated: cutting image tokens (or the task) breaks the prompt.
+            raise ConfigError(
+                f"a prompt is {int(lengths.max())} tokens long (image tokens included), more than "
+                f"max_prompt_length={self.config.max_prompt_length}: raise max_prompt_length or make the "
+                "env's images smaller (env_kwargs)"
+            )
         return inputs.to(self.device)
 
     def _encode_with_completions(self, batch: Sequence[TurnRecord]) -> tuple[Any, torch.Tensor, int]:
