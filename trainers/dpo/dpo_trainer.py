@@ -173,6 +173,7 @@ def train_dpo(config: GengymDPOConfig) -> Path:
 
 def _train(config: GengymDPOConfig) -> Path:
     output_dir = Path(config.output_dir)
+    chat_template = read_chat_template(config.chat_template_file)  # a bad path fails before any work
 
     def model_kind(has_images: bool, data: str) -> bool:
         return check_model_kind(
@@ -199,7 +200,6 @@ def _train(config: GengymDPOConfig) -> Path:
     is_vision = model_kind(has_images, env_id or config.dataset)
     if not is_vision:
         dataset = dataset.remove_columns("images")  # TRL takes an images column as a VLM dataset
-    chat_template = read_chat_template(config.chat_template_file)
 
     # 3. TRL settings before the models (ZeRO-3 partitions while loading)
     use_cuda, bf16 = prepare_engine(config)

@@ -140,6 +140,7 @@ def train_reward_model(config: GengymRewardModelConfig) -> Path:
 
 def _train(config: GengymRewardModelConfig) -> Path:
     output_dir = Path(config.output_dir)
+    chat_template = read_chat_template(config.chat_template_file)  # a bad path fails before any work
 
     def backbone_kind(has_images: bool, data: str) -> bool:
         return check_model_kind(
@@ -164,7 +165,6 @@ def _train(config: GengymRewardModelConfig) -> Path:
 
     # 2. the backbone's kind, from its config alone
     backbone_kind(has_images, env_id or config.dataset)
-    chat_template = read_chat_template(config.chat_template_file)
 
     # 3. TRL settings before the model (ZeRO-3 partitions while loading)
     use_cuda, bf16 = prepare_engine(config)
