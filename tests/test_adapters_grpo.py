@@ -176,6 +176,12 @@ def test_config_is_checked_early():
         tool_env_factory("GeneralPoints-L-v0", variant="visual-ood")
     with pytest.raises(TypeError, match="either"):
         GengymToolEnv(ToolEnvConfig("VIRL-L-v0"), variant="id")
+    for make_it in (
+        lambda: tool_env_factory("GeneralPoints-L-v0", env_kwargs={"bogus": 1}),
+        lambda: single_turn_dataset("GeneralPoints-L-v0", 2, env_kwargs={"bogus": 1}),
+    ):
+        with pytest.raises(ValueError, match="unknown GeneralPoints option"):
+            make_it()
 
 
 def test_factory_makes_fresh_envs_and_warns_for_images():

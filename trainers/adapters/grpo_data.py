@@ -117,10 +117,19 @@ def single_turn_dataset(
 
     Returns:
         A ``datasets.Dataset``.
+
+    Raises:
+        ValueError: Unknown env id or variant, or env settings the env refuses.
     """
     from datasets import Dataset, Features, Image, List, Value
 
+    from gengym_core.registry import make
+
     kwargs = resolve_env_kwargs(env_id, env_kwargs, variant)
+    try:  # the env's options are checked once, before any task is made
+        make(env_id, **kwargs).close()
+    except TypeError as err:  # Gymnasium passes an unknown env option on as a TypeError
+        raise ValueError(str(err)) from None
     rows: dict[str, list[Any]] = {
         "prompt": [],
         "images": [],
