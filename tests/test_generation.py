@@ -268,6 +268,16 @@ def test_sampling_is_reproducible_with_a_seed(tiny_model):
     assert backend.generate(inputs, GREEDY) == backend.generate(
         inputs, SamplingParams(max_new_tokens=16, temperature=0, seed=3)
     )
+    # The reference backend is seeded too (its own draws: only greedy agrees across backends).
+    hf = make_backend("hf", loaded.model, loaded.processor)
+    first = hf.generate(inputs, params)
+    torch.manual_seed(123)  # the global stream does not matter
+    assert hf.generate(inputs, params) == first
+    assert any(
+        hf.generate(inputs, SamplingParams(max_new_tokens=12, temperature=1.0, top_p=0.95, seed=s)).token_ids
+        != first.token_ids
+        for s in (8, 9)
+    )
 
 
 @pytest.mark.parametrize("family", ["qwen2", "llava", "mllama"])

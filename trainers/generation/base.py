@@ -108,8 +108,8 @@ class GenerationBackend(abc.ABC):
     Subclasses implement :meth:`generate`. The training loop brackets every
     rollout phase with :meth:`rollout_phase` (where a backend gathers ZeRO-3
     shards, copies weights or warms graphs, and releases them afterwards) and
-    calls :meth:`update_weights` after each optimiser step so that backends
-    holding their own copy of the weights can refresh it.
+    calls :meth:`update_weights` after each update's optimisation phase so
+    that backends holding their own copy of the weights can refresh it.
     """
 
     name: str = "base"
@@ -128,7 +128,7 @@ class GenerationBackend(abc.ABC):
         yield
 
     def update_weights(self, model: Any) -> None:  # noqa: B027 - optional hook
-        """Called after each optimiser step; backends sharing the module need nothing."""
+        """Called after each update's optimiser steps; backends sharing the module need nothing."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (engines, graphs)."""

@@ -3,10 +3,14 @@
 vLLM is the choice for large runs on several GPUs: paged attention,
 continuous batching, tensor parallelism and its own CUDA graphs. It keeps its
 own copy of the weights, so this backend copies the training module's
-weights into the engine at the start of the first rollout phase after each
-optimiser step (:meth:`VLLMGenerationBackend.update_weights` only marks them
-stale). The PPO trainer enters its ZeRO-3 gather before the rollout phase,
-so the copy reads whole tensors once per phase.
+weights into the engine at the start of the first rollout phase after the
+weights changed (the PPO trainer calls
+:meth:`VLLMGenerationBackend.update_weights` after every update; it only
+marks them stale). The PPO trainer enters its ZeRO-3 gather before the
+rollout phase, so the copy reads whole tensors once per phase; it refuses
+LoRA and ``gather_for_generation: false`` with this backend before loading
+anything, since the copy needs the full, gathered weights under their own
+names.
 
 Scope and limits, honestly stated:
 
