@@ -131,9 +131,9 @@ def _looks_like_a_path(text: str) -> bool:
 def _reward_model_folder_problem(folder: Any) -> str:
     """What keeps ``folder`` from being a reward model, or ``""`` (reads JSON files only).
 
-    A folder holding nothing recognisable passes (it fails when loaded);
-    the experiment runner checks its settings against such a stand-in
-    before the reward model exists.
+    A folder holding no recognisable model, run or pairs passes (it fails
+    when loaded): the experiment runner checks its settings against such a
+    stand-in (the temp folder) before the reward model exists.
     """
     import json
 
@@ -148,12 +148,14 @@ def _reward_model_folder_problem(folder: Any) -> str:
         return ""
     if (folder / "final" / REWARD_MODEL_FILE).is_file():
         return f"{str(folder)!r} is a run folder; pass its final/ folder: reward-model:{folder / 'final'}"
-    if (folder / "gengym_pairs.json").is_file() or (folder / "dataset_info.json").is_file():
+    saved_dataset = (folder / "dataset_info.json").is_file() and (folder / "state.json").is_file()
+    if (folder / "gengym_pairs.json").is_file() or saved_dataset:
         return (
             f"{str(folder)!r} holds preference pairs, not a reward model; train one on them with "
             f"`gengym reward-model --dataset {folder}` and pass its final/ folder"
         )
-    if not (folder / "config.json").is_file():
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+    if not (folder / "config.json").is_file() or not any((folder / name).is_file() for name in weights):
         return ""
     try:
         model_config = json.loads((folder / "config.json").read_text())
