@@ -261,12 +261,19 @@ def test_resume_continues_update_count_and_metrics(tiny_model_path, tmp_path):
         PPOTrainer(cfg, reward_fn=crash_in_third_update).train()
     assert [m["step"] for m in read_metrics(out / "metrics.jsonl")] == [1, 2]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["update-00001", "update-00002"]
+    # A kill can land after the logs of an update and before its checkpoint, or mid-write.
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 3, "env/turn_reward": 9.0}) + "\n" + '{"step": 4, "env/tu')
+    with (out / "samples.jsonl").open("a") as f:
+        f.write(json.dumps({"update": 3, "answer": "lost"}) + "\n" + '{"update": 4')
 
     resumed = PPOTrainer(small_config(tiny_model_path("qwen2"), out, total_updates=3, save_every=1, resume=True))
     assert resumed.start_update == 2
     assert resumed.compute.train_tokens > 0
     resumed.train()
     assert [m["step"] for m in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["update"] for s in samples] == [1, 1, 2, 2, 3, 3] and "lost" not in [s["answer"] for s in samples]
 
     # An uninterrupted run does the same third update (same seeds, same data).
     fresh_out = tmp_path / "fresh"

@@ -61,13 +61,21 @@ class MetricsLogger:
         """Drop records past ``step`` (a resumed run rewrites what it redoes)."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _step_of(line: str) -> float:
+    """The step of a JSONL record; infinity for a blank or torn line (a run killed mid-write)."""
+    try:
+        return float(json.loads(line)["step"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return float("inf")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -527,7 +527,22 @@ class PPOTrainer:
         self.start_update = int(state["update"])
         self.compute.load_state_dict(state["compute"])
         self.metrics.truncate_after(self.start_update)
+        self._truncate_samples_after(self.start_update)
         logger.info("resumed from %s at update %d", ckpts[-1], self.start_update)
+
+    def _truncate_samples_after(self, update: int) -> None:
+        """Drop logged transcripts of updates a resumed run redoes (and a torn last line)."""
+        path = self.output_dir / "samples.jsonl"
+        if not self.is_main or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["update"] <= update:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        path.write_text("".join(line + "\n" for line in kept))
 
     # ============================================================== helpers
     def _add_lora(self, policy: Any) -> Any:
