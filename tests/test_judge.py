@@ -139,6 +139,15 @@ def test_a_vision_judge_sees_the_images_and_a_text_judge_refuses_them(tiny_model
         text_judge(turns)
 
 
+def test_a_text_judge_on_an_image_env_is_refused_before_anything_loads(tiny_model_path, tmp_path):
+    vlm, text = tiny_model_path("llava"), tiny_model_path("qwen2")
+    image_run = {"env_id": "GeneralPoints-VL-v0", "env_kwargs": SMALL_GP_VL}
+    with pytest.raises(ConfigError, match="judge .* is text-only and cannot see the env's images"):
+        tiny_ppo_config(vlm, tmp_path / "a", reward=f"judge:{text}", **image_run).check_runnable()
+    tiny_ppo_config(vlm, tmp_path / "b", reward=f"judge:{vlm}", **image_run).check_runnable()
+    tiny_ppo_config(text, tmp_path / "c", reward=f"judge:{text}").check_runnable()  # text env: any judge
+
+
 def test_ppo_against_a_judge_completes_an_update_and_charges_the_judge(tiny_model_path, tmp_path):
     policy = tiny_model_path("qwen2")
     trainer = PPOTrainer(tiny_ppo_config(policy, tmp_path / "rlaif", reward=f"judge:{policy}",

@@ -227,6 +227,13 @@ def test_folders_that_are_not_reward_models_fail_before_anything_loads(text_rewa
     assert out.returncode == 2 and "pass its final/ folder" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_text_reward_model_on_an_image_env_is_refused_before_anything_loads(text_reward_model, tiny_model_path,
+                                                                              tmp_path):
+    settings = {"env_id": "GeneralPoints-VL-v0", "env_kwargs": SMALL_GP_VL, "reward": f"reward-model:{text_reward_model}"}
+    with pytest.raises(ConfigError, match="reward model .* is text-only and cannot see the env's images"):
+        tiny_ppo_config(tiny_model_path("llava"), tmp_path / "run", **settings).check_runnable()
+
+
 def test_bad_reward_model_specs_fail_before_anything_loads(tmp_path):
     for settings, message in [
         ({"reward": "reward-model"}, "needs a model path"),

@@ -276,6 +276,11 @@ class PPOConfig:
                     f"{self.env_id} shows images but {path!r} is a text-only model; "
                     "use the env's text (-L-) variant or a vision-language model"
                 )
+        if env_has_images:
+            from trainers.rewards import reward_source_sees_images_problem
+
+            if problem := reward_source_sees_images_problem(self.reward, env_has_images):
+                errors.append(problem)
         if self.device == "cuda":
             import torch
 

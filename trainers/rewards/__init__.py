@@ -121,6 +121,36 @@ def validate_reward_spec(spec: str) -> None:
             raise ValueError(f"--reward {spec}: {arg!r} holds no config.json, so it is not a Hugging Face model folder")
 
 
+def reward_source_sees_images_problem(spec: str, env_has_images: bool) -> str:
+    """What keeps the source of ``spec`` from scoring an image env's turns, or ``""``.
+
+    A text-only reward model or judge cannot see what an image env shows.
+    Read from the source's config alone (no weights), so PPO can say it
+    before anything loads; a source whose config cannot be read here (a hub
+    id not cached) is checked when it loads.
+    """
+    kind, arg = parse_reward_spec(spec)
+    if kind not in ("reward-model", "judge") or not env_has_images:
+        return ""
+    from transformers import AutoConfig
+
+    from trainers.common.modeling import is_vision_config
+
+    try:
+        model_config = AutoConfig.from_pretrained(str(arg))
+    except (OSError, ValueError):
+        return ""
+    if any(str(a).endswith("ForSequenceClassification") for a in model_config.architectures or []):
+        is_vision = False
+    else:
+        is_vision = is_vision_config(model_config)
+    if is_vision is False:
+        what = "reward model" if kind == "reward-model" else "judge"
+        fix = "train one on a vision-language backbone" if kind == "reward-model" else "use a vision-language judge"
+        return f"the {what} {arg!r} is text-only and cannot see the env's images; {fix}, or use the env's text mode"
+    return ""
+
+
 def _looks_like_a_path(text: str) -> bool:
     """Whether a model name is meant as a local path rather than a hub id (``org/name``)."""
     from pathlib import Path
