@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from helpers import TINY_EXPERIMENT  # noqa: E402
+from helpers import TINY_EXPERIMENT, run_command  # noqa: E402
 
 from trainers.common.config import ConfigError, config_from_dict  # noqa: E402
 from trainers.experiment.runner import ExperimentConfig, ExperimentRunner  # noqa: E402
@@ -176,3 +176,49 @@ def test_resuming_with_settings_that_change_recorded_results_is_refused(tmp_path
     ]:
         with pytest.raises(ConfigError, match=names):
             resume(**changes)
+
+
+@pytest.mark.slow
+def test_under_a_launcher_the_main_process_alone_evaluates_and_writes(tmp_path, monkeypatch):
+    """Two CPU processes (torchrun): both train, the main one evaluates; results are as in one process."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = tmp_path / "exp"
+    recipe = tmp_path / "recipe.yaml"
+    settings = {**TINY, "env_id": "GeneralPoints-L-v0", "model": "tiny:qwen2", "rl_without_sft": False,
+                "verification_ablation": [], "deepspeed": "zero3", "output_dir": str(out)}
+    recipe.write_text(yaml.safe_dump(settings))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "-m", "gengym_core.cli", "experiment", str(recipe)]
+    returncode, stderr = run_command(launch, timeout=600)
+    assert returncode == 0, stderr[-3000:]
+    records = read_results(out)
+    keys = [(r["series"], r["checkpoint"]) for r in records]
+    assert len(keys) == len(set(keys)), "a checkpoint was recorded by more than one process"
+    assert sorted((r["series"], r["step"]) for r in records) == [("rl", 0), ("rl", 1), ("sft", 0), ("sft", 1), ("sft", 2)]
+    assert_png_is_a_real_plot(out / "plots" / "success_vs_compute.png")
+
+    # deepspeed: none cannot share PPO between processes: refused before anything runs.
+    recipe.write_text(yaml.safe_dump({**settings, "deepspeed": "none", "output_dir": str(tmp_path / "none")}))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    done = subprocess.run([sys.executable, "-m", "gengym_core.cli", "experiment", str(recipe)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "deepspeed: zero2 or zero3" in done.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_demo_rejects_bad_flags_before_writing_anything(tmp_path, capsys):
+    from gengym_core.cli import main as gengym_main
+
+    out = tmp_path / "demo"
+    for flags, message in [
+        (["--episodes", "0"], "eval_episodes"),
+        (["--model", str(tmp_path / "missing")], "no checkpoint folder"),
+        (["--env", "Nope-v0"], "unknown gengym env"),
+    ]:
+        assert gengym_main(["demo", "--out", str(out), *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         settings["model"] = args.model
     if args.env:
         settings["env_id"] = args.env
-    if args.episodes:
+    if args.episodes is not None:
         settings["eval_episodes"] = args.episodes
     try:
         config = config_from_dict(ExperimentConfig, settings, source="demo settings")

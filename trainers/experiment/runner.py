@@ -23,6 +23,13 @@ line of ``results.jsonl`` with the checkpoint's training compute (the paper's
 FLOPs formula, read from its ``gengym_training.json``). The plots and
 ``summary.md`` are drawn from that file. Every stage skips what is already
 on disk, so re-running the same command resumes an interrupted experiment.
+
+Under a multi-process launcher (``accelerate launch``, ``deepspeed``,
+``torchrun``) every process runs the training stages together (SFT, DPO,
+the reward model and PPO shard their work themselves); everything else --
+building a tiny base model, the preference pairs, evaluation, the plots --
+runs on the main process alone while the others wait for its files on disk
+(not in a collective, so a long evaluation cannot time one out).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,9 +223,10 @@ class ExperimentConfig:
     def check_runnable(self) -> None:
         """Check what depends on this machine (run before anything is written).
 
-        A checkpoint folder that does not exist, or ``device: cuda`` where
-        torch sees no GPU. (Recipes name ``device: cuda`` for the machines
-        they are meant for, so this is not part of :meth:`validate`.)
+        A checkpoint folder that does not exist, ``device: cuda`` where
+        torch sees no GPU, or ``deepspeed: none`` under a multi-process
+        launcher. (Recipes name ``device: cuda`` for the machines they are
+        meant for, so this is not part of :meth:`validate`.)
 
         Raises:
             ConfigError: Saying what to change.
@@ -236,6 +245,11 @@ class ExperimentConfig:
 
             if not torch.cuda.is_available():
                 errors.append("device is cuda but torch sees no CUDA GPU here; use auto or cpu")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.deepspeed == "none":
+            errors.append(
+                "under a multi-process launcher set deepspeed: zero2 or zero3 (PPO shares its work between "
+                "processes through DeepSpeed; with none every process would train its own copy)"
+            )
         raise_config_errors("cannot start the experiment", errors, ConfigError)
 
     def changes_that_break_resume(self, previous: dict[str, Any]) -> list[str]:
@@ -359,6 +373,15 @@ def load_experiment_config(path: str | Path, **overrides: Any) -> ExperimentConf
     return config_from_dict(ExperimentConfig, data, source=str(path))
 
 
+#: Seconds between looks at the disk while a process waits for the main one.
+WAIT_POLL_SECONDS = 2.0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a launcher's processes, or a process started plainly."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class ExperimentRunner:
     """Runs (or resumes) an experiment; see the module docs for the stages."""
 
@@ -366,8 +389,20 @@ class ExperimentRunner:
         self.config = config
         self.out = Path(config.output_dir)
         self.results_path = self.out / "results.jsonl"
-        self.log = log
+        self.is_main = _is_main_process()
+        self.log = log if self.is_main else (lambda *_: None)
         self.timings: dict[str, float] = {}
+
+    def _wait_for(self, ready, what: str) -> None:
+        """On a process other than the main one: wait until ``ready()`` (the main process's file is there).
+
+        A launcher stops every process when one fails, so there is no
+        time limit here.
+        """
+        if not ready():
+            logger.info("process %s waits for %s from the main process", os.environ.get("RANK"), what)
+        while not ready():
+            time.sleep(WAIT_POLL_SECONDS)
 
     # ------------------------------------------------------------- stages
     def run(self) -> Path:
@@ -376,7 +411,8 @@ class ExperimentRunner:
         cfg.check_runnable()
         self._check_resumable()
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        if self.is_main:
+            (self.out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         base = self._stage("base model", self.base_model)
         init = self._stage("format warm-up (init SFT)", lambda: self.init_checkpoint(base))
         self._stage("evaluate init", lambda: self.evaluate(init, list(cfg.methods), step=0))
@@ -443,11 +479,26 @@ class ExperimentRunner:
         spec = self.config.model
         if not spec.startswith("tiny:"):
             return Path(spec) if Path(spec).exists() else spec  # hub ids stay strings
+        return self._tiny_model(spec, self.out / "base-model", seed=self.config.seed)
+
+    def _tiny_model(self, spec: str, path: Path, *, seed: int) -> Path:
+        """Build ``tiny:FAMILY`` at ``path`` once (built aside and renamed: a folder there is complete)."""
+        if (path / "config.json").is_file():
+            return path
+        if not self.is_main:
+            self._wait_for(lambda: (path / "config.json").is_file(), f"the tiny model at {path}")
+            return path
+        import shutil
+
         from trainers.testing.tiny_models import build_tiny_model
 
-        path = self.out / "base-model"
-        if not (path / "config.json").is_file():
-            build_tiny_model(spec.split(":", 1)[1], path, seed=self.config.seed)
+        tmp = path.with_name(path.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        build_tiny_model(spec.split(":", 1)[1], tmp, seed=seed)
+        if path.exists():  # an incomplete folder from before this runner built models aside
+            shutil.rmtree(path)
+        tmp.rename(path)
         return path
 
     def init_checkpoint(self, base: Path | str) -> Path | str:
@@ -461,7 +512,10 @@ class ExperimentRunner:
             return final
         from trainers.sft import train_sft
 
-        return train_sft(cfg.sft_config("init", model=str(base), output_dir=str(out), resume=out.is_dir()))
+        train_sft(cfg.sft_config("init", model=str(base), output_dir=str(out), resume=out.is_dir()))
+        if not self.is_main:  # the main process writes final/
+            self._wait_for(lambda: (final / TRAINING_RECORD).is_file(), f"{final}")
+        return final
 
     def sft_series(self, init: Path | str) -> None:
         cfg = self.config
@@ -534,6 +588,9 @@ class ExperimentRunner:
         if (out / PAIRS_INFO).is_file():
             self.log(f"   found {out}")
             return out
+        if not self.is_main:
+            self._wait_for(lambda: (out / PAIRS_INFO).is_file(), f"the pairs in {out}")
+            return out
         model = {"init": str(init), "base": str(base)}.get(self.config.pairs.get("model", ""))
         config = self.config.pairs_config(**({"model": model} if model is not None else {}))
         dataset, info = build_pairs_dataset(config, progress=False)
@@ -598,6 +655,8 @@ class ExperimentRunner:
             from trainers.reward_model.reward_trainer import train_reward_model
 
             train_reward_model(cfg.reward_model_config(model=str(init), output_dir=str(out), dataset=str(pairs)))
+            if not self.is_main:
+                self._wait_for(lambda: (final / TRAINING_RECORD).is_file(), f"{final}")
         record = read_training_record(final)
         extra = float(record.get("train_gflops", 0.0)) + sampling_gflops(pairs)
         self.rl_series(
@@ -625,12 +684,7 @@ class ExperimentRunner:
             return base
         if not spec.startswith("tiny:"):
             return Path(spec) if Path(spec).exists() else spec
-        from trainers.testing.tiny_models import build_tiny_model
-
-        path = self.out / "judge-model"
-        if not (path / "config.json").is_file():
-            build_tiny_model(spec.split(":", 1)[1], path, seed=self.config.seed + 1)
-        return path
+        return self._tiny_model(spec, self.out / "judge-model", seed=self.config.seed + 1)
 
     # -------------------------------------------------------- evaluation
     def done(self) -> set[tuple[str, str]]:
@@ -659,6 +713,9 @@ class ExperimentRunner:
         key = str(checkpoint)
         todo = [s for s in series if (s, key) not in self.done()]
         if not todo:
+            return
+        if not self.is_main:  # the main process evaluates; the others wait for its records
+            self._wait_for(lambda: all((s, key) in self.done() for s in todo), f"the evaluation of {key}")
             return
         from trainers.eval.agents import ModelAgent
         from trainers.eval.evaluate import evaluate, write_report
@@ -705,6 +762,9 @@ class ExperimentRunner:
         )
 
         cfg = self.config
+        summary = self.out / "summary.md"
+        if not self.is_main:
+            return summary
         records = self.records()
         plots = self.out / "plots"
         made: list[Path] = []
@@ -738,7 +798,6 @@ class ExperimentRunner:
         if self.timings:
             lines += ["Wall time per stage (this invocation):", ""]
             lines += [f"- {k}: {v:.0f} s" for k, v in self.timings.items()]
-        summary = self.out / "summary.md"
         summary.write_text("\n".join(lines) + "\n")
         return summary
 
