@@ -134,6 +134,27 @@ def test_an_answer_the_model_could_not_reread_is_never_sampled(tiny_model_path, 
     assert all(r.old_logprobs is not None and len(r.old_logprobs) == len(r.completion_ids) for r in turns)
 
 
+def test_a_value_head_saved_with_the_start_checkpoint_is_trained_on(tiny_model_path, tmp_path):
+    import shutil
+
+    from trainers.ppo.value_head import ValueHead, ValueHeadConfig, save_value_head
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_model_path("qwen2"), start)
+    saved = ValueHead(32, ValueHeadConfig(hidden=8))
+    torch.nn.init.normal_(saved.net[-1].weight)
+    save_value_head(saved, start / "value_head.safetensors")
+
+    with pytest.raises(ConfigError, match="is 8 wide, but value_head_hidden is 1024: set value_head_hidden 8"):
+        PPOTrainer(small_config(start, tmp_path / "a"))
+    trainer = PPOTrainer(small_config(start, tmp_path / "b", value_head_hidden=8))
+    loaded = trainer.engine.module.value_head.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in saved.state_dict().items())
+    # A separate critic gets a fresh head: the saved one read the policy's states.
+    fresh = PPOTrainer(small_config(start, tmp_path / "c", critic="separate")).engine.module.value_head
+    assert fresh.net[-1].weight.shape == (1, 1024)
+
+
 def _refuse_to_load(*args, **kwargs):
     raise AssertionError("weights were loaded before the settings were checked")
 

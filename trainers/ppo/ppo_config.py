@@ -281,6 +281,7 @@ class PPOConfig:
 
             if problem := reward_source_sees_images_problem(self.reward, env_has_images):
                 errors.append(problem)
+        errors += self._starting_value_head_errors()
         if self.device == "cuda":
             import torch
 
@@ -310,6 +311,24 @@ class PPOConfig:
                     "set gather_for_generation true, or use generation_backend static or hf"
                 )
         raise_config_errors("cannot start PPO", errors)
+
+    def _starting_value_head_errors(self) -> list[str]:
+        """A value head saved beside the starting policy is trained on: it must fit the settings."""
+        head_file = Path(self.model) / "value_head.safetensors" if self.model else None
+        if self.critic != "head" or head_file is None or not head_file.is_file():
+            return []
+        from trainers.ppo.value_head import read_value_head_config
+
+        try:
+            _, head = read_value_head_config(head_file)
+        except ValueError as err:
+            return [f"the starting value head cannot be read ({err}); remove {head_file} to start a fresh one"]
+        if head.hidden != self.value_head_hidden:
+            return [
+                f"the value head saved with {self.model!r} is {head.hidden} wide, but value_head_hidden is "
+                f"{self.value_head_hidden}: set value_head_hidden {head.hidden} to go on training it"
+            ]
+        return []
 
     def reward_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`trainers.rewards.make_reward_function` for :attr:`reward`.

@@ -330,14 +330,13 @@ def save_value_head(head: ValueHead, path: str | os.PathLike[str]) -> None:
     save_file(tensors, os.fspath(path), metadata=metadata)
 
 
-def load_value_head(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ValueHead:
-    """Rebuild a head saved by :func:`save_value_head`.
+def read_value_head_config(path: str | os.PathLike[str]) -> tuple[int, ValueHeadConfig]:
+    """``(hidden_size, config)`` of a head saved by :func:`save_value_head`, from its metadata alone.
 
-    The metadata is parsed as JSON and validated, the head is rebuilt from it,
-    and the weights are loaded strictly (every tensor present, shapes equal).
+    Reads no tensors, so a run can check a starting head before loading anything.
 
     Raises:
-        ValueError: The file is not a value head, or its contents do not fit.
+        ValueError: The file is not a readable gengym value head.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -345,7 +344,6 @@ def load_value_head(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         with safe_open(path, framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except (OSError, SafetensorError) as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
     if metadata.get("format") != _FORMAT:
@@ -357,9 +355,32 @@ def load_value_head(path: str | os.PathLike[str], device: str | torch.device = "
         fields = json.loads(metadata["config"])
         if not isinstance(fields, dict) or set(fields) - set(ValueHeadConfig.__dataclass_fields__):
             raise ValueError("unexpected config fields")
-        config = ValueHeadConfig(**fields)
+        return hidden_size, ValueHeadConfig(**fields)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: value head metadata do not fit: {err}") from err
+
+
+def load_value_head(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ValueHead:
+    """Rebuild a head saved by :func:`save_value_head`.
+
+    The metadata is parsed as JSON and validated, the head is rebuilt from it,
+    and the weights are loaded strictly (every tensor present, shapes equal).
+
+    Raises:
+        ValueError: The file is not a value head, or its contents do not fit.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    hidden_size, config = read_value_head_config(path)
+    path = os.fspath(path)
+    try:
+        with safe_open(path, framework="pt", device="cpu") as handle:
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+    try:
         head = ValueHead(hidden_size, config)
         head.load_state_dict(tensors, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: value head metadata or weights do not fit: {err}") from err
     return head.to(device)
