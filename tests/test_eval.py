@@ -168,4 +168,9 @@ def test_cli_rejects_malformed_checkpoints_and_settings_before_loading(tiny_mode
     if not torch.cuda.is_available():
         code, err = fails(str(text_model), "--device", "cuda")
         assert code == 2 and "no CUDA GPU" in err
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        code, err = fails(str(text_model), "--backend", "vllm")
+        assert code == 2 and "vLLM" in err
     assert not (tmp_path / "out" / "metrics.json").exists()

@@ -80,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         agent = _make_agent(args, shows_images=any(env_shows_images(args.env, known[n]) for n in names))
-    except (ValueError, OSError) as err:
-        print(f"gengym eval: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:
+        if isinstance(err, ModuleNotFoundError):
+            raise  # a missing training extra: `gengym` says which install to run
+        print(f"gengym eval: {err}", file=sys.stderr)  # e.g. a backend whose library is not installed
         return 2
     try:
         result = evaluate(
