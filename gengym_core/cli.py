@@ -34,6 +34,22 @@ _TRAIN_EXTRA_HINT = (
 )
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless its help already does or there is none.
+
+    Config-dataclass flags default to ``None`` (so only flags given on the
+    command line override the ``--config`` file) and carry the field's real
+    default in their help text; argparse's own ``(default: None)`` would
+    contradict it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "(default:" in help_text or action.default in (None, argparse.SUPPRESS):
+            return help_text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     from gengym_core import __version__
@@ -50,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=module.HELP,
             description=(module.__doc__ or module.HELP).strip().split("\n\n")[0],
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_DefaultsHelpFormatter,
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)

@@ -1,6 +1,8 @@
 """Text spaces, chat helpers and the gengym command line (gengym_core)."""
 
+import argparse
 import pickle
+import re
 import subprocess
 import sys
 
@@ -81,6 +83,19 @@ def test_cli_lists_every_command_and_parses_play():
     args = parser.parse_args(["play", "--env", "X", "--seed", "3"])
     assert args.command == "play" and args.seed == 3
     assert "play" in COMMANDS
+
+
+def test_subcommand_help_states_each_default_once():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in COMMANDS:
+        text = " ".join(sub.choices[name].format_help().split())  # undo argparse's line wrapping
+        assert "(default: None)" not in text, name
+        assert not re.search(r"\(default: [^)]*\) \(default:", text), name
+    play = " ".join(sub.choices["play"].format_help().split())
+    assert "(default: GeneralPoints-VL-v0)" in play
+    sft = " ".join(sub.choices["sft"].format_help().split())
+    assert "(default: runs/sft)" in sft
 
 
 def test_cli_help_runs_without_heavy_imports():

@@ -176,7 +176,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else None
-        if default is not None and default != ():
+        if default is not None and default not in ((), ""):
             help_text += f" (default: {default})"
         inner, _ = _unwrap_optional(types_[f.name])
         if inner is bool:
