@@ -52,11 +52,13 @@ def summarize(episodes: Sequence[EpisodeRecord]) -> dict[str, Any]:
     """Per-variant metrics of a list of episodes.
 
     * ``success_rate`` with its 95% Wilson interval ``success_ci``;
-    * ``per_step_accuracy``: share of verified answers judged correct (the
-      paper's V-IRL metric: each rail point is a step);
+    * ``per_step_accuracy``: share of answers judged correct (the paper's
+      V-IRL metric: each rail point is a step). Every env step counts, the
+      call that ends an episode over its budget (verdict ``budget``)
+      included, as in PPO's ``env/per_step_accuracy``;
     * ``recognition_accuracy``: share of answers that reported the image
       correctly (VL envs; ``None`` when no answer was judged on it);
-    * ``mean_attempts``: verified answers per episode;
+    * ``mean_attempts``: answers per episode, the ``budget`` call included;
     * ``mean_return`` and ``verdicts``: share of answers per verdict category.
     """
     n = len(episodes)
