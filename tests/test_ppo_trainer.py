@@ -167,6 +167,7 @@ def _refuse_to_load(*args, **kwargs):
         ({"model": "/no/such/checkpoint"}, "is not a folder"),
         ({"critic": "separate", "critic_model": "/no/such/critic"}, "critic_model: '/no/such/critic' is not a folder"),
         ({"device": "cuda"}, "no CUDA device"),
+        ({"lora": True, "lora_target_modules": "q_proj,foo_proj"}, "lora_target_modules foo_proj match no module"),
         ({"generation_backend": "vllm", "env_id": "GeneralPoints-VL-v0"}, "text prompts only"),
         ({"generation_backend": "vllm", "lora": True}, "cannot take LoRA"),
         ({"generation_backend": "vllm", "deepspeed": "zero3", "gather_for_generation": False}, "gather_for_generation"),
@@ -288,6 +289,8 @@ def test_resume_continues_update_count_and_metrics(tiny_model_path, tmp_path):
     with (out / "samples.jsonl").open("a") as f:
         f.write(json.dumps({"update": 3, "answer": "lost"}) + "\n" + '{"update": 4')
 
+    with pytest.raises(ConfigError, match="written with deepspeed none; resume with the same deepspeed"):
+        PPOTrainer(small_config(tiny_model_path("qwen2"), out, total_updates=3, resume=True, deepspeed="zero3"))
     resumed = PPOTrainer(small_config(tiny_model_path("qwen2"), out, total_updates=3, save_every=1, resume=True))
     assert resumed.start_update == 2
     assert resumed.compute.train_tokens > 0
@@ -352,6 +355,7 @@ def test_every_setting_is_documented():
         ({"generation_backend": "warp"}, "generation_backend"),
         ({"offload_params": True, "deepspeed": "zero2"}, "offload_params needs"),
         ({"critic_model": "x"}, "critic=separate"),
+        ({"lora": True, "lora_dropout": 1.0}, "lora_dropout in"),
     ],
 )
 def test_invalid_settings_fail_with_what_to_change(settings, message):

@@ -10,7 +10,9 @@ model is loaded, and says what to change.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,8 +222,10 @@ class PPOConfig:
             errors.append("critic_model is only used with critic=separate")
         if self.value_head_hidden < 0:
             errors.append("value_head_hidden must be >= 0 (0 = a linear head)")
-        if self.lora and self.lora_r < 1:
-            errors.append("lora_r must be at least 1")
+        if self.lora and (self.lora_r < 1 or self.lora_alpha < 1 or not 0 <= self.lora_dropout < 1):
+            errors.append("LoRA needs lora_r >= 1, lora_alpha >= 1 and lora_dropout in [0, 1)")
+        if self.lora and not self.lora_target_modules.strip(" ,"):
+            errors.append("lora_target_modules must name modules (e.g. all-linear or q_proj,v_proj)")
         from trainers.generation import available_backends
         from trainers.rewards import validate_reward_spec, validate_reward_weights
 
@@ -271,6 +275,8 @@ class PPOConfig:
             is_vision, problem = _model_kind(path)
             if problem:
                 errors.append(f"{setting}: {problem}")
+            elif setting == "model" and self.lora:
+                errors += _lora_target_errors(path, self.lora_target_modules)
             elif setting == "model" and env_has_images and not is_vision:
                 errors.append(
                     f"{self.env_id} shows images but {path!r} is a text-only model; "
@@ -282,6 +288,7 @@ class PPOConfig:
             if problem := reward_source_sees_images_problem(self.reward, env_has_images):
                 errors.append(problem)
         errors += self._starting_value_head_errors()
+        errors += self._resume_errors()
         if self.device == "cuda":
             import torch
 
@@ -330,6 +337,24 @@ class PPOConfig:
             ]
         return []
 
+    def _resume_errors(self) -> list[str]:
+        """A resumed run must be launched like the run that wrote its last checkpoint."""
+        checkpoint = latest_checkpoint(Path(self.output_dir)) if self.resume else None
+        if checkpoint is None:
+            return []
+        try:
+            saved = json.loads((checkpoint / "engine" / "client_state.json").read_text())
+        except (OSError, ValueError) as err:
+            return [f"cannot resume from {checkpoint}: {err}; remove it to resume from the one before"]
+        by_deepspeed = (checkpoint / "engine" / "engine").is_dir()
+        engine = saved.get("deepspeed", "zero2 or zero3" if by_deepspeed else "none")
+        if by_deepspeed != (self.deepspeed != "none") or (engine in ("zero2", "zero3") and engine != self.deepspeed):
+            return [f"{checkpoint} was written with deepspeed {engine}; resume with the same deepspeed setting"]
+        processes = int(os.environ.get("WORLD_SIZE", "1")) if self.deepspeed != "none" else 1
+        if int(saved.get("world_size", processes)) != processes:
+            return [f"{checkpoint} was written by {saved['world_size']} processes; resume with as many"]
+        return []
+
     def reward_options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`trainers.rewards.make_reward_function` for :attr:`reward`.
 
@@ -374,6 +399,14 @@ class PPOConfig:
         )
 
 
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete ``checkpoints/update-NNNNN`` folder of a run, or ``None``."""
+    checkpoints = sorted(
+        p for p in (Path(output_dir) / "checkpoints").glob("update-*") if p.is_dir() and not p.name.endswith(".tmp")
+    )
+    return checkpoints[-1] if checkpoints else None
+
+
 def _model_kind(path: str) -> tuple[bool | None, str]:
     """``(is a vision-language model, problem)`` from a checkpoint's config alone."""
     from transformers import AutoConfig
@@ -393,3 +426,36 @@ def _model_kind(path: str) -> tuple[bool | None, str]:
             "that the Auto classes can load"
         )
     return kind, ""
+
+
+def _lora_target_errors(path: str, targets: str) -> list[str]:
+    """LoRA target names that match no module of the model, found on an empty (meta) copy.
+
+    peft matches a name against whole module names and their last parts; no
+    weights are read. When the model cannot be built on the meta device the
+    check is skipped (peft then reports it while wrapping).
+    """
+    if targets.strip() == "all-linear":
+        return []
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from trainers.common.modeling import is_vision_config
+
+    try:
+        model_config = AutoConfig.from_pretrained(path)
+        model_class = AutoModelForImageTextToText if is_vision_config(model_config) else AutoModelForCausalLM
+        with torch.device("meta"):
+            model = model_class.from_config(model_config)
+    except Exception:  # noqa: BLE001 - only a pre-check; peft reports the real error later
+        return []
+    names = {name for name, _ in model.named_modules() if name}
+    parts = {name.rsplit(".", 1)[-1] for name in names}
+    missing = [t for t in (t.strip() for t in targets.split(",")) if t and t not in parts and t not in names]
+    if not missing:
+        return []
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    return [
+        f"lora_target_modules {', '.join(missing)} match no module of {path!r}; its linear layers are "
+        f"{', '.join(linear)} (or use all-linear)"
+    ]

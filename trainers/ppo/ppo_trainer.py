@@ -68,7 +68,7 @@ from trainers.generation import make_backend
 from trainers.generation.base import SamplingParams
 from trainers.ppo import core
 from trainers.ppo.actor_critic import ActorCritic
-from trainers.ppo.ppo_config import PPOConfig
+from trainers.ppo.ppo_config import PPOConfig, latest_checkpoint
 from trainers.ppo.value_head import ValueHead, ValueHeadConfig, load_value_head, save_value_head
 from trainers.rewards import RewardFunction, Turn, make_reward_function
 
@@ -471,6 +471,7 @@ class PPOTrainer:
             "optimizer_steps": self.engine.optimizer_steps,
             "compute": self.compute.state_dict(),
             "world_size": self.world_size,
+            "deepspeed": self.config.deepspeed,
         }
         self.engine.save_state(tmp / "engine", state)
         self.save_policy(tmp / "policy")
@@ -513,22 +514,22 @@ class PPOTrainer:
         return directory
 
     def _resume(self) -> None:
-        ckpts = sorted(
-            p for p in (self.output_dir / "checkpoints").glob("update-*") if p.is_dir() and not p.name.endswith(".tmp")
-        )
-        if not ckpts:
+        checkpoint = latest_checkpoint(self.output_dir)
+        if checkpoint is None:
             logger.warning("resume requested but no checkpoint in %s; starting fresh", self.output_dir)
             return
-        state = self.engine.load_state(ckpts[-1] / "engine")
-        if int(state.get("world_size", self.world_size)) != self.world_size:
-            raise ValueError(
-                f"checkpoint {ckpts[-1]} was written by {state['world_size']} processes; resume with as many"
+        # check_runnable compared the launch with the checkpoint; the real world size is known only now.
+        saved = json.loads((checkpoint / "engine" / "client_state.json").read_text())
+        if int(saved.get("world_size", self.world_size)) != self.world_size:
+            raise ConfigError(
+                f"checkpoint {checkpoint} was written by {saved['world_size']} processes; resume with as many"
             )
+        state = self.engine.load_state(checkpoint / "engine")
         self.start_update = int(state["update"])
         self.compute.load_state_dict(state["compute"])
         self.metrics.truncate_after(self.start_update)
         self._truncate_samples_after(self.start_update)
-        logger.info("resumed from %s at update %d", ckpts[-1], self.start_update)
+        logger.info("resumed from %s at update %d", checkpoint, self.start_update)
 
     def _truncate_samples_after(self, update: int) -> None:
         """Drop logged transcripts of updates a resumed run redoes (and a torn last line)."""
