@@ -222,3 +222,23 @@ def test_demo_rejects_bad_flags_before_writing_anything(tmp_path, capsys):
         assert gengym_main(["demo", "--out", str(out), *flags]) == 2
         assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("env_id", ["VIRL-L-v0", "VIRL-VL-v0"])
+def test_training_uses_the_training_routes_and_evaluation_the_held_out_ones(env_id):
+    from gengym_core.registry import variants_of
+
+    config = config_from_dict(ExperimentConfig, {**TINY, "env_id": env_id, "model": "tiny:qwen2",
+                                                 "methods": ["sft", "rl", "dpo"], "rl_without_sft": False,
+                                                 "verification_ablation": [1]})
+    assert {kwargs["split"] for kwargs in variants_of(env_id).values()} == {"test"}
+    assert config.train_env_kwargs() == {"split": "train"}
+    assert config.sft_config("init", model="m", output_dir="o").env_kwargs["split"] == "train"
+    assert config.sft_config("sft", model="m", output_dir="o").env_kwargs["split"] == "train"
+    assert config.ppo_config(model="m", output_dir="o", env_kwargs={"tries_per_point": 1}).env_kwargs == {
+        "split": "train", "tries_per_point": 1}
+    assert config.pairs_config(model="").env_kwargs["split"] == "train"
+    rule = config_from_dict(ExperimentConfig, {**TINY, "env_id": env_id, "model": "tiny:qwen2",
+                                               "train_variant": "rule-ood", "rl_without_sft": False,
+                                               "verification_ablation": []})
+    assert rule.train_env_kwargs() == {"split": "train", "action_space": "relative"}

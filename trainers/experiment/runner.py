@@ -90,7 +90,13 @@ class ExperimentConfig:
     deepspeed: Literal["zero3", "zero2", "none"] = field(
         default="none", metadata={"help": "Engine of SFT and PPO (zero3 for large models on GPUs)."}
     )
-    train_variant: str = field(default="id", metadata={"help": "Variant whose env settings training uses."})
+    train_variant: str = field(
+        default="id",
+        metadata={
+            "help": "Variant whose env settings training uses, on the training data: a variant's split: test "
+            "(V-IRL's held-out routes) becomes split: train."
+        },
+    )
     eval_variants: list[str] = field(
         default_factory=list, metadata={"help": "Variants evaluated (empty = all the env has)."}
     )
@@ -278,9 +284,18 @@ class ExperimentConfig:
         return list(self.eval_variants) or list(variants_of(self.env_id))
 
     def train_env_kwargs(self) -> dict[str, Any]:
+        """The ``gym.make`` kwargs of training: ``train_variant``'s, on the training split.
+
+        Evaluation variants name the held-out split (V-IRL's ``split:
+        test``); training on it would evaluate the model on its own training
+        routes, the reference code's defect this protocol exists to avoid.
+        """
         from gengym_core.registry import variants_of
 
-        return dict(variants_of(self.env_id)[self.train_variant])
+        kwargs = dict(variants_of(self.env_id)[self.train_variant])
+        if kwargs.get("split") == "test":
+            kwargs["split"] = "train"
+        return kwargs
 
     def _run_settings(self) -> dict[str, Any]:
         """What every training section starts from (its own settings and the overrides go on top)."""
