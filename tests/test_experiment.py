@@ -242,3 +242,24 @@ def test_training_uses_the_training_routes_and_evaluation_the_held_out_ones(env_
                                                "train_variant": "rule-ood", "rl_without_sft": False,
                                                "verification_ablation": []})
     assert rule.train_env_kwargs() == {"split": "train", "action_space": "relative"}
+
+
+def test_a_torn_results_line_does_not_swallow_the_next_record(tmp_path, monkeypatch):
+    from trainers.eval.agents import OracleAgent
+
+    class CheckpointAsOracle(OracleAgent):  # evaluation without a model: the oracle answers
+        def __init__(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr("trainers.eval.agents.ModelAgent", CheckpointAsOracle)
+    config = config_from_dict(ExperimentConfig, {**TINY, "env_id": "GeneralPoints-L-v0", "model": "tiny:qwen2",
+                                                 "output_dir": str(tmp_path), "rl_without_sft": False,
+                                                 "verification_ablation": []})
+    runner = ExperimentRunner(config, log=lambda *_: None)
+    runner.results_path.write_text('{"series": "sft", "checkpoint": "killed-mid-wri')
+    runner.evaluate(tmp_path / "checkpoint", ["sft", "rl"], step=3)
+    records = runner.records()
+    assert [(r["series"], r["step"]) for r in records] == [("sft", 3), ("rl", 3)]
+    assert records[0]["variants"]["id"]["success_rate"] == 1.0
+    runner.evaluate(tmp_path / "checkpoint", ["sft", "rl"], step=3)  # recorded: not evaluated again
+    assert len(runner.records()) == 2

@@ -755,10 +755,18 @@ class ExperimentRunner:
         name = "-".join(todo) + f"-step{step}"
         write_report(result, self.out / "evals" / name)
         gflops = _gflops_of(checkpoint) + extra_gflops
-        with self.results_path.open("a") as f:
-            for s in todo:
-                record = {"series": s, "checkpoint": key, "step": step, "gflops": gflops, "variants": result.metrics}
-                f.write(json.dumps(record) + "\n")
+        lines = "".join(
+            json.dumps({"series": s, "checkpoint": key, "step": step, "gflops": gflops, "variants": result.metrics})
+            + "\n"
+            for s in todo
+        )
+        with self.results_path.open("a+b") as f:
+            # A run killed mid-write leaves a torn last line; start on a line of our own.
+            if f.tell() > 0:
+                f.seek(-1, 2)
+                if f.read(1) != b"\n":
+                    lines = "\n" + lines
+            f.write(lines.encode())
         summary = ", ".join(f"{v} {100 * m['success_rate']:.0f}%" for v, m in result.metrics.items())
         self.log(f"   {'/'.join(todo)} step {step}: {summary} at {gflops:.3g} GFLOPs")
 
