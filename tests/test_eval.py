@@ -174,3 +174,25 @@ def test_cli_rejects_malformed_checkpoints_and_settings_before_loading(tiny_mode
         code, err = fails(str(text_model), "--backend", "vllm")
         assert code == 2 and "vLLM" in err
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_baselines_run_on_the_base_install(tmp_path):
+    """Without the training extras the oracle and random baselines still evaluate; a model asks for the extras."""
+    blocked = ["torch", "transformers", "trl", "datasets", "deepspeed", "peft", "accelerate", "matplotlib"]
+    script = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "from gengym_core.cli import main\n"
+        f"a = main(['eval', '--model', 'oracle', '--env', 'GeneralPoints-VL-v0', '--variants', 'all', "
+        f"'--episodes', '2', '--output-dir', {str(tmp_path / 'oracle')!r}])\n"
+        f"b = main(['eval', '--model', 'random', '--env', 'VIRL-L-v0', '--episodes', '2', "
+        f"'--output-dir', {str(tmp_path / 'random')!r}])\n"
+        f"c = main(['eval', '--model', {str(tmp_path)!r}, '--env', 'VIRL-L-v0', '--episodes', '2', "
+        f"'--output-dir', {str(tmp_path / 'model')!r}])\n"
+        "print('codes', a, b, c)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "codes 0 0 2" in out.stdout, out.stderr[-2000:]
+    assert "training extras" in out.stderr
+    metrics = json.loads((tmp_path / "oracle" / "metrics.json").read_text())
+    assert {v["success_rate"] for v in metrics["variants"].values()} == {1.0}
