@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -361,6 +362,35 @@ def test_every_setting_is_documented():
 def test_invalid_settings_fail_with_what_to_change(settings, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(PPOConfig, settings)
+
+
+EXAMPLE_CONFIGS = sorted((Path(__file__).resolve().parent.parent / "examples" / "configs").glob("*_ppo.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: p.name)
+def test_example_configs_follow_the_paper_and_can_start(path, tiny_model_path, monkeypatch):
+    """The paper's PPO settings (REFERENCE section 3), and every check short of loading weights passes."""
+    from trainers.common.config import resolve_config
+
+    cfg = resolve_config(PPOConfig, config_file=path)
+    assert (cfg.clip_range, cfg.value_clip_range, cfg.ppo_epochs) == (0.1, 0.1, 4)
+    assert (cfg.gamma, cfg.gae_lambda, cfg.thought_weight) == (0.9, 0.95, 0.5)
+    assert (cfg.adam_eps, cfg.max_grad_norm, cfg.temperature, cfg.max_new_tokens) == (1e-7, 0.01, 0.2, 512)
+    assert cfg.batch_size == 256 and cfg.normalize_advantages
+    assert cfg.learning_rate == (1e-7 if cfg.env_id == "VIRL-VL-v0" else 1e-6)
+    assert cfg.kl_coef == 0 and cfg.entropy_coef == 0 and cfg.deepspeed == "zero3"
+    assert path.name.startswith({"GeneralPoints-L-v0": "gp_l", "GeneralPoints-VL-v0": "gp_vl",
+                                 "VIRL-L-v0": "virl_l", "VIRL-VL-v0": "virl_vl"}[cfg.env_id])
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    family = "llava" if "-VL-" in cfg.env_id else "qwen2"
+    dataclasses.replace(cfg, model=str(tiny_model_path(family))).check_runnable()
+
+
+def test_example_configs_cover_the_four_tasks():
+    from trainers.common.config import resolve_config
+
+    envs = {resolve_config(PPOConfig, config_file=p).env_id for p in EXAMPLE_CONFIGS}
+    assert envs == {"GeneralPoints-L-v0", "GeneralPoints-VL-v0", "VIRL-L-v0", "VIRL-VL-v0"}
 
 
 def test_unknown_and_mistyped_yaml_settings(tmp_path):
