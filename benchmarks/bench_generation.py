@@ -35,6 +35,7 @@ import argparse
 import functools
 import json
 import os
+import math
 import sys
 import tempfile
 import time
@@ -288,7 +289,7 @@ def bench_ppo(args: Any, model: Any, device: Any) -> list[dict[str, Any]]:
             num_steps=1,
             total_updates=1,
             minibatch_size=args.batches[0],
-            micro_batch_size=min(4, args.batches[0]),
+            micro_batch_size=math.gcd(4, args.batches[0]),  # must divide the minibatch
             ppo_epochs=1,
             max_new_tokens=args.new_tokens,
             deepspeed="none",
