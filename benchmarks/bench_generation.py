@@ -34,8 +34,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import math
+import os
 import sys
 import tempfile
 import time
