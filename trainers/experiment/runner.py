@@ -479,7 +479,8 @@ class ExperimentRunner:
         if broken:
             raise ConfigError(
                 f"{self.out} holds an experiment with other settings ({', '.join(broken)} changed); resuming "
-                "would mix its results with new ones. Use another output_dir, or restore those settings "
+                "would mix its results with new ones. Use another output folder (output_dir; --out of gengym demo), "
+                "or restore those settings "
                 f"(the earlier ones are in {saved})"
             )
 
