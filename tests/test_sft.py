@@ -347,8 +347,13 @@ def test_wrong_pairings_fail_before_any_weights_load(tiny_model_path, tmp_path, 
         train_sft(sft_config(config_only, tmp_path / "b", env_id="GeneralPoints-L-v0", variant="visual-ood"))
     with pytest.raises(ConfigError, match="unknown GeneralPoints option"):
         train_sft(sft_config(config_only, tmp_path / "b", env_id="GeneralPoints-L-v0", env_kwargs={"foo": 1}))
-    with pytest.raises(ConfigError, match="cannot read a model config"):
+    with pytest.raises(ConfigError, match="no checkpoint folder"):
         train_sft(sft_config(tmp_path / "no-such-model", tmp_path / "b", env_id="GeneralPoints-L-v0"))
+    with pytest.raises(ConfigError, match="no checkpoint folder"):
+        train_sft(sft_config(config_only / "config.json", tmp_path / "b", env_id="GeneralPoints-L-v0"))
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ConfigError, match="cannot read a model config"):
+        train_sft(sft_config(tmp_path / "not-a-model", tmp_path / "b", env_id="GeneralPoints-L-v0"))
     with pytest.raises(ConfigError, match="cannot read a dataset"):
         train_sft(sft_config(config_only, tmp_path / "c", env_id="", dataset=str(tmp_path / "missing")))
     with pytest.raises(ConfigError, match="give the checkpoint"):

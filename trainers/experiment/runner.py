@@ -242,7 +242,8 @@ class ExperimentConfig:
         errors = []
         for name in ("model", "judge_model"):
             spec = getattr(self, name)
-            if spec.startswith((".", "/", "~")) and not Path(spec).expanduser().exists():
+            local = spec.startswith((".", "/", "~")) or spec.count("/") > 1  # hub ids are owner/name
+            if local and not Path(spec).expanduser().exists():
                 errors.append(f"{name}: no checkpoint folder at {spec!r}")
             elif spec and not spec.startswith("tiny:") and Path(spec).is_file():
                 errors.append(f"{name}: {spec!r} is a file; give the checkpoint folder that holds config.json")
