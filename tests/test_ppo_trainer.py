@@ -156,6 +156,34 @@ def test_a_value_head_saved_with_the_start_checkpoint_is_trained_on(tiny_model_p
     assert fresh.net[-1].weight.shape == (1, 1024)
 
 
+@pytest.mark.parametrize("disable", [True, False])
+def test_dropout_is_off_so_the_update_scores_the_rollout_function(tiny_model_path, tmp_path, disable):
+    """Rollouts are scored in eval mode, updates run in train mode: with dropout
+    (attention's float rate, LoRA's module) the two would differ before any step."""
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_model_path("qwen2"), start)
+    config = json.loads((start / "config.json").read_text())
+    (start / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.5}))
+    cfg = small_config(start, tmp_path / "run", lora=True, lora_dropout=0.5, disable_dropout=disable)
+    trainer = PPOTrainer(cfg)
+    policy = trainer.engine.module.policy
+    with torch.no_grad():
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    obs, _ = trainer.envs[0].reset(seed=0)
+    messages, images = turn_prompt(trainer.envs[0], obs, "observation")
+    inputs = trainer._encode([messages], [images])
+    with torch.no_grad():
+        policy.eval()
+        reference = policy(**inputs).logits
+        policy.train()
+        trained = [policy(**inputs).logits for _ in range(2)]
+    assert all(torch.allclose(t, reference, atol=1e-5) for t in trained) == disable
+
+
 def _refuse_to_load(*args, **kwargs):
     raise AssertionError("weights were loaded before the settings were checked")
 

@@ -82,6 +82,29 @@ class ActorCritic(nn.Module):
         return out.hidden_states[-1][:, -1]
 
 
+def disable_dropout(model: nn.Module) -> int:
+    """Zero every dropout rate inside ``model``; return how many were non-zero.
+
+    Rollouts are scored in eval mode and the update runs in train mode (which
+    gradient checkpointing needs); with dropout on, the two would be
+    different functions and PPO's ratio would be noise before any update.
+    Covers ``nn.Dropout`` modules (LoRA's too) and the float rates that
+    attention layers keep as attributes and pass to their kernels in train
+    mode (``attention_dropout``, ``dropout``...).
+    """
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            changed += module.p > 0
+            module.p = 0.0
+            continue
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float) and not isinstance(value, bool):
+                changed += value > 0
+                setattr(module, name, 0.0)
+    return int(changed)
+
+
 def _prompt_part(inputs: dict[str, Any], prompt_length: int) -> dict[str, Any]:
     """The prompt columns of appended inputs (per-token tensors cut, others kept)."""
     ids = inputs["input_ids"]

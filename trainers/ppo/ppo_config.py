@@ -149,6 +149,13 @@ class PPOConfig:
         default="auto", metadata={"help": "Weights dtype: auto = bfloat16 on GPUs that support it, else float32."}
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
+    disable_dropout: bool = field(
+        default=True,
+        metadata={
+            "help": "Zero every dropout of the policy and critic (LoRA's included), so the update's log-probs come "
+            "from the function that scored the rollout and the first ratio is exactly 1."
+        },
+    )
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})

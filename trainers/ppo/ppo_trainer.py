@@ -67,7 +67,7 @@ from trainers.common.spans import answer_keys_for, batch_completion_token_weight
 from trainers.generation import make_backend
 from trainers.generation.base import SamplingParams
 from trainers.ppo import core
-from trainers.ppo.actor_critic import ActorCritic
+from trainers.ppo.actor_critic import ActorCritic, disable_dropout
 from trainers.ppo.ppo_config import PPOConfig, latest_checkpoint
 from trainers.ppo.value_head import ValueHead, ValueHeadConfig, load_value_head, save_value_head
 from trainers.rewards import RewardFunction, Turn, make_reward_function
@@ -179,6 +179,10 @@ class PPOTrainer:
 
                 unset_hf_deepspeed_config()
                 self._ds_hf_config = None
+            if cfg.disable_dropout:
+                for model in (policy, critic_body):
+                    if model is not None and disable_dropout(model):
+                        logger.info("dropout switched off in %s (disable_dropout)", type(model).__name__)
             head_source = critic_body if critic_body is not None else policy
             value_head = ValueHead.for_model_config(head_source.config, ValueHeadConfig(hidden=cfg.value_head_hidden))
             start_head = Path(cfg.model) / "value_head.safetensors"
