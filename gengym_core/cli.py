@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "deepspeed",
             "peft",
             "datasets",
+            "tensorboard",
+            "matplotlib",
         }:
             print(f"gengym {args.command}: {_TRAIN_EXTRA_HINT} ({err})", file=sys.stderr)
             return 2

@@ -115,3 +115,28 @@ def test_version_flag():
     )
     assert out.stdout.startswith("gengym ")
     assert np.__version__  # numpy importable beside it
+
+
+@pytest.mark.parametrize("missing", ["torch", "matplotlib", "tensorboard"])
+def test_missing_training_extra_is_a_hint_not_a_traceback(monkeypatch, capsys, missing):
+    import gengym_core.play as play
+    from gengym_core.cli import main
+
+    def run(args):
+        raise ModuleNotFoundError(f"No module named '{missing}'", name=missing)
+
+    monkeypatch.setattr(play, "run", run)
+    assert main(["play"]) == 2
+    assert "generalization-gym[train]" in capsys.readouterr().err
+
+
+def test_other_missing_modules_still_raise(monkeypatch):
+    import gengym_core.play as play
+    from gengym_core.cli import main
+
+    def run(args):
+        raise ModuleNotFoundError("No module named 'not_an_extra'", name="not_an_extra")
+
+    monkeypatch.setattr(play, "run", run)
+    with pytest.raises(ModuleNotFoundError):
+        main(["play"])
