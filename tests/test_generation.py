@@ -363,6 +363,30 @@ def test_image_placeholders_are_never_sampled(tiny_model, family):
         hook.remove()
 
 
+def test_checkpoint_generation_config_extras_do_not_reshape_sampling(tiny_model):
+    """A checkpoint's repetition penalty (Qwen2-VL ships one) would make hf sample from
+    another distribution than the one PPO scores, and than static."""
+    loaded = tiny_model("qwen2")
+    model, processor = loaded.model, loaded.processor
+    inputs = prompts(loaded)
+    sampled = SamplingParams(max_new_tokens=16, temperature=1.0, seed=4)
+    hf = make_backend("hf", model, processor)
+    plain = [hf.generate(inputs, GREEDY), hf.generate(inputs, sampled)]
+    config = model.generation_config
+    saved = config.to_dict()
+    config.repetition_penalty, config.no_repeat_ngram_size, config.bad_words_ids = 3.0, 1, [[plain[0].token_ids[0][0]]]
+    try:
+        assert [hf.generate(inputs, GREEDY), hf.generate(inputs, sampled)] == plain
+        assert_same(plain[0], make_backend("static", model, processor).generate(inputs, GREEDY))
+        assert model.generation_config is config and config.repetition_penalty == 3.0
+        # The settings do bite when generate reads them.
+        out = model.generate(**inputs, max_new_tokens=16, do_sample=False, pad_token_id=_pad_id(processor))
+        assert out[0, inputs["input_ids"].shape[1]] != plain[0].token_ids[0][0]
+    finally:
+        for key in ("repetition_penalty", "no_repeat_ngram_size", "bad_words_ids"):
+            setattr(config, key, saved.get(key))
+
+
 def _text_model(tiny_model):
     loaded = tiny_model("qwen2")
     return loaded.model, loaded.processor

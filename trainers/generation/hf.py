@@ -2,13 +2,16 @@
 
 The reference backend: whatever ``generate`` supports for a model (images,
 cross-attention masks, rope deltas), this backend supports, because it hands
-the processor's inputs to ``generate`` unchanged. It is also the slowest: each
-decode step launches thousands of small kernels from Python.
+the processor's inputs to ``generate`` unchanged. Only the backend's own
+sampling settings apply: the checkpoint's ``generation_config`` extras
+(repetition penalty and the like) are hidden from each call. It is also the
+slowest: each decode step launches thousands of small kernels from Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from trainers.common.modeling import eos_token_ids, get_tokenizer
@@ -68,7 +71,11 @@ class HFGenerationBackend(GenerationBackend):
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=_rng_devices(inputs)):
+            with (
+                torch.no_grad(),
+                torch.random.fork_rng(devices=_rng_devices(inputs)),
+                _only_these_settings(self.model),
+            ):
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 out = self.model.generate(**inputs, **kwargs)
@@ -79,6 +86,33 @@ class HFGenerationBackend(GenerationBackend):
         logprobs = torch.log_softmax(logits / params.logprob_temperature, dim=-1)
         token_lp = logprobs.gather(-1, new_ids[:, : logits.shape[1], None]).squeeze(-1)
         return generation_from_rows(self.tokenizer, new_ids.tolist(), token_lp.tolist(), self.eos_ids, params.stop_strings)
+
+
+@contextlib.contextmanager
+def _only_these_settings(model: Any) -> Iterator[None]:
+    """Hide the checkpoint's ``generation_config`` for one ``generate`` call.
+
+    ``generate`` fills every setting a call leaves unset from the model's
+    ``generation_config``: a checkpoint's ``repetition_penalty``,
+    ``no_repeat_ngram_size``, ``min_new_tokens``, ``bad_words_ids``... would
+    then reshape the distribution, so the samples would no longer come from
+    the tempered softmax whose log-probs PPO scores (nor match ``static``).
+    The backend passes every setting it means (EOS, pad, sampling), so the
+    call sees a default config instead. peft wrappers generate through their
+    base model, whose config is the one swapped.
+    """
+    from transformers import GenerationConfig
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = getattr(target, "generation_config", None)
+    if saved is None:
+        yield
+        return
+    target.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        target.generation_config = saved
 
 
 def _rng_devices(inputs: Mapping[str, Any]) -> list[Any]:
