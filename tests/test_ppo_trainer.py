@@ -110,6 +110,23 @@ def run_and_check_one_update(model_path: Path, tmp_path: Path, backend: str) -> 
     assert json.loads((final / "gengym_training.json").read_text())["method"] == "ppo"
 
 
+def test_lora_run_ends_with_a_merged_loadable_policy(tiny_model_path, tmp_path):
+    from safetensors.torch import load_file
+
+    from trainers.common.modeling import load_model_and_processor
+
+    base = tiny_model_path("qwen2")
+    final = PPOTrainer(small_config(base, tmp_path / "run", lora=True, lora_target_modules="q_proj,v_proj")).train()
+    assert (final / "adapter" / "adapter_config.json").is_file() and (final / "value_head.safetensors").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "update-00001" / "policy" / "adapter_config.json").is_file()
+    loaded = load_model_and_processor(final)  # a plain checkpoint, as gengym eval and PPO load it
+    merged, original = load_file(final / "model.safetensors"), load_file(base / "model.safetensors")
+    assert merged.keys() == original.keys()
+    changed = {k for k in merged if not torch.equal(merged[k], original[k])}
+    assert changed and all(".q_proj." in k or ".v_proj." in k for k in changed), changed
+    assert loaded.model.config.model_type == "qwen2"
+
+
 def test_text_model_on_image_env_fails_early(tiny_model_path, tmp_path):
     cfg = small_config(tiny_model_path("qwen2"), tmp_path, env_id="GeneralPoints-VL-v0")
     with pytest.raises(ValueError, match="text-only model"):

@@ -266,7 +266,7 @@ class PPOTrainer:
             if (update + 1) % cfg.save_every == 0 or update + 1 == cfg.total_updates:
                 self.save_checkpoint(update + 1)
         self.metrics.close()
-        return self.save_policy(self.output_dir / "final")
+        return self.save_policy(self.output_dir / "final", merge_lora=True)
 
     # =============================================================== rollout
     def rollout(self, update: int) -> tuple[list[TurnRecord], torch.Tensor, RolloutStats, int]:
@@ -491,9 +491,17 @@ class PPOTrainer:
         _barrier()
         return directory
 
-    def save_policy(self, directory: Path) -> Path:
+    def save_policy(self, directory: Path, *, merge_lora: bool = False) -> Path:
         """The policy in Hugging Face format (``from_pretrained`` loads it), its
-        processor, the value head, and a record of the training compute."""
+        processor, the value head, and a record of the training compute.
+
+        With LoRA the policy is its adapter; ``merge_lora`` (the final policy)
+        writes the base model with the adapter merged in instead, keeping the
+        adapter alone in ``directory/adapter``, so the folder loads like any
+        checkpoint (``gengym eval``, another PPO run). Checkpoints keep the
+        adapter only: merging reloads the base model, and resuming needs just
+        the engine state.
+        """
         module = self.engine.module
         if self.engine.is_zero3:
             forget_load_renames(module.policy)
@@ -514,6 +522,12 @@ class PPOTrainer:
                     "gflops": self.compute.gflops,
                 }
                 (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+        if merge_lora and self.config.lora and self.is_main:
+            from types import SimpleNamespace
+
+            from trainers.common.hf_trainer_support import _merge_lora
+
+            _merge_lora(SimpleNamespace(model=self.config.model, trust_remote_code=False), directory, dtype=self.dtype)
         _barrier()
         return directory
 
