@@ -168,9 +168,34 @@ def test_a_value_head_saved_with_the_start_checkpoint_is_trained_on(tiny_model_p
     trainer = PPOTrainer(small_config(start, tmp_path / "b", value_head_hidden=8))
     loaded = trainer.engine.module.value_head.state_dict()
     assert all(torch.equal(v, loaded[k]) for k, v in saved.state_dict().items())
-    # A separate critic gets a fresh head: the saved one read the policy's states.
-    fresh = PPOTrainer(small_config(start, tmp_path / "c", critic="separate")).engine.module.value_head
-    assert fresh.net[-1].weight.shape == (1, 1024)
+    # A separate critic starting from the same checkpoint reads the same features: same head.
+    trainer = PPOTrainer(small_config(start, tmp_path / "c", critic="separate", value_head_hidden=8))
+    loaded = trainer.engine.module.value_head.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in saved.state_dict().items())
+
+
+def test_a_separate_critic_is_saved_and_continued(tiny_model_path, tmp_path):
+    from safetensors.torch import load_file
+
+    from trainers.ppo.value_head import load_value_head
+
+    base = tiny_model_path("qwen2")
+    first = PPOTrainer(small_config(base, tmp_path / "a", critic="separate", value_head_hidden=16))
+    final = first.train()
+    critic = final / "critic"
+    assert not (final / "value_head.safetensors").exists(), "a head of another model's features beside the policy"
+    trained_critic = load_file(critic / "model.safetensors")
+    assert any(not torch.equal(v, load_file(base / "model.safetensors")[k]) for k, v in trained_critic.items())
+    head = load_value_head(critic / "value_head.safetensors")
+
+    second = PPOTrainer(
+        small_config(final, tmp_path / "b", critic="separate", critic_model=str(critic), value_head_hidden=16)
+    )
+    body = second.engine.module.critic_body.state_dict()
+    assert trained_critic.keys() <= body.keys()
+    assert all(torch.equal(v, body[k]) for k, v in trained_critic.items())
+    loaded = second.engine.module.value_head.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in head.state_dict().items())
 
 
 @pytest.mark.parametrize("disable", [True, False])

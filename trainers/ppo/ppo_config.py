@@ -142,7 +142,11 @@ class PPOConfig:
         metadata={"help": "head: value MLP on the policy's last prompt hidden state; separate: its own model."},
     )
     critic_model: str = field(
-        default="", metadata={"help": "Checkpoint of the separate critic (default: the policy checkpoint)."}
+        default="",
+        metadata={
+            "help": "Checkpoint of the separate critic (default: the policy checkpoint); an earlier run's "
+            "final/critic folder continues its critic and value head."
+        },
     )
     value_head_hidden: int = field(default=1024, metadata={"help": "Hidden width of the value MLP."})
     dtype: Literal["auto", "bfloat16", "float32"] = field(
@@ -327,9 +331,10 @@ class PPOConfig:
         raise_config_errors("cannot start PPO", errors)
 
     def _starting_value_head_errors(self) -> list[str]:
-        """A value head saved beside the starting policy is trained on: it must fit the settings."""
-        head_file = Path(self.model) / "value_head.safetensors" if self.model else None
-        if self.critic != "head" or head_file is None or not head_file.is_file():
+        """A value head saved beside the critic's starting checkpoint is trained on: it must fit the settings."""
+        start = self.critic_model or self.model
+        head_file = Path(start) / "value_head.safetensors" if start else None
+        if head_file is None or not head_file.is_file():
             return []
         from trainers.ppo.value_head import read_value_head_config
 
@@ -339,7 +344,7 @@ class PPOConfig:
             return [f"the starting value head cannot be read ({err}); remove {head_file} to start a fresh one"]
         if head.hidden != self.value_head_hidden:
             return [
-                f"the value head saved with {self.model!r} is {head.hidden} wide, but value_head_hidden is "
+                f"the value head saved with {start!r} is {head.hidden} wide, but value_head_hidden is "
                 f"{self.value_head_hidden}: set value_head_hidden {head.hidden} to go on training it"
             ]
         return []

@@ -185,8 +185,10 @@ class PPOTrainer:
                         logger.info("dropout switched off in %s (disable_dropout)", type(model).__name__)
             head_source = critic_body if critic_body is not None else policy
             value_head = ValueHead.for_model_config(head_source.config, ValueHeadConfig(hidden=cfg.value_head_hidden))
-            start_head = Path(cfg.model) / "value_head.safetensors"
-            if start_head.is_file() and critic_body is None:
+            # The head saved beside the critic's starting checkpoint (the policy's,
+            # unless a separate critic_model is given) was trained on its features.
+            start_head = Path(cfg.critic_model or cfg.model) / "value_head.safetensors"
+            if start_head.is_file():
                 value_head.load_state_dict(load_value_head(start_head).state_dict())
         if cfg.kl_coef > 0 and cfg.lora:
             self.reference = policy  # adapters switched off when scoring the reference
@@ -505,12 +507,20 @@ class PPOTrainer:
         module = self.engine.module
         if self.engine.is_zero3:
             forget_load_renames(module.policy)
+            if module.critic_body is not None:
+                forget_load_renames(module.critic_body)
         with self.engine.gathered(True):
             if self.is_main:
                 directory.mkdir(parents=True, exist_ok=True)
                 module.policy.save_pretrained(directory, safe_serialization=True)
                 self.processor.save_pretrained(directory)
-                save_value_head(module.value_head, directory / "value_head.safetensors")
+                if module.critic_body is None:
+                    save_value_head(module.value_head, directory / "value_head.safetensors")
+                else:
+                    # A separate critic is a checkpoint of its own: critic_model of a later run.
+                    module.critic_body.save_pretrained(directory / "critic", safe_serialization=True)
+                    self.processor.save_pretrained(directory / "critic")
+                    save_value_head(module.value_head, directory / "critic" / "value_head.safetensors")
                 record = {
                     "method": "ppo",
                     "env_id": self.config.env_id,
