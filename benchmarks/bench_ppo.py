@@ -16,7 +16,12 @@ update on GP-VL. Prints, per run:
 
 ``--max-size`` instead searches the largest decoder (same shape family,
 growing depth and width) whose update completes on this GPU with ZeRO-3,
-for full fine-tuning and for LoRA.
+for full fine-tuning and for LoRA: every attempt runs in a process of its
+own (a failed one leaves no memory behind), a mode stops at its first
+failure, and one random checkpoint at a time is kept on disk. Runs save no
+checkpoints (not what is measured; optimizer states alone would fill the
+disk from the 7B shape on), so the search is bounded by the GPU, or by the
+disk when a checkpoint cannot be written (reported as such).
 
 Run on a GPU::
 
@@ -49,6 +54,8 @@ DECODER_SHAPES = {
     "14b": (5120, 13824, 48, 40, 8),
     "32b": (5120, 27648, 64, 40, 8),
 }
+#: The same search on the CPU (``--max-size --tiny``): two tiny attempts, to check the script.
+TINY_SHAPES = ("tiny-1", "tiny-2")
 
 
 def build_checkpoint(out: Path, decoder: str, tiny: bool) -> Path:
@@ -90,7 +97,8 @@ def build_checkpoint(out: Path, decoder: str, tiny: bool) -> Path:
     )
     torch.manual_seed(0)
     dtype = torch.float32 if tiny else torch.bfloat16
-    model = LlavaForConditionalGeneration(config).to(dtype)
+    # Built in its dtype: a float32 build of the 32B shape alone would fill the host's memory.
+    model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": vision["image_size"]},
         crop_size={"height": vision["image_size"], "width": vision["image_size"]},
@@ -174,6 +182,10 @@ def run_update(path: Path, args: argparse.Namespace, *, lora: bool, out: Path) -
     start = time.perf_counter()
     trainer = PPOTrainer(config)
     setup_s = time.perf_counter() - start
+    # Saving is not what is measured, and a checkpoint with optimizer states
+    # (12 bytes a parameter) would fill the disk from the 7B shape on.
+    trainer.save_checkpoint = lambda update: None
+    trainer.save_policy = lambda directory, **kwargs: directory
     trainer.train()
     (record,) = read_metrics(out / "metrics.jsonl")
     params = trainer.compute.num_params
@@ -195,26 +207,51 @@ def run_update(path: Path, args: argparse.Namespace, *, lora: bool, out: Path) -
     }
 
 
-def max_size(args: argparse.Namespace, workdir: Path) -> dict[str, str | None]:
-    """Largest decoder shape whose update completes, for full fine-tuning and LoRA."""
-    import torch
+def max_size(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Largest decoder shape whose update completes, for full fine-tuning and LoRA.
 
-    found: dict[str, str | None] = {}
-    for lora in (False, True):
-        best = None
-        for name in DECODER_SHAPES:
-            path = workdir / f"model-{name}"
-            try:
-                if not (path / "config.json").exists():
-                    build_checkpoint(path, name, tiny=False)
-                run_update(path, args, lora=lora, out=workdir / f"run-{name}-{lora}")
-                best = name
-                print(f"  {'LoRA' if lora else 'full'} {name}: ok", flush=True)
-            except torch.cuda.OutOfMemoryError:
-                print(f"  {'LoRA' if lora else 'full'} {name}: out of memory", flush=True)
-                _free("cuda")
-                break
-        found["lora" if lora else "full"] = best
+    Shapes are tried from the smallest; each attempt runs in a process of its
+    own (``--attempt``), so the memory of a failed one cannot make the next
+    fail, and a mode stops at its first failure. Each checkpoint is deleted
+    once both modes are done with it (the disk holds one at a time).
+    """
+    import shutil
+    import subprocess
+
+    shapes = TINY_SHAPES if args.tiny else DECODER_SHAPES
+    found: dict[str, Any] = {"full": None, "lora": None, "attempts": []}
+    going = {"full": True, "lora": True}
+    for name in shapes:
+        if not any(going.values()):
+            break
+        path = workdir / f"model-{name}"
+        try:
+            build_checkpoint(path, name, tiny=args.tiny)
+        except (OSError, RuntimeError) as err:  # the disk or the host memory, not the GPU
+            found["attempts"].append({"decoder": name, "error": f"cannot build the checkpoint: {err}"})
+            break
+        for mode in ("full", "lora"):
+            if not going[mode]:
+                continue
+            figures = workdir / f"attempt-{name}-{mode}.json"
+            command = [sys.executable, __file__, "--attempt", str(path), "--json", str(figures),
+                       "--engine", args.engine, "--backend", args.backend, "--batch", str(args.batch),
+                       "--steps", str(args.steps), "--micro-batch", str(args.micro_batch),
+                       "--new-tokens", str(args.new_tokens)]
+            command += ["--lora"] * (mode == "lora") + ["--tiny"] * args.tiny
+            done = subprocess.run(command, capture_output=True, text=True)
+            ok = done.returncode == 0 and figures.exists()
+            attempt: dict[str, Any] = {"decoder": name, "mode": mode, "ok": ok}
+            if ok:
+                attempt.update(json.loads(figures.read_text()))
+                found[mode] = name
+            else:
+                tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+                attempt["error"] = "out of memory" if "out of memory" in done.stderr.lower() else tail[0]
+                going[mode] = False
+            found["attempts"].append(attempt)
+            print(f"  {mode} {name}: {'ok' if ok else attempt['error']}", flush=True)
+        shutil.rmtree(path, ignore_errors=True)
     return found
 
 
@@ -247,11 +284,20 @@ def main() -> None:
     parser.add_argument("--backend", default="hf", help="generation backend")
     parser.add_argument("--max-size", action="store_true", help="search the largest trainable decoder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    # One attempt of the size search, in its own process.
+    parser.add_argument("--attempt", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lora", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiny:
         args.batch, args.steps, args.micro_batch, args.new_tokens = 2, 1, 1, 8
         args.engine = "none" if args.engine == "zero3" else args.engine
     device = "cpu" if args.tiny else "cuda"
+    if args.attempt is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = run_update(args.attempt, args, lora=args.lora, out=Path(tmp) / "run")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.max_size:
