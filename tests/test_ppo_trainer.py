@@ -238,6 +238,7 @@ def _refuse_to_load(*args, **kwargs):
         ({"model": "/no/such/checkpoint"}, "is not a folder"),
         ({"critic": "separate", "critic_model": "/no/such/critic"}, "critic_model: '/no/such/critic' is not a folder"),
         ({"device": "cuda"}, "no CUDA device"),
+        ({"world_size": 2}, "deepspeed none trains in one process, but a launcher started 2"),
         ({"lora": True, "lora_target_modules": "q_proj,foo_proj"}, "lora_target_modules foo_proj match no module"),
         ({"generation_backend": "vllm", "env_id": "GeneralPoints-VL-v0"}, "text prompts only"),
         ({"generation_backend": "vllm", "lora": True}, "cannot take LoRA"),
@@ -247,8 +248,9 @@ def _refuse_to_load(*args, **kwargs):
 def test_runs_that_cannot_start_fail_before_loading_weights(tiny_model_path, tmp_path, monkeypatch, settings, message):
     if settings.get("device") == "cuda" and torch.cuda.is_available():
         pytest.skip("a CUDA device is visible")
-    monkeypatch.setattr("trainers.ppo.ppo_trainer.load_model_and_processor", _refuse_to_load)
     settings = dict(settings)
+    monkeypatch.setenv("WORLD_SIZE", str(settings.pop("world_size", 1)))
+    monkeypatch.setattr("trainers.ppo.ppo_trainer.load_model_and_processor", _refuse_to_load)
     cfg = small_config(settings.pop("model", tiny_model_path("qwen2")), tmp_path, **settings)
     with pytest.raises(ConfigError, match=message) as err:
         PPOTrainer(cfg)

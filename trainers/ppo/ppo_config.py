@@ -300,6 +300,11 @@ class PPOConfig:
                 errors.append(problem)
         errors += self._starting_value_head_errors()
         errors += self._resume_errors()
+        if self.deepspeed == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            errors.append(
+                f"deepspeed none trains in one process, but a launcher started {os.environ['WORLD_SIZE']}; "
+                "use deepspeed zero3 or zero2 with several processes"
+            )
         if self.device == "cuda":
             import torch
 
