@@ -118,7 +118,8 @@ def test_lora_run_ends_with_a_merged_loadable_policy(tiny_model_path, tmp_path):
     base = tiny_model_path("qwen2")
     final = PPOTrainer(small_config(base, tmp_path / "run", lora=True, lora_target_modules="q_proj,v_proj")).train()
     assert (final / "adapter" / "adapter_config.json").is_file() and (final / "value_head.safetensors").is_file()
-    assert (tmp_path / "run" / "checkpoints" / "update-00001" / "policy" / "adapter_config.json").is_file()
+    policy = tmp_path / "run" / "checkpoints" / "update-00001" / "policy"  # the experiment runner evaluates these
+    assert (policy / "adapter" / "adapter_config.json").is_file() and (policy / "model.safetensors").is_file()
     loaded = load_model_and_processor(final)  # a plain checkpoint, as gengym eval and PPO load it
     merged, original = load_file(final / "model.safetensors"), load_file(base / "model.safetensors")
     assert merged.keys() == original.keys()
@@ -379,6 +380,21 @@ def test_resume_continues_update_count_and_metrics(tiny_model_path, tmp_path):
     b = read_metrics(fresh_out / "metrics.jsonl")[-1]
     assert a["env/turn_reward"] == b["env/turn_reward"]
     assert math.isclose(a["losses/value"], b["losses/value"], rel_tol=1e-4)
+
+
+def test_a_fresh_run_never_mixes_with_an_earlier_one(tiny_model_path, tmp_path):
+    out = tmp_path / "run"
+    # Killed before its first checkpoint: a fresh start drops its records.
+    (out).mkdir()
+    (out / "metrics.jsonl").write_text(json.dumps({"step": 1, "env/turn_reward": 9.0}) + "\n")
+    (out / "samples.jsonl").write_text(json.dumps({"update": 1, "answer": "old"}) + "\n")
+    PPOTrainer(small_config(tiny_model_path("qwen2"), out)).train()
+    (record,) = read_metrics(out / "metrics.jsonl")
+    assert record["env/turn_reward"] != 9.0
+    assert "old" not in (out / "samples.jsonl").read_text()
+    # With checkpoints there, only --resume may start (a later resume would pick the old ones).
+    with pytest.raises(ConfigError, match="holds checkpoints of an earlier run .*pass --resume"):
+        PPOTrainer(small_config(tiny_model_path("qwen2"), out))
 
 
 def test_nan_loss_stops_with_last_checkpoint_intact(tiny_model_path, tmp_path, monkeypatch):

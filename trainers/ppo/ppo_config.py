@@ -355,10 +355,17 @@ class PPOConfig:
         return []
 
     def _resume_errors(self) -> list[str]:
-        """A resumed run must be launched like the run that wrote its last checkpoint."""
-        checkpoint = latest_checkpoint(Path(self.output_dir)) if self.resume else None
+        """A resumed run must be launched like the run that wrote its last checkpoint;
+        a fresh one must not start over an earlier run's checkpoints (a later resume
+        would pick theirs)."""
+        checkpoint = latest_checkpoint(Path(self.output_dir))
         if checkpoint is None:
             return []
+        if not self.resume:
+            return [
+                f"output_dir {self.output_dir} holds checkpoints of an earlier run ({checkpoint.name}): pass "
+                "--resume to continue it, or choose another output_dir"
+            ]
         try:
             saved = json.loads((checkpoint / "engine" / "client_state.json").read_text())
         except (OSError, ValueError) as err:

@@ -231,9 +231,14 @@ class PPOTrainer:
         self.start_update = 0
         if cfg.resume:
             self._resume()
-        elif self.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+        if self.start_update == 0:
+            # A fresh start (check_runnable refused one over an earlier run's
+            # checkpoints): records of a run killed before its first checkpoint go.
+            self.metrics.truncate_after(0)
+            self._truncate_samples_after(0)
+            if self.is_main:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                (self.output_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
 
     # ================================================================== loop
     def train(self) -> Path:
@@ -268,7 +273,7 @@ class PPOTrainer:
             if (update + 1) % cfg.save_every == 0 or update + 1 == cfg.total_updates:
                 self.save_checkpoint(update + 1)
         self.metrics.close()
-        return self.save_policy(self.output_dir / "final", merge_lora=True)
+        return self.save_policy(self.output_dir / "final")
 
     # =============================================================== rollout
     def rollout(self, update: int) -> tuple[list[TurnRecord], torch.Tensor, RolloutStats, int]:
@@ -493,16 +498,14 @@ class PPOTrainer:
         _barrier()
         return directory
 
-    def save_policy(self, directory: Path, *, merge_lora: bool = False) -> Path:
+    def save_policy(self, directory: Path) -> Path:
         """The policy in Hugging Face format (``from_pretrained`` loads it), its
         processor, the value head, and a record of the training compute.
 
-        With LoRA the policy is its adapter; ``merge_lora`` (the final policy)
-        writes the base model with the adapter merged in instead, keeping the
-        adapter alone in ``directory/adapter``, so the folder loads like any
-        checkpoint (``gengym eval``, another PPO run). Checkpoints keep the
-        adapter only: merging reloads the base model, and resuming needs just
-        the engine state.
+        With LoRA the folder gets the base model with the adapter merged in
+        (the adapter alone in ``directory/adapter``), so it loads like any
+        checkpoint (``gengym eval``, the experiment runner, another PPO run);
+        the merge reloads the base model on the main process.
         """
         module = self.engine.module
         if self.engine.is_zero3:
@@ -532,7 +535,7 @@ class PPOTrainer:
                     "gflops": self.compute.gflops,
                 }
                 (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
-        if merge_lora and self.config.lora and self.is_main:
+        if self.config.lora and self.is_main:
             from types import SimpleNamespace
 
             from trainers.common.hf_trainer_support import _merge_lora
