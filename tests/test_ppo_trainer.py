@@ -19,7 +19,7 @@ from trainers.common.config import ConfigError, config_from_dict, help_of  # noq
 from trainers.common.metrics import read_metrics  # noqa: E402
 from trainers.common.prompting import turn_prompt  # noqa: E402
 from trainers.ppo.ppo_config import PPOConfig  # noqa: E402
-from trainers.ppo.ppo_trainer import PPOTrainer  # noqa: E402
+from trainers.ppo.ppo_trainer import PPOTrainer, progress_postfix  # noqa: E402
 
 
 def small_config(model: Path, out: Path, **overrides) -> PPOConfig:
@@ -498,3 +498,10 @@ def test_cli_rejects_bad_settings_before_loading_anything(tmp_path):
     out = run_gengym("ppo", "--env", "Nope-v0", "--model", str(tmp_path / "none"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "unknown gengym env 'Nope-v0'" in out.stderr and "is not a folder" in out.stderr
+
+
+def test_progress_postfix_shows_a_dash_when_no_episode_ended():
+    ended = progress_postfix({"env/turn_reward": -1.5, "env/return": 3.0, "env/success_rate": 0.25})
+    assert ended == {"reward": "-1.50", "ret": "3.00", "succ": "0.25"}
+    none_ended = progress_postfix({"env/turn_reward": -1.0, "env/return": math.nan, "env/success_rate": math.nan})
+    assert none_ended == {"reward": "-1.00", "ret": "-", "succ": "-"}

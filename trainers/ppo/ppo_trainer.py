@@ -267,9 +267,7 @@ class PPOTrainer:
             metrics = self._update_metrics(turns, stats, train_stats, rollout_tokens, t1 - t0, t2 - t1)
             self.metrics.log(update + 1, metrics)
             self._log_samples(update + 1, turns)
-            bar.set_postfix(
-                ret=f"{metrics['env/return']:.2f}", succ=f"{metrics['env/success_rate']:.2f}", refresh=False
-            )
+            bar.set_postfix(progress_postfix(metrics), refresh=False)
             if (update + 1) % cfg.save_every == 0 or update + 1 == cfg.total_updates:
                 self.save_checkpoint(update + 1)
         self.metrics.close()
@@ -782,3 +780,16 @@ def _reduce_means(pairs: dict[str, tuple[float, int]]) -> dict[str, float]:
 
         dist.all_reduce(values)
     return {k: (float(s / n) if n > 0 else float("nan")) for k, (s, n) in zip(keys, values.tolist(), strict=True)}
+
+
+def progress_postfix(metrics: dict[str, float]) -> dict[str, str]:
+    """What the progress bar shows after an update: the mean turn reward, and
+    the episode return and success rate when an episode ended in the rollout
+    (``-`` otherwise: with long episodes and few steps per rollout, most
+    rollouts end none, and ``nan`` would read as a fault)."""
+
+    def fmt(key: str) -> str:
+        value = metrics.get(key, math.nan)
+        return "-" if math.isnan(value) else f"{value:.2f}"
+
+    return {"reward": fmt("env/turn_reward"), "ret": fmt("env/return"), "succ": fmt("env/success_rate")}
