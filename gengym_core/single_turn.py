@@ -105,8 +105,28 @@ class Scorer(Protocol):
     def to_json(self) -> str: ...
 
 
+class _FrozenScorer:
+    """What every scorer below shares: calling it scores, and its fields are its JSON form."""
+
+    family: ClassVar[str]
+
+    def judge(self, answer: Any) -> Judged:
+        raise NotImplementedError
+
+    def __call__(self, answer: Any) -> float:
+        return self.judge(answer).reward
+
+    def to_json(self) -> str:
+        """The scorer as JSON text; :func:`scorer_from_json` reads it back."""
+        data = {"family": self.family}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            data[f.name] = dict(value) if isinstance(value, Mapping) else value
+        return json.dumps(data, sort_keys=True)
+
+
 @dataclass(frozen=True)
-class GeneralPointsScorer:
+class GeneralPointsScorer(_FrozenScorer):
     """Scores an answer to one GeneralPoints hand, as the env's first attempt would.
 
     Attributes:
@@ -146,13 +166,6 @@ class GeneralPointsScorer:
         )
         return Judged(float(judgement.reward), judgement.verdict, judgement.feedback)
 
-    def __call__(self, answer: Any) -> float:
-        return self.judge(answer).reward
-
-    def to_json(self) -> str:
-        """The scorer as JSON text; :func:`scorer_from_json` reads it back."""
-        return _to_json(self)
-
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> GeneralPointsScorer:
         from gym_generalpoints.cards import parse_hand
@@ -179,7 +192,7 @@ class GeneralPointsScorer:
 
 
 @dataclass(frozen=True)
-class VirlScorer:
+class VirlScorer(_FrozenScorer):
     """Scores an answer at one V-IRL rail point, as the env's first try there would.
 
     Attributes:
@@ -205,13 +218,6 @@ class VirlScorer:
         reward = VirlRewards(**self.rewards).for_verdict(judgement.verdict)
         return Judged(float(reward), judgement.verdict, judgement.feedback)
 
-    def __call__(self, answer: Any) -> float:
-        return self.judge(answer).reward
-
-    def to_json(self) -> str:
-        """The scorer as JSON text; :func:`scorer_from_json` reads it back."""
-        return _to_json(self)
-
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> VirlScorer:
         from gym_virl.verifier import TURN_WORDS, ActionFormatError, VirlRewards, parse_action
@@ -235,7 +241,7 @@ class VirlScorer:
 
 
 @dataclass(frozen=True)
-class ReplayScorer:
+class ReplayScorer(_FrozenScorer):
     """Scores an answer by replaying the episode in a fresh env: works for any family.
 
     The env ``env_id`` (with ``env_kwargs``) is reset with ``episode_seed``,
@@ -273,13 +279,6 @@ class ReplayScorer:
         _, reward, _, _, info = env.step(answer)
         return Judged(float(reward), str(info.get("verdict", "")), str(info.get("feedback", "")))
 
-    def __call__(self, answer: Any) -> float:
-        return self.judge(answer).reward
-
-    def to_json(self) -> str:
-        """The scorer as JSON text; :func:`scorer_from_json` reads it back."""
-        return _to_json(self)
-
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> ReplayScorer:
         from gengym_core.registry import gengym_env_ids
@@ -311,14 +310,6 @@ def _cached_env(env_id: str, kwargs_json: str) -> Any:
 
 
 # ----------------------------------------------------------------- JSON form
-
-
-def _to_json(scorer: Any) -> str:
-    data = {"family": scorer.family}
-    for f in fields(scorer):
-        value = getattr(scorer, f.name)
-        data[f.name] = dict(value) if isinstance(value, Mapping) else value
-    return json.dumps(data, sort_keys=True)
 
 
 def scorer_from_json(text: str) -> Scorer:
