@@ -18,7 +18,8 @@ here, written once:
   (``metrics.jsonl``, snapshots, TensorBoard); :func:`write_run_settings`;
   :func:`resume_checkpoint`; :func:`reset_zero3_loading`;
 * **output** -- :class:`ModelWriter` writes loadable models (final and
-  snapshots) with their compute record, through :func:`save_trained_model`.
+  snapshots) with their compute record, through :func:`save_trained_model`
+  and :func:`merge_lora` (which the PPO trainer uses too).
 """
 
 from __future__ import annotations
@@ -415,7 +416,12 @@ class ModelWriter:
         save_trained_model(trainer, directory, zero3=self.config.deepspeed == "zero3")
         if trainer.accelerator.is_main_process:
             if self.config.lora:
-                _merge_lora(self.config, directory, dtype=self.dtype)
+                merge_lora(
+                    directory,
+                    base_model=self.config.model,
+                    trust_remote_code=self.config.trust_remote_code,
+                    dtype=self.dtype,
+                )
             self.processor.save_pretrained(str(directory))
             record = {
                 **self.record,
@@ -475,8 +481,8 @@ def save_trained_model(trainer: Any, directory: Path, *, zero3: bool) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def _merge_lora(config: Any, final: Path, *, dtype: torch.dtype) -> None:
-    """Replace the adapter in ``final`` by the base model with the adapter merged in.
+def merge_lora(final: Path, *, base_model: str, trust_remote_code: bool, dtype: torch.dtype) -> None:
+    """Replace the adapter in ``final`` by ``base_model`` with the adapter merged in.
 
     The PPO trainer and ``from_pretrained`` then load ``final`` like any
     checkpoint. The base model is loaded afresh on this (main) process, outside
@@ -497,7 +503,7 @@ def _merge_lora(config: Any, final: Path, *, dtype: torch.dtype) -> None:
     active = weak() if weak is not None else None
     hf_deepspeed.unset_hf_deepspeed_config()
     try:
-        base = load_model_and_processor(config.model, dtype=dtype, trust_remote_code=config.trust_remote_code).model
+        base = load_model_and_processor(base_model, dtype=dtype, trust_remote_code=trust_remote_code).model
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged.save_pretrained(str(final), safe_serialization=True)
     finally:

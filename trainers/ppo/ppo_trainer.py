@@ -534,11 +534,9 @@ class PPOTrainer:
                 }
                 (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
         if self.config.lora and self.is_main:
-            from types import SimpleNamespace
+            from trainers.common.hf_trainer_support import merge_lora
 
-            from trainers.common.hf_trainer_support import _merge_lora
-
-            _merge_lora(SimpleNamespace(model=self.config.model, trust_remote_code=False), directory, dtype=self.dtype)
+            merge_lora(directory, base_model=self.config.model, trust_remote_code=False, dtype=self.dtype)
         _barrier()
         return directory
 
