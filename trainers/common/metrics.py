@@ -59,10 +59,8 @@ class MetricsLogger:
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (a resumed run rewrites what it redoes)."""
-        if not self.enabled or not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        if self.enabled:
+            truncate_jsonl(self.path, "step", step)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -70,10 +68,23 @@ class MetricsLogger:
             self._writer = None
 
 
-def _step_of(line: str) -> float:
-    """The step of a JSONL record; infinity for a blank or torn line (a run killed mid-write)."""
+def truncate_jsonl(path: str | Path, key: str, last: int) -> None:
+    """Keep the records of a JSONL file whose ``key`` is at most ``last``.
+
+    A blank or torn line (a run killed mid-write) goes too. Nothing happens
+    when the file does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if _number_of(line, key) <= last]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _number_of(line: str, key: str) -> float:
+    """``key`` of a JSONL record as a number; infinity for a blank or torn line."""
     try:
-        return float(json.loads(line)["step"])
+        return float(json.loads(line)[key])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return float("inf")
 

@@ -55,7 +55,7 @@ from trainers.common.compute import (
 from trainers.common.config import ConfigError, config_to_dict
 from trainers.common.engine import TrainEngine
 from trainers.common.inputs import append_completions, encode_prompts
-from trainers.common.metrics import MetricsLogger
+from trainers.common.metrics import MetricsLogger, truncate_jsonl
 from trainers.common.modeling import (
     eos_token_ids,
     forget_load_renames,
@@ -560,17 +560,8 @@ class PPOTrainer:
 
     def _truncate_samples_after(self, update: int) -> None:
         """Drop logged transcripts of updates a resumed run redoes (and a torn last line)."""
-        path = self.output_dir / "samples.jsonl"
-        if not self.is_main or not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["update"] <= update:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        path.write_text("".join(line + "\n" for line in kept))
+        if self.is_main:
+            truncate_jsonl(self.output_dir / "samples.jsonl", "update", update)
 
     # ============================================================== helpers
     def _add_lora(self, policy: Any) -> Any:
