@@ -49,10 +49,7 @@ from trainers.common.hf_trainer_support import (
     FINAL_DIR,
     ComputeLoggingMixin,
     ModelWriter,
-    check_model_kind,
-    is_main_process,
     lora_config,
-    max_images_per_example,
     preflight_encoding,
     prepare_engine,
     read_chat_template,
@@ -68,8 +65,7 @@ from trainers.common.modeling import load_model_and_processor
 from trainers.dpo.dpo_config import GengymDPOConfig
 from trainers.pairs.build import (
     chosen_then_rejected,
-    env_shows_images_or_config_error,
-    load_training_pairs,
+    load_pairs_for_model,
     longest_pairs,
     sampling_gflops,
 )
@@ -175,29 +171,12 @@ def _train(config: GengymDPOConfig) -> Path:
     output_dir = Path(config.output_dir)
     chat_template = read_chat_template(config.chat_template_file)  # a bad path fails before any work
 
-    def model_kind(has_images: bool, data: str) -> bool:
-        return check_model_kind(
-            config.model,
-            trust_remote_code=config.trust_remote_code,
-            has_images=has_images,
-            data=f"the pairs of {data}",
-            not_generative="gengym trains generative models only",
-            text_only_hint="train it on the env's text mode (e.g. GeneralPoints-L-v0) or use a vision-language model",
-        )
-
-    # 1. data; pairs to generate are checked against the model's kind first,
-    # since generating many image pairs takes a while
-    progress = config.progress_bar and is_main_process()
-    generate = config.pairs_config(progress_bar=config.progress_bar)
-    if generate is not None:
-        model_kind(env_shows_images_or_config_error(generate), generate.env_id)
-    dataset, env_id = load_training_pairs(
-        dataset=config.dataset, env_id=config.env_id, generate=generate, progress=progress
+    # 1. data, and 2. the model's kind, from its config alone
+    dataset, env_id, has_images, is_vision = load_pairs_for_model(
+        config,
+        not_generative="gengym trains generative models only",
+        text_only_hint="train it on the env's text mode (e.g. GeneralPoints-L-v0) or use a vision-language model",
     )
-    has_images = max_images_per_example(dataset) > 0
-
-    # 2. the model's kind, from its config alone
-    is_vision = model_kind(has_images, env_id or config.dataset)
     if not is_vision:
         dataset = dataset.remove_columns("images")  # TRL takes an images column as a VLM dataset
 

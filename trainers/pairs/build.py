@@ -792,6 +792,55 @@ def load_training_pairs(
     return pairs, env_id or (env_ids[0] if len(env_ids) == 1 else "")
 
 
+def load_pairs_for_model(config: Any, *, not_generative: str, text_only_hint: str) -> tuple[Any, str, bool, bool]:
+    """The pairs a DPO or reward-model run trains on, checked against its model's kind.
+
+    Pairs to generate are checked against the model (from its config alone)
+    before any is built, since building many image pairs takes a while; the
+    pairs read or built are checked again for what they hold.
+
+    Args:
+        config: A DPO or reward-model config (pair settings, ``model``,
+            ``trust_remote_code``, ``progress_bar``).
+        not_generative, text_only_hint: The method's wording for a model that
+            cannot be trained, and for a text model given image pairs.
+
+    Returns:
+        ``(dataset, env_id, has_images, is_vision)``.
+
+    Raises:
+        ConfigError: As :func:`load_training_pairs`, or a model that does not
+            fit the pairs.
+    """
+    from trainers.common.hf_trainer_support import (
+        check_model_kind,
+        is_main_process,
+        max_images_per_example,
+    )
+
+    def model_kind(has_images: bool, data: str) -> bool:
+        return check_model_kind(
+            config.model,
+            trust_remote_code=config.trust_remote_code,
+            has_images=has_images,
+            data=f"the pairs of {data}",
+            not_generative=not_generative,
+            text_only_hint=text_only_hint,
+        )
+
+    generate = config.pairs_config(progress_bar=config.progress_bar)
+    if generate is not None:
+        model_kind(env_shows_images_or_config_error(generate), generate.env_id)
+    dataset, env_id = load_training_pairs(
+        dataset=config.dataset,
+        env_id=config.env_id,
+        generate=generate,
+        progress=config.progress_bar and is_main_process(),
+    )
+    has_images = max_images_per_example(dataset) > 0
+    return dataset, env_id, has_images, model_kind(has_images, env_id or config.dataset)
+
+
 def longest_pairs(dataset: Any, count: int) -> list[int]:
     """Indices of the ``count`` pairs with the most text (to encode first and catch overlong ones early).
 

@@ -43,10 +43,7 @@ from trainers.common.compute import TRAINING_RECORD, count_parameters, init_toke
 from trainers.common.hf_trainer_support import (
     FINAL_DIR,
     ComputeLoggingMixin,
-    check_model_kind,
     gathered_parameters,
-    is_main_process,
-    max_images_per_example,
     preflight_encoding,
     prepare_engine,
     read_chat_template,
@@ -59,8 +56,7 @@ from trainers.common.hf_trainer_support import (
 from trainers.common.modeling import get_tokenizer, load_model_and_processor
 from trainers.pairs.build import (
     chosen_then_rejected,
-    env_shows_images_or_config_error,
-    load_training_pairs,
+    load_pairs_for_model,
     longest_pairs,
     sampling_gflops,
 )
@@ -142,29 +138,12 @@ def _train(config: GengymRewardModelConfig) -> Path:
     output_dir = Path(config.output_dir)
     chat_template = read_chat_template(config.chat_template_file)  # a bad path fails before any work
 
-    def backbone_kind(has_images: bool, data: str) -> bool:
-        return check_model_kind(
-            config.model,
-            trust_remote_code=config.trust_remote_code,
-            has_images=has_images,
-            data=f"the pairs of {data}",
-            not_generative="gengym builds reward models on generative backbones",
-            text_only_hint="use a vision-language backbone or the env's text mode",
-        )
-
-    # 1. data; pairs to generate are checked against the backbone's kind first,
-    # since generating many image pairs takes a while
-    progress = config.progress_bar and is_main_process()
-    generate = config.pairs_config(progress_bar=config.progress_bar)
-    if generate is not None:
-        backbone_kind(env_shows_images_or_config_error(generate), generate.env_id)
-    dataset, env_id = load_training_pairs(
-        dataset=config.dataset, env_id=config.env_id, generate=generate, progress=progress
+    # 1. data, and 2. the backbone's kind, from its config alone
+    dataset, env_id, has_images, _ = load_pairs_for_model(
+        config,
+        not_generative="gengym builds reward models on generative backbones",
+        text_only_hint="use a vision-language backbone or the env's text mode",
     )
-    has_images = max_images_per_example(dataset) > 0
-
-    # 2. the backbone's kind, from its config alone
-    backbone_kind(has_images, env_id or config.dataset)
 
     # 3. TRL settings before the model (ZeRO-3 partitions while loading)
     use_cuda, bf16 = prepare_engine(config)
