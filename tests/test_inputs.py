@@ -9,6 +9,7 @@ from gengym_core.chat import assistant_message, user_message
 from trainers.common.inputs import (
     IGNORE_INDEX,
     append_completions,
+    cast_floating_inputs,
     completion_logprobs,
     completion_mask_from_ids,
     defuse_control_tokens,
@@ -351,6 +352,19 @@ def test_completion_masks():
         [1, 1, 1, 0, 0],
         [0, 0, 0, 0, 0],
     ]
+
+
+def test_cast_floating_inputs_changes_only_floating_tensors():
+    inputs = {
+        "input_ids": torch.tensor([[1, 2]]),
+        "pixel_values": torch.ones(1, 3, dtype=torch.float32),
+        "image_sizes": [[4, 4]],
+    }
+    out = cast_floating_inputs(inputs, torch.bfloat16)
+    assert out is inputs
+    assert inputs["pixel_values"].dtype == torch.bfloat16
+    assert inputs["input_ids"].dtype == torch.int64
+    assert inputs["image_sizes"] == [[4, 4]]
 
 
 def test_completion_logprobs_by_hand():

@@ -289,6 +289,20 @@ def encode_prompts(
     return batch
 
 
+def cast_floating_inputs(inputs: Any, dtype: Any) -> Any:
+    """Every floating tensor of ``inputs`` (pixel values) in ``dtype``, in place; returns ``inputs``.
+
+    Processors emit float32 pixels; a model loaded in bfloat16 needs them in
+    its own dtype. Integer tensors (ids, masks, grids) are left alone.
+    """
+    import torch
+
+    for key, value in list(inputs.items()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            inputs[key] = value.to(dtype)
+    return inputs
+
+
 # -- scoring completions -------------------------------------------------------
 
 

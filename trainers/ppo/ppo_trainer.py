@@ -54,7 +54,7 @@ from trainers.common.compute import (
 )
 from trainers.common.config import ConfigError, config_to_dict
 from trainers.common.engine import TrainEngine
-from trainers.common.inputs import append_completions, encode_prompts
+from trainers.common.inputs import append_completions, cast_floating_inputs, encode_prompts
 from trainers.common.metrics import MetricsLogger, truncate_jsonl
 from trainers.common.modeling import (
     eos_token_ids,
@@ -627,13 +627,13 @@ class PPOTrainer:
         for j, r in enumerate(batch):
             if not r.completion_ids:  # an empty answer: score nothing, keep shapes
                 mask[j] = 0
-        inputs = _cast_floats(inputs, self.dtype)
+        inputs = cast_floating_inputs(inputs, self.dtype)
         return inputs, mask.to(self.device), prompt_len
 
     def _values(self, prompts: Sequence[tuple[list[Message], list[np.ndarray]]]) -> torch.Tensor:
         out = []
         for batch in _chunks(list(prompts), self.config.micro_batch_size):
-            inputs = _cast_floats(self._encode([p[0] for p in batch], [p[1] for p in batch]), self.dtype)
+            inputs = cast_floating_inputs(self._encode([p[0] for p in batch], [p[1] for p in batch]), self.dtype)
             out.append(self.engine.module.values(inputs).float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
@@ -713,14 +713,6 @@ def _pad(rows: Sequence[torch.Tensor | None], width: int) -> torch.Tensor:
         if row is not None and len(row):
             out[j, : len(row)] = row[:width]
     return out
-
-
-def _cast_floats(inputs: Any, dtype: torch.dtype) -> Any:
-    """Pixel tensors in the model's dtype (processors emit float32)."""
-    for key, value in list(inputs.items()):
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            inputs[key] = value.to(dtype)
-    return inputs
 
 
 def _plain_info(info: dict[str, Any]) -> dict[str, Any]:

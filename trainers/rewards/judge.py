@@ -261,7 +261,7 @@ class JudgeReward:
 
     def replies(self, turns: Sequence[Turn]) -> list[str]:
         """The judge's raw replies to the grading requests of ``turns`` (one batch)."""
-        from trainers.common.inputs import encode_prompts
+        from trainers.common.inputs import cast_floating_inputs, encode_prompts
 
         requests = [judge_request(turn, build_rubric(turn.env_id, self.rubric_text)) for turn in turns]
         images = [pictures for _, pictures in requests]
@@ -276,9 +276,7 @@ class JudgeReward:
             images if any(images) else None,
             max_length=self.max_length,
         ).to(self.device)
-        for key, value in list(inputs.items()):
-            if value.is_floating_point():
-                inputs[key] = value.to(self.dtype)
+        cast_floating_inputs(inputs, self.dtype)
         with self.backend.rollout_phase():
             generation = self.backend.generate(inputs, self.params)
         self.compute.add(int(inputs["attention_mask"].sum()) + generation.num_tokens)

@@ -64,6 +64,7 @@ class RewardModelReward:
     def __call__(self, turns: Sequence[Turn]) -> list[float]:
         import torch
 
+        from trainers.common.inputs import cast_floating_inputs
         from trainers.reward_model.modeling import encode_for_scoring
 
         scores: list[float] = []
@@ -79,9 +80,7 @@ class RewardModelReward:
             inputs = encode_for_scoring(
                 self.loaded.processor, conversations, images if any(images) else None, max_length=self.max_length
             ).to(self.device)
-            for key, value in list(inputs.items()):
-                if value.is_floating_point():
-                    inputs[key] = value.to(self.dtype)
+            cast_floating_inputs(inputs, self.dtype)
             with torch.no_grad():
                 values = self.loaded.model(**inputs).logits.squeeze(-1).float()
             scores.extend(values.cpu().tolist())
