@@ -17,7 +17,14 @@ from trainers.common.config import ConfigError, config_from_dict  # noqa: E402
 from trainers.common.prompting import turn_prompt  # noqa: E402
 from trainers.ppo.ppo_config import PPOConfig  # noqa: E402
 from trainers.ppo.ppo_trainer import PPOTrainer  # noqa: E402
-from trainers.rewards import Turn, WeightedReward, make_reward_function, parse_reward_spec  # noqa: E402
+from trainers.rewards import (  # noqa: E402
+    Turn,
+    WeightedReward,
+    make_reward_function,
+    parse_reward_spec,
+    resolve_device,
+    resolve_dtype,
+)
 from trainers.rewards.judge import (  # noqa: E402
     MAX_ANSWER_CHARS,
     JudgeReward,
@@ -222,6 +229,17 @@ def test_reward_specs_parse_and_the_command_refuses_bad_ones():
     assert parse_reward_spec("reward-model:/a/b:c") == ("reward-model", "/a/b:c")
     out = run_gengym("ppo", "--reward", "judge", "--model", "m")
     assert out.returncode == 2 and "judge:PATH" in out.stderr
+
+
+def test_reward_device_and_dtype_resolve_on_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = resolve_device("auto")
+    assert cpu == torch.device("cpu")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_dtype("auto", cpu) is torch.float32
+    assert resolve_dtype("bfloat16", cpu) is torch.bfloat16
 
 
 def test_a_rubric_file_replaces_the_built_in_one(tiny_model_path, tmp_path):

@@ -365,5 +365,18 @@ def resolve_device(device: str) -> Any:
         raise ValueError(f"unknown reward device {device!r}; use auto, cpu, cuda or cuda:N") from err
 
 
+def resolve_dtype(dtype: str, device: Any) -> Any:
+    """The torch dtype a reward model or judge loads in on ``device``.
+
+    ``"auto"`` means bfloat16 on a GPU that supports it, else float32;
+    ``"bfloat16"`` and ``"float32"`` are taken as given.
+    """
+    import torch
+
+    if dtype == "auto":
+        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    return getattr(torch, dtype)
+
+
 def _kinds_help() -> str:
     return ", ".join(f"{k}:PATH" if needs else k for k, (_, needs) in REWARD_KINDS.items())

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gengym_core.chat import Message, message_text, user_message
-from trainers.rewards import ScoringCompute, Turn, resolve_device
+from trainers.rewards import ScoringCompute, Turn, resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +216,6 @@ class JudgeReward:
         max_length: int | None = None,
         compute: Any = None,
     ) -> None:
-        import torch
-
         from trainers.common.compute import count_parameters
         from trainers.common.modeling import load_model_and_processor
         from trainers.generation import make_backend
@@ -229,9 +227,7 @@ class JudgeReward:
             raise ValueError(f"default_reward must be a finite number, got {default_reward}")
         self.rubric_text = Path(rubric_file).read_text() if rubric_file else None
         self.device = resolve_device(device)
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-        self.dtype = getattr(torch, dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
         loaded = load_model_and_processor(path, dtype=self.dtype, device=self.device)
         loaded.model.requires_grad_(False)
         self.path = str(path)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gengym_core.chat import assistant_message
-from trainers.rewards import ScoringCompute, Turn, resolve_device
+from trainers.rewards import ScoringCompute, Turn, resolve_device, resolve_dtype
 
 
 class RewardModelReward:
@@ -46,16 +46,12 @@ class RewardModelReward:
         max_length: int | None = None,
         compute: Any = None,
     ) -> None:
-        import torch
-
         from trainers.reward_model.modeling import load_reward_model
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-        self.dtype = getattr(torch, dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.loaded = load_reward_model(path, dtype=self.dtype, device=self.device)
         self.batch_size = batch_size
         self.max_length = max_length
