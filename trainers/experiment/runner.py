@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainers.common.compute import TRAINING_RECORD
+from trainers.common.compute import TRAINING_RECORD, read_training_record
 from trainers.common.config import raise_config_errors
 
 logger = logging.getLogger(__name__)
@@ -662,7 +662,6 @@ class ExperimentRunner:
         plus the reward model's own training ``6 N_RM D_RM`` and the pairs'
         sampling compute, carried from the first checkpoint on.
         """
-        from trainers.common.compute import read_training_record
         from trainers.pairs.build import sampling_gflops
 
         cfg = self.config
@@ -728,7 +727,8 @@ class ExperimentRunner:
         """
         cfg = self.config
         key = str(checkpoint)
-        todo = [s for s in series if (s, key) not in self.done()]
+        done = self.done()
+        todo = [s for s in series if (s, key) not in done]
         if not todo:
             return
         if not self.is_main:  # the main process evaluates; the others wait for its records
