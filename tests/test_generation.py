@@ -392,6 +392,17 @@ def _text_model(tiny_model):
     return loaded.model, loaded.processor
 
 
+@pytest.mark.parametrize("name", ["hf", "static"])
+def test_batched_backends_refuse_a_tokenizer_without_pad(tiny_model, name):
+    import copy
+
+    model, tokenizer = _text_model(tiny_model)
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.pad_token = None
+    with pytest.raises(ValueError, match="no pad token"):
+        make_backend(name, model, tokenizer)
+
+
 # ------------------------------------------------------- EOS and stop strings
 def test_eos_and_stop_strings_end_each_row_like_hf(tiny_model):
     loaded = tiny_model("llava")

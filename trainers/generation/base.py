@@ -157,6 +157,24 @@ def placeholder_token_ids(model: Any, processor: Any) -> set[int]:
     return ids
 
 
+def batch_sampling_tokens(model: Any, processor: Any) -> tuple[Any, set[int], set[int]]:
+    """``(tokenizer, eos_ids, suppressed_ids)`` of a backend that samples padded batches.
+
+    ``suppressed_ids`` are the placeholder ids never sampled (see
+    :func:`placeholder_token_ids`), EOS ids excepted.
+
+    Raises:
+        ValueError: The tokenizer has no pad token.
+    """
+    from trainers.common.modeling import eos_token_ids, get_tokenizer
+
+    tokenizer = get_tokenizer(processor)
+    eos_ids = set(eos_token_ids(model, processor))
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; batched generation needs one")
+    return tokenizer, eos_ids, placeholder_token_ids(model, processor) - eos_ids
+
+
 def cut_at_stop(
     tokenizer: Any, ids: Sequence[int], eos_ids: set[int], stop_strings: Sequence[str]
 ) -> tuple[int, str, str]:

@@ -14,13 +14,12 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from trainers.common.modeling import eos_token_ids, get_tokenizer
 from trainers.generation.base import (
     Generation,
     GenerationBackend,
     SamplingParams,
+    batch_sampling_tokens,
     generation_from_rows,
-    placeholder_token_ids,
 )
 
 
@@ -39,12 +38,8 @@ class HFGenerationBackend(GenerationBackend):
         """
         super().__init__(model, processor)
         self.synced_gpus = synced_gpus
-        self.tokenizer = get_tokenizer(processor)
-        self.eos_ids = set(eos_token_ids(model, processor))
-        #: Image/video placeholder ids, never sampled (see :func:`placeholder_token_ids`).
-        self.suppressed_ids = placeholder_token_ids(model, processor) - self.eos_ids
-        if self.tokenizer.pad_token_id is None:
-            raise ValueError("the tokenizer has no pad token; batched generation needs one")
+        #: ``suppressed_ids``: image/video placeholder ids, never sampled.
+        self.tokenizer, self.eos_ids, self.suppressed_ids = batch_sampling_tokens(model, processor)
 
     def generate(self, inputs: Mapping[str, Any], params: SamplingParams) -> Generation:
         import torch
