@@ -821,8 +821,8 @@ class _CityFaces:
         heights: Drawn heights ``(n,)``.
         along: Unit direction of each face ``(n, 4, 2)``.
         width: Face widths ``(n, 4)``.
-        colour: Flat colour of each face under the style's light (nested lists).
-        look: Texture key of each face (see :func:`facade_look`; nested lists).
+        colour: Flat colour of each face under the style's light.
+        look: Texture key of each face (see :func:`facade_look`).
         sign: Whether the face carries its building's shop sign ``(n, 4)``.
         name: Place name of each building, or ``None``.
         sign_origin: Where each face's fascia sign starts ``(n, 4, 2)``.
@@ -830,8 +830,9 @@ class _CityFaces:
         blade: Per face, the two sides of its blade sign as ``(start, direction)``
             pairs (empty when the style has none).
 
-    The ``*_list`` attributes hold the same numbers as Python lists, for the
-    drawing loop (reading single numpy elements is slow).
+    Only the first four are numpy arrays (for the vectorised culling); the
+    rest, and the ``*_list`` copies of those four, are nested Python lists for
+    the drawing loop (reading single numpy elements is slow).
     """
 
     corners: np.ndarray
@@ -840,18 +841,15 @@ class _CityFaces:
     width: np.ndarray
     colour: list
     look: list
-    sign: np.ndarray
+    sign: list
     name: list
-    sign_origin: np.ndarray
-    sign_width: np.ndarray
+    sign_origin: list
+    sign_width: list
     blade: list
     corners_list: list
     heights_list: list
     along_list: list
     width_list: list
-    sign_list: list
-    sign_origin_list: list
-    sign_width_list: list
 
 
 @lru_cache(maxsize=32)
@@ -885,12 +883,11 @@ def _city_faces(city: City, style_name: str) -> _CityFaces:
             tip = (foot[0] + nx * bw, foot[1] + ny * bw)
             sides.append(tuple((s, ((t[0] - s[0]) / bw, (t[1] - s[1]) / bw)) for s, t in ((foot, tip), (tip, foot))))
         blade.append(sides)
-    sign = np.array([[k in b.sign_faces for k in range(4)] for b in city.buildings], dtype=bool).reshape(n, 4)
+    sign = [[k in b.sign_faces for k in range(4)] for b in city.buildings]
     name = [city.places[b.place].name if b.place is not None else None for b in city.buildings]
-    return _CityFaces(corners, heights, along, width, colour, look, sign, name, sign_origin,
-                      width - 2 * (0.07 * width), blade, corners.tolist(), heights.tolist(),
-                      along.tolist(), width.tolist(), sign.tolist(), sign_origin.tolist(),
-                      (width - 2 * (0.07 * width)).tolist())
+    return _CityFaces(corners, heights, along, width, colour, look, sign, name, sign_origin.tolist(),
+                      (width - 2 * (0.07 * width)).tolist(), blade, corners.tolist(), heights.tolist(),
+                      along.tolist(), width.tolist())
 
 
 def _blade_shape(style: CityStyle, name: str) -> tuple[float, float, float]:
@@ -1188,9 +1185,9 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
                 q = corners[(k + 1) % 4]
                 append((_FLAT, add_flat(cam, p, q, 0.0, height), p, q, 0.0, height,
                         _haze_at(faces.colour[bid][k], sname, metres), -1))
-            if name is None or not faces.sign_list[bid][k]:
+            if name is None or not faces.sign[bid][k]:
                 continue
-            origin, sign_w = faces.sign_origin_list[bid][k], faces.sign_width_list[bid][k]
+            origin, sign_w = faces.sign_origin[bid][k], faces.sign_width[bid][k]
             if not state.sign_textured[j][k]:
                 board, _ = sign_colours(name, style.sign)
                 end = (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w)
