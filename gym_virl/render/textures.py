@@ -496,14 +496,7 @@ def sign_texture(name: str, style_name: str, width_m: float, height_m: float,
     return img.convert("RGB")
 
 
-def texture_level(texture_ppm: float, screen_ppm: float, max_level: int = 4) -> int:
-    """The coarsest texture level that still has at least the screen's resolution."""
-    level = 0
-    while level < max_level and texture_ppm / (2 ** (level + 1)) >= screen_ppm:
-        level += 1
-    return level
-
-
 def texture_levels(texture_ppm: float, screen_ppm: np.ndarray, max_level: int = 4) -> np.ndarray:
-    """:func:`texture_level` for an array of screen resolutions (same comparisons, same results)."""
+    """Per screen resolution, the coarsest texture level (at most ``max_level``; level
+    ``k`` has ``texture_ppm / 2**k`` pixels per metre) that still has at least that resolution."""
     return sum((texture_ppm / (2**k) >= screen_ppm).astype(int) for k in range(1, max_level + 1))
