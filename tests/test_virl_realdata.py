@@ -385,3 +385,12 @@ def test_bad_panorama_files(tmp_path, routes):
     (root / "street_views" / "pano0000.jpg").write_bytes(b"not an image")
     with pytest.raises(VirlDataError, match="pano0000.jpg.*not a readable image"):
         gym.make("VIRL-VL-v0", data_dir=root, view_size=32).reset(seed=0)
+
+
+def test_decompression_bomb_panorama_is_a_data_error(tmp_path, routes, monkeypatch):
+    # Pillow refuses to open an image far above its pixel limit (a decompression bomb);
+    # the loader reports it like any unreadable panorama.
+    root = write_dataset(tmp_path / "d", routes[:1])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 8)
+    with pytest.raises(VirlDataError, match="pano0000.jpg: not a readable image"):
+        gym.make("VIRL-VL-v0", data_dir=root, view_size=32).reset(seed=0)

@@ -13,6 +13,7 @@ from gym_virl.sampling import WRONG_VERDICTS, all_actions, random_answer, wrong_
 from gym_virl.verifier import (
     VERDICTS,
     ActionFormatError,
+    VirlRewards,
     claims_intersection,
     judge_answer,
     parse_action,
@@ -176,3 +177,10 @@ def test_recognition():
     assert recognition_correct("Teal Cafe and Harbor Bank", ("Teal Cafe",), names) is False
     assert recognition_correct("No landmark nearby.", (), names) is True
     assert recognition_correct(None, (), names) is None
+
+
+def test_rewards_refuse_an_unknown_verdict():
+    rewards = VirlRewards()
+    assert [rewards.for_verdict(v) for v in VERDICTS] == [float(getattr(rewards, v)) for v in VERDICTS]
+    with pytest.raises(ValueError, match="unknown verdict 'for_verdict'"):
+        rewards.for_verdict("for_verdict")
