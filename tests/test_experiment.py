@@ -263,3 +263,12 @@ def test_a_torn_results_line_does_not_swallow_the_next_record(tmp_path, monkeypa
     assert records[0]["variants"]["id"]["success_rate"] == 1.0
     runner.evaluate(tmp_path / "checkpoint", ["sft", "rl"], step=3)  # recorded: not evaluated again
     assert len(runner.records()) == 2
+
+
+def test_snapshot_steps_spread_over_the_run_and_end_at_its_last_step():
+    from trainers.experiment.runner import snapshot_steps
+
+    assert snapshot_steps("sft", 10, 3) == [3, 7, 10]
+    assert snapshot_steps("dpo", 2, 4) == [1, 2]  # never step 0, no step twice
+    with pytest.raises(ValueError, match="the dpo section needs max_steps >= 1"):
+        snapshot_steps("dpo", 0, 2)

@@ -541,10 +541,7 @@ class ExperimentRunner:
         out = self.out / "sft"
         final = out / "final"
         probe = cfg.sft_config("sft", model=str(init), output_dir=str(out))
-        total = probe.max_steps
-        if total < 1:
-            raise ValueError("the sft section needs max_steps >= 1 for a series of snapshots")
-        steps = sorted({max(1, round(total * (k + 1) / cfg.sft_snapshots)) for k in range(cfg.sft_snapshots)})
+        steps = snapshot_steps("sft", probe.max_steps, cfg.sft_snapshots)
         if not (final / TRAINING_RECORD).is_file():
             from trainers.sft import train_sft
 
@@ -553,9 +550,7 @@ class ExperimentRunner:
                     "sft", model=str(init), output_dir=str(out), snapshot_steps=steps[:-1], resume=out.is_dir()
                 )
             )
-        snapshots = [out / "snapshots" / f"step-{s:06d}" for s in steps[:-1]] + [final]
-        for step, path in zip(steps, snapshots, strict=True):
-            self.evaluate(path, ["sft"], step=step)
+        self._evaluate_snapshots(out, steps, "sft")
 
     def rl_series(
         self,
@@ -634,10 +629,7 @@ class ExperimentRunner:
         out = self.out / "dpo"
         final = out / "final"
         probe = cfg.dpo_config(model=str(init), output_dir=str(out), dataset=str(pairs))
-        total = probe.max_steps
-        if total < 1:
-            raise ValueError("the dpo section needs max_steps >= 1 for a series of snapshots")
-        steps = sorted({max(1, round(total * (k + 1) / cfg.dpo_snapshots)) for k in range(cfg.dpo_snapshots)})
+        steps = snapshot_steps("dpo", probe.max_steps, cfg.dpo_snapshots)
         if not (final / TRAINING_RECORD).is_file():
             from trainers.dpo.dpo_trainer import train_dpo
 
@@ -650,9 +642,13 @@ class ExperimentRunner:
                     resume=out.is_dir(),
                 )
             )
-        snapshots = [out / "snapshots" / f"step-{s:06d}" for s in steps[:-1]] + [final]
-        for step, path in zip(steps, snapshots, strict=True):
-            self.evaluate(path, ["dpo"], step=step)
+        self._evaluate_snapshots(out, steps, "dpo")
+
+    def _evaluate_snapshots(self, out: Path, steps: list[int], series: str) -> None:
+        """Evaluate a run's ``snapshots/step-NNNNNN`` models and its ``final`` (the last step) as ``series``."""
+        paths = [out / "snapshots" / f"step-{s:06d}" for s in steps[:-1]] + [out / "final"]
+        for step, path in zip(steps, paths, strict=True):
+            self.evaluate(path, [series], step=step)
 
     def rlhf_series(self, init: Path | str, pairs: Path) -> None:
         """A reward model (backbone: init) trained on the pairs, then PPO from init against it.
@@ -827,16 +823,22 @@ class ExperimentRunner:
         return summary
 
 
+def snapshot_steps(section: str, total: int, count: int) -> list[int]:
+    """The steps of ``count`` evaluated models spread over a run of ``total`` steps (the last: ``total``).
+
+    Raises:
+        ValueError: ``total`` below 1 (naming the recipe's ``section``).
+    """
+    if total < 1:
+        raise ValueError(f"the {section} section needs max_steps >= 1 for a series of snapshots")
+    return sorted({max(1, round(total * (k + 1) / count)) for k in range(count)})
+
+
 def budget_kwarg(env_id: str) -> str:
     """The ``gym.make`` kwarg of an env family's verification budget."""
     return "tries_per_point" if env_id.startswith("VIRL") else "verify_iter"
 
 
 def _gflops_of(checkpoint: Path | str) -> float:
-    record = Path(checkpoint) / TRAINING_RECORD
-    if not record.is_file():
-        return 0.0  # a base model: no training compute spent here
-    try:
-        return float(json.loads(record.read_text()).get("gflops", 0.0))
-    except (ValueError, OSError):
-        return 0.0
+    """The checkpoint's recorded training compute; 0 for a base model (no record)."""
+    return float(read_training_record(checkpoint).get("gflops", 0.0))
