@@ -6,13 +6,15 @@ import contextlib
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from helpers import SMALL_GP_VL, run_gengym, tiny_ppo_config  # noqa: E402
+from helpers import SMALL_GP_VL, command_env, run_gengym, tiny_ppo_config  # noqa: E402
 
 from gengym_core.registry import make  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
@@ -505,3 +507,28 @@ def test_progress_postfix_shows_a_dash_when_no_episode_ended():
     assert ended == {"reward": "-1.50", "ret": "3.00", "succ": "0.25"}
     none_ended = progress_postfix({"env/turn_reward": -1.0, "env/return": math.nan, "env/success_rate": math.nan})
     assert none_ended == {"reward": "-1.00", "ret": "-", "succ": "-"}
+
+
+def test_a_single_process_group_gives_its_chosen_port_back_to_the_environment():
+    """A port init_distributed picked itself is not left for child commands (they would bind it too);
+    one the launcher set stays."""
+    script = (
+        "import os; from trainers.common.engine import init_distributed; "
+        "print(init_distributed('gloo'), os.environ.get('MASTER_PORT'))"
+    )
+    env = command_env()
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "None"
+    assert "(0, 0, 1)" in done.stdout
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    done = subprocess.run(
+        [sys.executable, "-c", script], env={**env, "MASTER_PORT": port}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == port
+
