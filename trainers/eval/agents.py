@@ -114,12 +114,7 @@ class ModelAgent:
         from trainers.generation import make_backend
         from trainers.generation.base import SamplingParams
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use cpu or auto")
-        if dtype == "auto":
-            dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        device, dtype = resolve_device_and_dtype(device, dtype)
         loaded = load_model_and_processor(model, dtype=dtype, device=device)
         self.name = str(model)
         self.model, self.processor, self.is_vision = loaded.model, loaded.processor, loaded.is_vision
@@ -146,21 +141,51 @@ class ModelAgent:
     def act(self, envs: Sequence[Any], prompts: Sequence[Prompt]) -> list[str]:
         import dataclasses
 
-        from trainers.common.inputs import encode_prompts
-
-        conversations = [p[0] for p in prompts]
-        images = [p[1] for p in prompts]
-        if any(images) and not self.is_vision:
-            raise ValueError(f"{self.name} is a text-only model but the env shows images; use the -L- env")
-        inputs = encode_prompts(
-            self.processor, conversations, images if any(images) else None, max_length=self.max_prompt_length
-        ).to(self.device)
-        for key, value in list(inputs.items()):
-            if value.is_floating_point():
-                inputs[key] = value.to(self.dtype)
+        inputs = encode_for_generation(self, [p[0] for p in prompts], [p[1] for p in prompts], self.max_prompt_length)
         self._calls += 1
         params = dataclasses.replace(self.params, seed=self.seed * 1_000_003 + self._calls)
         return self.backend.generate(inputs, params).texts
+
+
+def resolve_device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
+    """``"auto"`` made concrete: cuda when torch sees a GPU, bfloat16 on GPUs that have it, else float32.
+
+    Raises:
+        ValueError: A cuda device asked for where torch sees none.
+    """
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use cpu or auto")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    return device, dtype
+
+
+def encode_for_generation(
+    owner: Any, conversations: Sequence[Any], images: Sequence[Any], max_length: int | None
+) -> Any:
+    """A batch of prompts encoded for ``owner``'s model, on its device, floats in its dtype.
+
+    ``owner`` is anything holding a loaded model's ``processor``,
+    ``is_vision``, ``device`` and ``dtype``, and a ``name`` for errors.
+
+    Raises:
+        ValueError: Images for a text-only model, or a prompt over ``max_length``.
+    """
+    from trainers.common.inputs import encode_prompts
+
+    if any(images) and not owner.is_vision:
+        raise ValueError(f"{owner.name} is a text-only model but the env shows images; use the -L- env")
+    inputs = encode_prompts(
+        owner.processor, conversations, images if any(images) else None, max_length=max_length
+    ).to(owner.device)
+    for key, value in list(inputs.items()):
+        if value.is_floating_point():
+            inputs[key] = value.to(owner.dtype)
+    return inputs
 
 
 def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: bool = False) -> bool:

@@ -30,18 +30,13 @@ class AnswerSampler:
 
         from trainers.common.compute import count_parameters
         from trainers.common.modeling import load_model_and_processor
+        from trainers.eval.agents import resolve_device_and_dtype
         from trainers.generation import make_backend
         from trainers.generation.base import SamplingParams
 
-        device = config.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device=cuda but no CUDA device is visible; use device=auto or cpu")
-        dtype = config.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        device, dtype = resolve_device_and_dtype(config.device, config.dtype)
         loaded = load_model_and_processor(config.model, dtype=dtype, device=device)
+        self.name = config.model
         self.model, self.processor, self.is_vision = loaded.model, loaded.processor, loaded.is_vision
         self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
@@ -63,21 +58,11 @@ class AnswerSampler:
             ValueError: Images for a text-only model, or a prompt longer than
                 ``max_prompt_length``.
         """
-        from trainers.common.inputs import encode_prompts
+        from trainers.eval.agents import encode_for_generation
 
         conversations = [messages for messages, _ in prompts for _ in range(k)]
         images = [list(pictures) for _, pictures in prompts for _ in range(k)]
-        if any(images) and not self.is_vision:
-            raise ValueError(f"{self.config.model} is a text-only model but the env shows images; use the -L- env")
-        inputs = encode_prompts(
-            self.processor,
-            conversations,
-            images if any(images) else None,
-            max_length=self.config.max_prompt_length,
-        ).to(self.device)
-        for key, value in list(inputs.items()):
-            if value.is_floating_point():
-                inputs[key] = value.to(self.dtype)
+        inputs = encode_for_generation(self, conversations, images, self.config.max_prompt_length)
         params = dataclasses.replace(self.params, seed=seed)
         with self.backend.rollout_phase():
             generation = self.backend.generate(inputs, params)
