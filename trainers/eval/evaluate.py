@@ -58,8 +58,15 @@ def resolve_variants(env_id: str, names: Sequence[str]) -> dict[str, dict[str, A
 
 
 def env_shows_images(env_id: str, env_kwargs: dict[str, Any]) -> bool:
-    """Whether the env's observations hold an image (its observation space has an ``image`` key)."""
-    env = make(env_id, **env_kwargs)
+    """Whether the env's observations hold an image (its observation space has an ``image`` key).
+
+    Raises:
+        ValueError: Unknown env id, or an option the env does not take.
+    """
+    try:
+        env = make(env_id, **env_kwargs)
+    except TypeError as err:  # Gymnasium passes an env's unknown-keyword error on as a TypeError
+        raise ValueError(str(err)) from None
     try:
         return "image" in getattr(env.observation_space, "spaces", {})
     finally:

@@ -114,16 +114,9 @@ def env_shows_images(config: PairsConfig) -> bool:
     Raises:
         ValueError: Unknown env id or variant, or env settings the env refuses.
     """
-    from gengym_core.registry import make
+    from trainers.eval.evaluate import env_shows_images as shows_images
 
-    try:
-        env = make(config.env_id, **config.make_kwargs())
-    except TypeError as err:  # Gymnasium passes an env's unknown-keyword error on as a TypeError
-        raise ValueError(str(err)) from None
-    try:
-        return "image" in getattr(env.observation_space, "spaces", {})
-    finally:
-        env.close()
+    return shows_images(config.env_id, config.make_kwargs())
 
 
 def _episode_rng(seed: int, episode: int, stream: int) -> np.random.Generator:
