@@ -86,6 +86,25 @@ def test_evaluation_is_deterministic_and_independent_of_batching():
     assert len({tuple(v) for v, _ in one}) > 1  # and episodes do differ from one another
 
 
+class _UnreadableAgent:
+    """Answers text no verifier can parse."""
+
+    name = "unreadable"
+
+    def act(self, envs, prompts):
+        return ["not an answer"] * len(envs)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("env_id", ["GeneralPoints-VL-v0", "VIRL-VL-v0"])
+def test_an_unreadable_answer_counts_as_a_failed_recognition(env_id):
+    result = evaluate(_UnreadableAgent(), env_id, ["id"], episodes=2, batch_size=2, show_progress=False)
+    assert all(e.recognition and not any(e.recognition) for e in result.episodes["id"])
+    assert result.metrics["id"]["recognition_accuracy"] == 0.0  # not None: the answers named nothing right
+
+
 def test_unknown_variant_is_a_clear_error():
     with pytest.raises(ValueError, match="has no variant 'visual-ood'"):
         resolve_variants("GeneralPoints-L-v0", ["visual-ood"])
