@@ -239,3 +239,12 @@ def test_gengym_data_command_writes_and_reverifies(tmp_path, capsys):
     assert gengym_main(["data", "--env", "VIRL-L-v0", "--n", "1", "--out", str(tmp_path / "x"),
                         "--env-kwarg", "colour=red", "--no-progress"]) == 2
     assert "unknown" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_gengym_data_command_writes_nothing_when_the_env_breaks_its_oracle(tmp_path, capsys, monkeypatch):
+    import gym_generalpoints.env as gp_env
+
+    monkeypatch.setattr(gp_env.GeneralPointsEnv, "oracle_answer", lambda self: '{"formula": "1+2"}')
+    out = tmp_path / "broken"
+    assert gengym_main(["data", "--env", "GeneralPoints-L-v0", "--n", "2", "--out", str(out), "--no-progress"]) == 1
+    assert "broke its oracle contract" in capsys.readouterr().err and not out.exists()
