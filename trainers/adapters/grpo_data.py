@@ -124,6 +124,7 @@ def single_turn_dataset(
     from datasets import Dataset, Features, Image, List, Value
 
     from gengym_core.registry import make
+    from trainers.data.oracle import arrow_messages, png_image
 
     kwargs = resolve_env_kwargs(env_id, env_kwargs, variant)
     try:  # the env's options are checked once, before any task is made
@@ -145,18 +146,9 @@ def single_turn_dataset(
         env_kwargs=kwargs,
         max_steps_per_episode=max_steps_per_episode,
     ):
-        if task.images:
-            prompt = [
-                {
-                    "role": m["role"],
-                    "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]],
-                }
-                for m in task.messages
-            ]
-        else:
-            prompt = to_text_only(task.messages)
-        rows["prompt"].append(prompt)
-        rows["images"].append([_png(image) for image in task.images])
+        messages = task.messages
+        rows["prompt"].append(arrow_messages(messages) if task.images else to_text_only(messages))
+        rows["images"].append([png_image(image) for image in task.images])
         rows["verifier"].append(task.scorer.to_json())
         rows["env_id"].append(env_id)
         rows["episode_seed"].append(task.episode_seed)
@@ -177,17 +169,6 @@ def single_turn_dataset(
         }
     )
     return Dataset.from_dict(rows, features=features)
-
-
-def _png(image: Any) -> dict[str, Any]:
-    """An image as the ``Image`` feature stores it: PNG bytes (lossless)."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
 
 
 def completion_text(completion: Any) -> str:

@@ -272,7 +272,7 @@ def features() -> Any:
     )
 
 
-def _png(image: np.ndarray) -> dict[str, Any]:
+def png_image(image: np.ndarray) -> dict[str, Any]:
     """An image as the ``Image`` feature stores it: PNG bytes (lossless).
 
     Encoded here, one example at a time, so that only compressed images wait
@@ -288,17 +288,19 @@ def _png(image: np.ndarray) -> dict[str, Any]:
     return {"bytes": buffer.getvalue(), "path": None}
 
 
+def arrow_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages with every content part holding both keys (Arrow stores one struct type)."""
+    return [
+        {"role": m["role"], "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]]}
+        for m in messages
+    ]
+
+
 def _arrow_row(example: dict[str, Any]) -> dict[str, Any]:
     """An example in the stored layout: every content part has both keys, images are PNG."""
     row = dict(example)
-    row["messages"] = [
-        {
-            "role": m["role"],
-            "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]],
-        }
-        for m in example["messages"]
-    ]
-    row["images"] = [_png(image) for image in example["images"]]
+    row["messages"] = arrow_messages(example["messages"])
+    row["images"] = [png_image(image) for image in example["images"]]
     return row
 
 

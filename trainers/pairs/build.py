@@ -59,8 +59,10 @@ from gengym_core.single_turn import episode_seed
 from trainers.data.oracle import (
     EnvCache,
     OracleError,
+    arrow_messages,
     clean_messages,
     image_placeholders,
+    png_image,
     same_images,
     verify_rows,
     walk_oracle_to,
@@ -511,21 +513,11 @@ def features() -> Any:
     )
 
 
-def _arrow_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Messages with every content part holding both keys (Arrow stores one struct type)."""
-    return [
-        {"role": m["role"], "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]]}
-        for m in messages
-    ]
-
-
 def _arrow_row(row: dict[str, Any]) -> dict[str, Any]:
-    from PIL import Image
-
     out = dict(row)
     for key in ("prompt", "chosen", "rejected"):
-        out[key] = _arrow_messages(row[key])
-    out["images"] = [Image.fromarray(image) for image in row["images"]]
+        out[key] = arrow_messages(row[key])
+    out["images"] = [png_image(image) for image in row["images"]]
     return out
 
 
