@@ -175,17 +175,14 @@ def encode_for_generation(
     Raises:
         ValueError: Images for a text-only model, or a prompt over ``max_length``.
     """
-    from trainers.common.inputs import encode_prompts
+    from trainers.common.inputs import cast_floating_inputs, encode_prompts
 
     if any(images) and not owner.is_vision:
         raise ValueError(f"{owner.name} is a text-only model but the env shows images; use the -L- env")
     inputs = encode_prompts(
         owner.processor, conversations, images if any(images) else None, max_length=max_length
     ).to(owner.device)
-    for key, value in list(inputs.items()):
-        if value.is_floating_point():
-            inputs[key] = value.to(owner.dtype)
-    return inputs
+    return cast_floating_inputs(inputs, owner.dtype)
 
 
 def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: bool = False) -> bool:
