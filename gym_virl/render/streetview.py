@@ -260,13 +260,10 @@ def _props(city: City, style_name: str) -> _Props:
     return _Props(np.array(kinds, dtype=int), np.array(pts, dtype=float).reshape(-1, 2))
 
 
-def _haze(colour, style: CityStyle, dist: float):
-    """``colour`` faded towards the horizon colour with distance (1 m steps, memoised)."""
-    return _haze_at(colour, style.name, min(int(dist), int(MAX_DISTANCE)))
-
-
 @lru_cache(maxsize=65536)
 def _haze_at(colour, style_name: str, metres: int):
+    """``colour`` faded towards the horizon colour at ``metres`` (whole metres, at most
+    ``MAX_DISTANCE``: callers pass ``min(int(dist), int(MAX_DISTANCE))``)."""
     style = STYLES[style_name]
     t = style.haze * min(1.0, metres / MAX_DISTANCE)
     return mix(colour, style.sky_horizon, t) if t > 0.01 else colour
@@ -756,7 +753,7 @@ _LEAVES = {"round": (62, 110, 50), "conifer": (40, 80, 56), "palm": (70, 130, 60
 
 @lru_cache(maxsize=65536)
 def _prop_colour(base, factor: float, style_name: str, metres: int):
-    """``base`` shaded by ``factor`` and hazed at ``metres`` (see :func:`_haze`)."""
+    """``base`` shaded by ``factor`` and hazed at ``metres`` (see :func:`_haze_at`)."""
     return _haze_at(_shaded(base, factor), style_name, metres)
 
 
