@@ -394,3 +394,14 @@ def test_docstring_examples():
     for module in (trainers.data.oracle, trainers.sft, trainers.sft.sft_trainer):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+@pytest.mark.parametrize(
+    ("spec", "local"),
+    [("./ckpt", True), ("../ckpt", True), ("/abs/ckpt", True), ("~/ckpt", True), ("runs/x/final", True),
+     ("gpt2", False), ("Qwen/Qwen2-VL-2B-Instruct", False), ("tiny:llava", False)],
+)
+def test_model_specs_that_can_only_be_local_folders(spec, local):
+    from trainers.common.config import names_local_folder
+
+    assert names_local_folder(spec) is local

@@ -20,6 +20,16 @@ from typing import Any, TypeVar
 C = TypeVar("C")
 
 
+
+def names_local_folder(spec: str) -> bool:
+    """Whether a model spec is meant as a local folder rather than a hub id.
+
+    Hub ids are ``name`` or ``owner/name``; a spec starting with ``.``, ``/``
+    or ``~``, or with more than one ``/``, can only be a path, so a missing
+    folder can be reported as such instead of as a failed hub lookup.
+    """
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1
+
 class ConfigError(ValueError):
     """A config value is missing, unknown or invalid; the message says what to change."""
 

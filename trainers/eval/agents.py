@@ -205,6 +205,7 @@ def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: boo
 
     from transformers import AutoConfig
 
+    from trainers.common.config import names_local_folder
     from trainers.common.modeling import is_vision_config
 
     if not spec:
@@ -212,7 +213,7 @@ def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: boo
     path = Path(spec).expanduser()
     if path.is_file():
         raise ValueError(f"{spec!r} is a file; give the checkpoint folder that holds config.json")
-    if (spec.startswith((".", "/", "~")) or spec.count("/") > 1) and not path.exists():  # hub ids: owner/name
+    if names_local_folder(spec) and not path.exists():
         raise ValueError(f"no checkpoint folder at {spec!r}")
     try:
         config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)

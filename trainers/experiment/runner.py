@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trainers.common.compute import TRAINING_RECORD, read_training_record
-from trainers.common.config import raise_config_errors
+from trainers.common.config import names_local_folder, raise_config_errors
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +242,7 @@ class ExperimentConfig:
         errors = []
         for name in ("model", "judge_model"):
             spec = getattr(self, name)
-            local = spec.startswith((".", "/", "~")) or spec.count("/") > 1  # hub ids are owner/name
-            if local and not Path(spec).expanduser().exists():
+            if names_local_folder(spec) and not Path(spec).expanduser().exists():
                 errors.append(f"{name}: no checkpoint folder at {spec!r}")
             elif spec and not spec.startswith("tiny:") and Path(spec).is_file():
                 errors.append(f"{name}: {spec!r} is a file; give the checkpoint folder that holds config.json")

@@ -155,7 +155,9 @@ def _looks_like_a_path(text: str) -> bool:
     """Whether a model name is meant as a local path rather than a hub id (``org/name``)."""
     from pathlib import Path
 
-    return Path(text).expanduser().exists() or text.startswith(("/", "./", "../", "~")) or text.count("/") > 1
+    from trainers.common.config import names_local_folder
+
+    return Path(text).expanduser().exists() or names_local_folder(text)
 
 
 def _reward_model_folder_problem(folder: Any) -> str:

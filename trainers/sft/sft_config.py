@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainers.common.config import raise_config_errors
+from trainers.common.config import names_local_folder, raise_config_errors
 from trainers.common.train_settings import (
     CheckpointSettings,
     DeepSpeedSettings,
@@ -142,7 +142,7 @@ class GengymSFTConfig(
         errors = []
         if not self.model:
             errors.append("give the checkpoint to fine-tune with --model PATH_OR_HUB_ID (or model: in the config)")
-        elif _is_local_path(self.model) and not Path(self.model).expanduser().is_dir():
+        elif names_local_folder(self.model) and not Path(self.model).expanduser().is_dir():
             errors.append(f"model: no checkpoint folder at {self.model!r} (give the folder that holds config.json)")
         if not self.env_id and not self.dataset:
             errors.append("give --env ID to generate oracle data, or --dataset DIR written by `gengym data`")
@@ -154,7 +154,3 @@ class GengymSFTConfig(
             return self.learning_rate
         return PAPER_LEARNING_RATE_IMAGE if has_images else PAPER_LEARNING_RATE_TEXT
 
-
-def _is_local_path(spec: str) -> bool:
-    """Whether a model spec names a local folder rather than a hub id (``owner/name``)."""
-    return spec.startswith((".", "/", "~")) or spec.count("/") > 1
