@@ -121,10 +121,7 @@ def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from gengym_core.single_turn import resolve_env_kwargs
 
     env_kwargs = resolve_env_kwargs(args.env, parse_env_kwargs(args.env_kwargs), args.variant)
-    try:
-        probe = make(args.env, **env_kwargs)
-    except TypeError as err:  # Gymnasium passes an unknown env option on as a TypeError
-        raise ValueError(str(err)) from None
+    probe = make(args.env, **env_kwargs)
     image_env = "image" in probe.observation_space.spaces
     probe.close()
     if args.tiny and image_env and args.mode == "tools":

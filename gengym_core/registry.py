@@ -27,11 +27,22 @@ def gengym_env_ids() -> list[str]:
 
 
 def make(env_id: str, **kwargs) -> gym.Env:
-    """``gym.make`` after registering every gengym id; clear error on a typo."""
+    """``gym.make`` after registering every gengym id.
+
+    Raises:
+        ValueError: An unknown id (the known ones listed), or an option the
+            env does not take. The envs refuse an unknown keyword with a
+            ``TypeError``, as Python and ``gym.make`` do; here, where ids and
+            options come from users' configs and command lines, both are bad
+            settings and raise the one error callers report.
+    """
     ids = gengym_env_ids()
     if env_id not in ids:
         raise ValueError(f"unknown gengym env {env_id!r}; known ids: {', '.join(ids)}")
-    return gym.make(env_id, **kwargs)
+    try:
+        return gym.make(env_id, **kwargs)
+    except TypeError as err:
+        raise ValueError(str(err)) from err
 
 
 def variants_of(env_id: str) -> dict[str, dict]:

@@ -140,3 +140,15 @@ def test_other_missing_modules_still_raise(monkeypatch):
     monkeypatch.setattr(play, "run", run)
     with pytest.raises(ModuleNotFoundError):
         main(["play"])
+
+
+def test_registry_make_reports_bad_ids_and_options_as_value_errors():
+    from gengym_core.registry import make
+
+    with pytest.raises(ValueError, match="unknown gengym env 'Nope-v0'; known ids: .*GeneralPoints-L-v0"):
+        make("Nope-v0")
+    with pytest.raises(ValueError, match="unknown GeneralPoints option"):
+        make("GeneralPoints-L-v0", colour="red")
+    with pytest.raises(ValueError, match="unknown VIRL env argument"):
+        make("VIRL-L-v0", action_spaces="relative")
+    assert make("GeneralPoints-L-v0", target=10).unwrapped.config.target == 10

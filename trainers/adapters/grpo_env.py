@@ -146,13 +146,7 @@ class GengymToolEnv:
                 "pass either a ToolEnvConfig or its fields as keyword arguments, not both"
             )
         self._config = config
-        try:
-            self._env = make(
-                config.env_id,
-                **resolve_env_kwargs(config.env_id, config.env_kwargs, config.variant),
-            )
-        except TypeError as err:  # Gymnasium passes an unknown env option on as a TypeError
-            raise ValueError(str(err)) from None
+        self._env = make(config.env_id, **resolve_env_kwargs(config.env_id, config.env_kwargs, config.variant))
         has_image = "image" in getattr(self._env.observation_space, "spaces", {})
         self._images = has_image if config.images is None else config.images
         self._seed: int | None = None

@@ -161,10 +161,7 @@ def iter_oracle_examples(config: OracleDataConfig) -> Iterator[dict[str, Any]]:
     from gengym_core.registry import make
 
     kwargs = config.make_kwargs()
-    try:
-        env = make(config.env_id, **kwargs)
-    except TypeError as err:  # an option the env does not take
-        raise ValueError(str(err)) from err
+    env = make(config.env_id, **kwargs)
     core = env.unwrapped
     if config.multi_turn and not callable(getattr(core, "sample_wrong_answer", None)):
         raise ValueError(
