@@ -175,6 +175,34 @@ def test_polygon_fill_through_the_core_matches_imagedraw():
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_letters_from_cached_glyphs_match_imagedraw_text():
+    # Sign lettering is put together from cached letter masks; it must give
+    # the pixels ImageDraw.text gives, for the generator's own names, every
+    # case the styles use, strokes with and without an outline colour, and
+    # whole- and half-pixel positions (the lettering is centred).
+    from PIL import Image, ImageDraw
+
+    from gengym_core.fonts import font
+    from gym_virl.render.textures import _letters
+
+    names = sorted(p.name for p in city_for_seed(0).places)[:40] + ["Wij fjord", "AVENUE Quay's", "x"]
+    rng = np.random.default_rng(2)
+    for k, name in enumerate(names):
+        text = (name, name.upper(), name.title())[k % 3]
+        size = int(rng.integers(4, 60))
+        stroke = (0, 1, 3)[k % 3]
+        fill = (250, 240, 200, 255)
+        stroke_fill = fill if k % 2 else (20, 30, 40, 255)
+        xy = (float(rng.integers(0, 8)) + (0.0, 0.5, 0.3)[k % 3], float(rng.integers(0, 8)) + (0.0, 0.5)[k % 2])
+        width, height = int(font(size).getlength(text)) + 20, size * 2
+        a = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+        b = a.copy()
+        ImageDraw.Draw(a).text(xy, text, font=font(size), fill=fill, stroke_width=stroke, stroke_fill=stroke_fill)
+        _letters(ImageDraw.Draw(b), xy, text, size, fill, stroke, stroke_fill)
+        assert np.asarray(a)[..., 3].any()
+        assert np.array_equal(np.asarray(a), np.asarray(b)), (text, size, stroke, xy)
+
+
 def test_texture_sizes_are_known_before_drawing():
     # The renderer places a quad from its texture's size and fetches (maybe
     # draws) the texture only if the quad lands on screen.

@@ -350,6 +350,72 @@ def _advance(size: int, char: str) -> float:
     return font(size).getlength(char)
 
 
+@lru_cache(maxsize=8192)
+def _glyph(size: int, stroke: int, char: str, start: tuple[float, float]):
+    """One letter's coverage mask as Pillow renders it inside a line: the image core
+    and its offset from the pen, for ``start``, the fractional part of where the line
+    is drawn (FreeType shifts the outline by it), or ``None`` for a letter with no
+    pixels (a space)."""
+    core, offset = font(size).getmask2(char, "L", stroke_width=stroke, anchor="la", start=start,
+                                       stroke_filled=True)
+    return (core, offset) if core.size[0] and core.size[1] else None
+
+
+def _line_mask(text: str, size: int, stroke: int, start: tuple[float, float]):
+    """``font(size).getmask2(text, "L", stroke_width=stroke, start=start)`` made of cached letters.
+
+    Pillow renders a line letter by letter at whole-pixel pen positions (this
+    font has whole-pixel advances and no kerning) and lays each letter over
+    the ones before it with the same rounding as an ``"L"`` paste of white
+    through the letter's mask; doing that from :func:`_glyph` gives the same
+    mask without asking FreeType for each letter of every sign again.
+    ``tests/test_virl_render.py`` checks the masks are equal. Returns the mask
+    core and its offset, or ``None`` when nothing is inked.
+    """
+    placed = []
+    pen = 0.0
+    for char in text:
+        glyph = _glyph(size, stroke, char, start)
+        if glyph is not None:
+            core, (ox, oy) = glyph
+            placed.append((core, int(round(pen)) + ox, oy))
+        pen += _advance(size, char)
+    if not placed:
+        return None
+    x0 = min(x for _, x, _ in placed)
+    y0 = min(y for _, _, y in placed)
+    x1 = max(x + core.size[0] for core, x, _ in placed)
+    y1 = max(y + core.size[1] for core, _, y in placed)
+    mask = Image.core.fill("L", (x1 - x0, y1 - y0), 0)
+    for core, x, y in placed:
+        w, h = core.size
+        mask.paste(255, (x - x0, y - y0, x - x0 + w, y - y0 + h), core)
+    return mask, (x0, y0)
+
+
+def _letters(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
+             fill: tuple[int, ...], stroke: int = 0, stroke_fill: tuple[int, ...] | None = None) -> None:
+    """``draw.text(xy, text, font=font(size), fill=fill, stroke_width=stroke,
+    stroke_fill=stroke_fill)``, from cached letters (see :func:`_line_mask`).
+
+    Signs are lettered with a few font sizes per detail level, so most of the
+    letters of a new sign have been rendered before; this is what makes a
+    new sign cheap to draw. ``text`` is a single line.
+    """
+    x, y = xy
+    start = (math.modf(x)[0], math.modf(y)[0])
+    ink = draw.draw.draw_ink(fill)
+    passes = [(ink, 0)]
+    if stroke:
+        stroke_ink = draw.draw.draw_ink(stroke_fill) if stroke_fill is not None else ink
+        passes = [(stroke_ink, stroke)] + ([(ink, 0)] if ink != stroke_ink else [])
+    for pass_ink, width in passes:
+        line = _line_mask(text, size, width, start)
+        if line is not None:
+            mask, (ox, oy) = line
+            draw.draw.draw_bitmap((int(x) + ox, int(y) + oy), mask, pass_ink)
+
+
 def _line_layout(lines: list[str], size: int, sign: SignStyle) -> tuple[int, int, int, list[float], int, int]:
     """Measurements of horizontal lettering: ``(stroke, pad, line_h, widths, width, height)``,
     the layer size before width scale and slant (measured, nothing drawn)."""
@@ -376,7 +442,6 @@ def _shaped_size(size: tuple[int, int], sign: SignStyle) -> tuple[int, int]:
 def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
                 vertical: bool) -> Image.Image:
     """The lettering as an RGBA layer on transparent ground, before width/slant."""
-    f = font(size)
     outline = sign.outline
     if vertical:
         stroke = int(round(sign.weight * size / 40.0))
@@ -391,8 +456,7 @@ def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
             if not c.strip():
                 continue
             x = (width - _advance(size, c)) / 2
-            draw.text((x, pad + i * step), c, font=f, fill=colour + (255,), stroke_width=stroke,
-                      stroke_fill=(outline or colour) + (255,))
+            _letters(draw, (x, pad + i * step), c, size, colour + (255,), stroke, (outline or colour) + (255,))
         return layer
     stroke, pad, line_h, widths, width, height = _line_layout(lines, size, sign)
     space = sign.spacing * size
@@ -403,12 +467,10 @@ def _text_layer(lines: list[str], size: int, sign: SignStyle, colour: RGB,
         x = pad + stroke + (max(widths) - widths[i]) / 2
         y = pad + i * line_h
         if space == 0:
-            draw.text((x, y), line, font=f, fill=colour + (255,), stroke_width=stroke + ow,
-                      stroke_fill=(outline or colour) + (255,))
+            _letters(draw, (x, y), line, size, colour + (255,), stroke + ow, (outline or colour) + (255,))
         else:
             for c in line:
-                draw.text((x, y), c, font=f, fill=colour + (255,), stroke_width=stroke + ow,
-                          stroke_fill=(outline or colour) + (255,))
+                _letters(draw, (x, y), c, size, colour + (255,), stroke + ow, (outline or colour) + (255,))
                 x += _advance(size, c) + space
     return layer
 
