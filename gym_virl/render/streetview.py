@@ -759,53 +759,63 @@ def _prop_colour(base, factor: float, style_name: str, metres: int):
 
 def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
                dist: float, variant: float) -> None:
+    """A tree of the style's kind (trunk, then crown), through Pillow's drawing core
+    with memoised inks: the calls ``ImageDraw`` makes for ``rectangle``,
+    ``ellipse``, ``polygon`` and ``line`` with a fill, without its per-call colour
+    lookups (a view has dozens of trees and lamps)."""
+    core = draw.draw
     f, cx, cy = cam.f, cam.cx, cam.cy
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
     metres = min(int(dist), int(MAX_DISTANCE))
-    trunk = _prop_colour((88, 64, 44), style.light, style.name, metres)
-    leaves = _prop_colour(_LEAVES[style.trees], round(style.light * (0.85 + 0.3 * variant), 2), style.name, metres)
+    trunk = _ink(draw, _prop_colour((88, 64, 44), style.light, style.name, metres))
+    leaves = _ink(draw, _prop_colour(_LEAVES[style.trees], round(style.light * (0.85 + 0.3 * variant), 2),
+                                     style.name, metres))
     if style.trees == "palm":
         top = ground_y - 7.5 * s
-        draw.line([(x, ground_y), (x + 0.4 * s, top)], fill=trunk, width=max(1, int(0.3 * s)))
+        core.draw_lines([(x, ground_y), (x + 0.4 * s, top)], trunk, max(1, int(0.3 * s)))
         for ang in range(0, 360, 45):
             rad = math.radians(ang + 20 * variant)
             dx, dy = math.cos(rad) * 2.4 * s, math.sin(rad) * 1.0 * s + 0.6 * s
-            draw.line([(x + 0.4 * s, top), (x + 0.4 * s + dx, top + dy)], fill=leaves,
-                      width=max(1, int(0.35 * s)))
+            core.draw_lines([(x + 0.4 * s, top), (x + 0.4 * s + dx, top + dy)], leaves, max(1, int(0.35 * s)))
         return
     if style.trees == "conifer":
-        draw.rectangle([x - 0.15 * s, ground_y - 1.2 * s, x + 0.15 * s, ground_y], fill=trunk)
+        core.draw_rectangle([x - 0.15 * s, ground_y - 1.2 * s, x + 0.15 * s, ground_y], trunk, 1)
         for k in range(3):
             base = ground_y - (1.0 + 1.6 * k) * s
             half = (1.8 - 0.45 * k) * s
-            draw.polygon([(x - half, base), (x + half, base), (x, base - 2.6 * s)], fill=leaves)
+            core.draw_polygon([(x - half, base), (x + half, base), (x, base - 2.6 * s)], leaves, 1)
         return
-    draw.rectangle([x - 0.14 * s, ground_y - 3.0 * s, x + 0.14 * s, ground_y], fill=trunk)
+    core.draw_rectangle([x - 0.14 * s, ground_y - 3.0 * s, x + 0.14 * s, ground_y], trunk, 1)
     r = (1.9 + 0.6 * variant) * s
-    draw.ellipse([x - r, ground_y - 4.8 * s - r, x + r, ground_y - 4.8 * s + r * 0.9], fill=leaves)
+    core.draw_ellipse([x - r, ground_y - 4.8 * s - r, x + r, ground_y - 4.8 * s + r * 0.9], leaves, 1)
 
 
 def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
                dist: float) -> None:
+    """A lamp post of the style's kind, drawn like :func:`_draw_tree`."""
+    core = draw.draw
     f, cx, cy = cam.f, cam.cx, cam.cy
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
-    pole = _prop_colour((50, 54, 58), style.light, style.name, min(int(dist), int(MAX_DISTANCE)))
+    pole = _ink(draw, _prop_colour((50, 54, 58), style.light, style.name, min(int(dist), int(MAX_DISTANCE))))
     top = ground_y - 5.5 * s
-    draw.line([(x, ground_y), (x, top)], fill=pole, width=max(1, int(0.14 * s)))
-    head = (255, 236, 180) if style.lamp_glow else pole
+    core.draw_lines([(x, ground_y), (x, top)], pole, max(1, int(0.14 * s)))
+    head = _ink(draw, (255, 236, 180)) if style.lamp_glow else pole
     if style.lamp_glow:  # a halo behind the lamp head
         r = 0.45 * s
         cxh = x if style.lamp == "classic" else x + 0.9 * s
-        draw.ellipse([cxh - r, top - 0.3 * s - r, cxh + r, top - 0.3 * s + r], fill=(150, 130, 90))
+        core.draw_ellipse([cxh - r, top - 0.3 * s - r, cxh + r, top - 0.3 * s + r], _ink(draw, (150, 130, 90)), 1)
     if style.lamp == "classic":
-        draw.rectangle([x - 0.25 * s, top - 0.6 * s, x + 0.25 * s, top], fill=head, outline=pole)
+        box = [x - 0.25 * s, top - 0.6 * s, x + 0.25 * s, top]
+        core.draw_rectangle(box, head, 1)
+        if pole != head:  # the outline
+            core.draw_rectangle(box, pole, 0, 1)
     else:
-        draw.line([(x, top), (x + 0.9 * s, top)], fill=pole, width=max(1, int(0.12 * s)))
-        draw.ellipse([x + 0.6 * s, top - 0.1 * s, x + 1.2 * s, top + 0.2 * s], fill=head)
+        core.draw_lines([(x, top), (x + 0.9 * s, top)], pole, max(1, int(0.12 * s)))
+        core.draw_ellipse([x + 0.6 * s, top - 0.1 * s, x + 1.2 * s, top + 0.2 * s], head, 1)
 
 
 @dataclass(frozen=True)
