@@ -376,11 +376,11 @@ def _on_street_point(city: City, place: Place) -> tuple[float, float]:
 
 
 def _near_intersection(city: City, point: tuple[float, float], clearance: float) -> bool:
-    nodes = city.intersection_nodes
-    if len(nodes) == 0:
+    xy = city.intersection_xy
+    if len(xy) == 0:
         return False
-    d = np.hypot(city.nodes[nodes, 0] - point[0], city.nodes[nodes, 1] - point[1])
-    return bool(np.min(d) < clearance)
+    d = np.hypot(xy[:, 0] - point[0], xy[:, 1] - point[1])
+    return bool(d.min() < clearance)
 
 
 @lru_cache(maxsize=8)
@@ -396,7 +396,12 @@ def _landmark_for(city: City, node: int, used: set[str], config: RouteConfig) ->
     """The nearest storefront in sight from an intersection, within range."""
     eye = city.node_xy(node)
     best = None
-    for place in city.places:
+    # Only places near the eye can qualify; numpy finds them (with a margin, the
+    # test below is the exact one), and they are tried in the city's order.
+    xy = city.place_positions
+    near = np.flatnonzero(np.hypot(xy[:, 0] - eye[0], xy[:, 1] - eye[1]) <= config.landmark_range + 1e-6)
+    for i in near.tolist():
+        place = city.places[i]
         d = distance(eye, place.position)
         if d > config.landmark_range or place.name in used:
             continue

@@ -238,8 +238,12 @@ class City:
 
     def street_length(self, street: int) -> float:
         """Length of a street segment."""
-        s = self.streets[street]
-        return float(np.hypot(*(self.nodes[s.v] - self.nodes[s.u])))
+        return self._street_lengths[street]
+
+    @cached_property
+    def _street_lengths(self) -> tuple[float, ...]:
+        # Route generation asks for these thousands of times per route.
+        return tuple(float(np.hypot(*(self.nodes[s.v] - self.nodes[s.u]))) for s in self.streets)
 
     def street_bearing(self, street: int, from_node: int) -> float:
         """Bearing of ``street`` leaving ``from_node``."""
@@ -251,6 +255,16 @@ class City:
     def intersection_nodes(self) -> np.ndarray:
         """Indices of the nodes where three or more segments meet."""
         return np.array([n for n in range(len(self.nodes)) if self.is_intersection(n)], dtype=int)
+
+    @cached_property
+    def intersection_xy(self) -> np.ndarray:
+        """``(k, 2)`` positions of :attr:`intersection_nodes`."""
+        return self.nodes[self.intersection_nodes].reshape(-1, 2)
+
+    @cached_property
+    def place_positions(self) -> np.ndarray:
+        """``(n, 2)`` positions of :attr:`places`, in their order."""
+        return np.array([p.position for p in self.places], dtype=float).reshape(-1, 2)
 
     # -- geometry ------------------------------------------------------------
 
