@@ -425,14 +425,16 @@ def _warp_core(canvas, box, texture, method, coeffs, resample) -> None:
 
 
 def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],
-               q: tuple[float, float], z0: float, z1: float, colour) -> None:
+               q: tuple[float, float], z0: float, z1: float, ink: int) -> None:
+    """A flat-coloured vertical quad that crosses the near plane, clipped to it
+    (``ink`` from :func:`_ink`)."""
     pts = []
     for (x, y), z in ((p, z0), (q, z0), (q, z1), (p, z1)):
         dx, dy = x - cam.x, y - cam.y
         pts.append((dx * cam.right[0] + dy * cam.right[1], z, dx * cam.fwd[0] + dy * cam.fwd[1]))
     clipped = _clip_near(pts)
     if len(clipped) >= 3:
-        draw.polygon(_project_poly(cam, clipped), fill=colour)
+        draw.draw.draw_polygon(_project_poly(cam, clipped), ink, 1)  # as _fill_polygon
 
 
 @dataclass
@@ -595,14 +597,6 @@ class _Flats:
                 cx + f * lat_p / dep_p, cy - f * (z1 - h) / dep_p,
             ], axis=1)
         return [row if good else None for row, good in zip(poly.tolist(), ok.tolist(), strict=True)]
-
-
-def _draw_quad(canvas: Image.Image, projected: tuple, resample: Image.Resampling) -> None:
-    """Warp one projected quad (see :meth:`_Quads.project`) into ``canvas``."""
-    _, texture, warps = projected
-    core = canvas.im
-    for box, method, coeffs in warps:
-        _warp_core(core, box, texture, method, coeffs, resample)
 
 
 # ---------------------------------------------------------------------------
@@ -836,6 +830,8 @@ class _CityFaces:
         sign_width: Width of each face's fascia sign ``(n, 4)``.
         blade: Per face, the two sides of its blade sign as ``(start, direction)``
             pairs (empty when the style has none).
+        board: Per building, the colour of its sign board drawn flat (too small
+            to letter) under the style's light, or ``None`` without a place.
 
     Only the first four are numpy arrays (for the vectorised culling); the
     rest, and the ``*_list`` copies of those four, are nested Python lists for
@@ -853,6 +849,7 @@ class _CityFaces:
     sign_origin: list
     sign_width: list
     blade: list
+    board: list
     corners_list: list
     heights_list: list
     along_list: list
@@ -892,8 +889,9 @@ def _city_faces(city: City, style_name: str) -> _CityFaces:
         blade.append(sides)
     sign = [[k in b.sign_faces for k in range(4)] for b in city.buildings]
     name = [city.places[b.place].name if b.place is not None else None for b in city.buildings]
+    board = [None if n is None else _shaded(sign_colours(n, style.sign)[0], style.light) for n in name]
     return _CityFaces(corners, heights, along, width, colour, look, sign, name, sign_origin.tolist(),
-                      (width - 2 * (0.07 * width)).tolist(), blade, corners.tolist(), heights.tolist(),
+                      (width - 2 * (0.07 * width)).tolist(), blade, board, corners.tolist(), heights.tolist(),
                       along.tolist(), width.tolist())
 
 
@@ -1132,7 +1130,7 @@ def _render_position(city: City, style_name: str, position: tuple[float, float],
                                     pdep_all[v, pkeep].tolist(), strict=True):
                 items.append((d, 1 + near.prop_kind_list[i], near.prop_index_list[i], la, de))
         items.sort(key=lambda it: -it[0])
-        ops = _list_ops(cam, city, style, near, state, row_of, items, quads, flats)
+        ops = _list_ops(cam, draw, city, style, near, state, row_of, items, quads, flats)
         views.append((canvas, draw, cam, ops))
     projected = quads.project(cams.cams[0])
     polygons = flats.project(cams.cams[0])
@@ -1145,8 +1143,9 @@ def _render_position(city: City, style_name: str, position: tuple[float, float],
 _WALL, _FLAT, _SIGN, _TREE, _LAMP = range(5)
 
 
-def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: _FaceState,
-              row_of: dict[int, int], items: list, quads: _Quads, flats: _Flats) -> list[tuple]:
+def _list_ops(cam: _Camera, draw: ImageDraw.ImageDraw, city: City, style: CityStyle, near: _Nearby,
+              state: _FaceState, row_of: dict[int, int], items: list, quads: _Quads,
+              flats: _Flats) -> list[tuple]:
     """The drawing operations of a view in painter's order, and the quads they warp.
 
     A building draws its faces turned towards the camera in footprint order:
@@ -1154,7 +1153,8 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
     each followed by its shop sign, if any: a fascia board on the face
     (textured, or flat when too small to read) and, in some styles, a blade
     sign standing out of it. A textured face whose quad misses the screen
-    draws no sign (a ``_SIGN`` names the quad it depends on).
+    draws no sign (a ``_SIGN`` names the quad it depends on). Flat quads
+    carry the drawing-core ink of their colour (see :func:`_ink`).
     """
     faces = _city_faces(city, style.name)
     ops: list[tuple] = []
@@ -1191,15 +1191,14 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
             else:
                 q = corners[(k + 1) % 4]
                 append((_FLAT, add_flat(cam, p, q, 0.0, height), p, q, 0.0, height,
-                        _haze_at(faces.colour[bid][k], sname, metres), -1))
+                        _ink(draw, _haze_at(faces.colour[bid][k], sname, metres)), -1))
             if name is None or not faces.sign[bid][k]:
                 continue
             origin, sign_w = faces.sign_origin[bid][k], faces.sign_width[bid][k]
             if not state.sign_textured[j][k]:
-                board, _ = sign_colours(name, style.sign)
                 end = (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w)
                 ops.append((_FLAT, flats.add(cam, origin, end, z0s, z1s), origin, end, z0s, z1s,
-                            _haze_at(_shaded(board, style.light), sname, min(int(dist[k]), far)), gate))
+                            _ink(draw, _haze_at(faces.board[bid], sname, min(int(dist[k]), far))), gate))
                 continue
             level = state.sign_level[j][k]
             letter_px = state.letter_px[j][k]
@@ -1227,19 +1226,27 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby, state: 
 def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style: CityStyle,
              ops: list[tuple], projected: list, polygons: list, view: int,
              record: list[SignRecord] | None) -> None:
-    """Execute the operations of :func:`_list_ops` with their quads and flat quads projected."""
+    """Execute the operations of :func:`_list_ops` with their quads and flat quads projected.
+
+    Warps and polygon fills go straight to Pillow's cores (as :func:`_warp_into`
+    and :func:`_fill_polygon` do): a view runs a couple of hundred of them.
+    """
+    core, fill = canvas.im, draw.draw.draw_polygon
+    bilinear = Image.Resampling.BILINEAR
     for op in ops:
         kind = op[0]
         if kind == _WALL:
             quad = projected[op[1]]
             if quad is not None:
-                _draw_quad(canvas, quad, op[2])
+                texture, resample = quad[1], op[2]
+                for box, method, coeffs in quad[2]:
+                    core.transform(box, texture, method, coeffs, resample, 0)
         elif kind == _FLAT:
             if op[7] >= 0 and projected[op[7]] is None:
                 continue  # the sign of a textured face that missed the screen
             poly = polygons[op[1]]
             if poly is not None:
-                _fill_polygon(draw, poly, op[6])
+                fill(poly, op[6], 1)
             else:  # it crosses the near plane
                 _flat_quad(draw, cam, op[2], op[3], op[4], op[5], op[6])
         elif kind == _SIGN:
@@ -1248,7 +1255,9 @@ def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style
             quad = projected[op[1]]
             if quad is None:
                 continue
-            _draw_quad(canvas, quad, Image.Resampling.BILINEAR)
+            texture = quad[1]
+            for box, method, coeffs in quad[2]:
+                core.transform(box, texture, method, coeffs, bilinear, 0)
             if record is not None:
                 record.append(SignRecord(op[3], view, quad[0], op[4]))
         elif kind == _TREE:
