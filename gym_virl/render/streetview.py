@@ -1027,22 +1027,20 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
     x0 = np.clip(u.min(axis=2), 0, cams.size)
     x1 = np.clip(u.max(axis=2), 0, cams.size)
     hi_top, lo_top = top.min(axis=2), top.max(axis=2)
+    # Per view, the candidates in it nearest first (the others sort last and are
+    # cut off); everything goes to Python lists once for all views.
+    orders = np.argsort(np.where(in_view, min_dep, np.inf), axis=1, kind="stable").tolist()
+    counts = in_view.sum(axis=1).tolist()
+    columns = (min_dep.tolist(), max_dep.tolist(), solid.tolist(), x0.tolist(), x1.tolist(),
+               hi_top.tolist(), lo_top.tolist())
     out = []
     for view in range(views):
-        keep = np.flatnonzero(in_view[view])
-        if len(keep) == 0:
-            out.append([])
-            continue
-        v_min, v_max, v_solid = min_dep[view, keep], max_dep[view, keep], solid[view, keep]
-        v_x0, v_x1, v_hi, v_lo = x0[view, keep], x1[view, keep], hi_top[view, keep], lo_top[view, keep]
-        order = np.argsort(v_min)
-        mins, maxs, solids = v_min.tolist(), v_max.tolist(), v_solid.tolist()
-        lefts, rights, his, los = v_x0.tolist(), v_x1.tolist(), v_hi.tolist(), v_lo.tolist()
+        mins, maxs, solids, lefts, rights, his, los = (c[view] for c in columns)
         visible = []
         # Occluders so far (visible, solid, on screen), kept sorted by their left end:
         # (x0, x1, max depth, lowest roof point).
         occluders: list[tuple[float, float, float, float]] = []
-        for k in order.tolist():
+        for k in orders[view][:counts[view]]:
             if not solids[k]:
                 visible.append(k)
                 continue
@@ -1052,7 +1050,7 @@ def _visible_buildings(cams: _Cameras, city: City, style: CityStyle, near: _Near
                 continue
             visible.append(k)
             bisect.insort(occluders, (lefts[k], rights[k], maxs[k], los[k]))
-        out.append(keep[np.array(visible, dtype=np.intp)].tolist())
+        out.append(visible)
     return out
 
 
