@@ -5,6 +5,11 @@ Metric names are grouped like cleanrl's (``env/...``, ``losses/...``,
 one JSON object per line to ``metrics.jsonl`` (the machine-readable record a
 resumed run appends to) and, when enabled, the same scalars to TensorBoard.
 Only the main process writes.
+
+A resumed run redoes what came after its checkpoint: :meth:`MetricsLogger.truncate_after`
+drops those JSONL records, and the TensorBoard writer opened after it marks
+the same steps purged, so TensorBoard hides the earlier run's events there
+instead of drawing both.
 """
 
 from __future__ import annotations
@@ -31,36 +36,54 @@ class MetricsLogger:
         self.enabled = enabled
         self.path = Path(output_dir) / "metrics.jsonl"
         self._writer = None
+        self._writer_class = None
+        self._purge_step: int | None = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if tensorboard:
+            # Imported now, so a missing package fails at the start of a run;
+            # the writer itself opens at the first record (see truncate_after).
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
+            self._writer_class = SummaryWriter
+
+    def _tensorboard(self):
+        if self._writer is None and self._writer_class is not None:
+            self._writer = self._writer_class(log_dir=str(self.path.parent / "tensorboard"),
+                                              purge_step=self._purge_step)
+        return self._writer
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         """Record ``metrics`` at ``step``; non-finite numbers are written as null."""
         if not self.enabled:
             return
         record: dict[str, Any] = {"step": int(step), "time": time.time()}
+        writer = self._tensorboard()
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = float(value)
                 record[key] = value if math.isfinite(value) else None
-                if self._writer is not None and math.isfinite(value):
-                    self._writer.add_scalar(key, value, step)
+                if writer is not None and math.isfinite(value):
+                    writer.add_scalar(key, value, step)
             else:
                 record[key] = value
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if self._writer is not None:
-            self._writer.flush()
+        if writer is not None:
+            writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (a resumed run rewrites what it redoes)."""
-        if self.enabled:
-            truncate_jsonl(self.path, "step", step)
+        """Drop records past ``step`` (a resumed run rewrites what it redoes).
+
+        TensorBoard events past ``step`` are hidden too: the next writer opens
+        with ``purge_step=step + 1`` (one already open is closed first).
+        """
+        if not self.enabled:
+            return
+        truncate_jsonl(self.path, "step", step)
+        self._purge_step = int(step) + 1
+        self.close()
 
     def close(self) -> None:
         if self._writer is not None:
