@@ -155,6 +155,13 @@ def test_a_text_judge_on_an_image_env_is_refused_before_anything_loads(tiny_mode
     tiny_ppo_config(text, tmp_path / "c", reward=f"judge:{text}").check_runnable()  # text env: any judge
 
 
+def test_a_judge_hub_id_that_cannot_be_resolved_is_refused_before_anything_loads(tiny_model_path, tmp_path):
+    # The suite runs with HF_HUB_OFFLINE=1: a hub id that is not cached cannot be read.
+    config = tiny_ppo_config(tiny_model_path("qwen2"), tmp_path / "run", reward="judge:gengym-tests/no-such-judge")
+    with pytest.raises(ConfigError, match="reward judge: cannot read a model config at 'gengym-tests/no-such-judge'"):
+        config.check_runnable()
+
+
 def test_ppo_against_a_judge_completes_an_update_and_charges_the_judge(tiny_model_path, tmp_path):
     policy = tiny_model_path("qwen2")
     trainer = PPOTrainer(tiny_ppo_config(policy, tmp_path / "rlaif", reward=f"judge:{policy}",

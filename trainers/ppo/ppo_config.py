@@ -293,11 +293,17 @@ class PPOConfig:
                     f"{self.env_id} shows images but {path!r} is a text-only model; "
                     "use the env's text (-L-) variant or a vision-language model"
                 )
-        if env_has_images:
-            from trainers.rewards import reward_source_sees_images_problem
+        from trainers.rewards import parse_reward_spec, reward_source_sees_images_problem
 
-            if problem := reward_source_sees_images_problem(self.reward, env_has_images):
-                errors.append(problem)
+        reward_kind, reward_arg = parse_reward_spec(self.reward)
+        if reward_kind == "judge":
+            # A judge may be a hub id: like the policy's, its config must be
+            # readable now (cached, or on the hub), not after the policy loads.
+            _, problem = _model_kind(str(reward_arg))
+            if problem:
+                errors.append(f"reward judge: {problem}")
+        if env_has_images and (problem := reward_source_sees_images_problem(self.reward, env_has_images)):
+            errors.append(problem)
         errors += self._starting_value_head_errors()
         errors += self._resume_errors()
         if self.deepspeed == "none" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
