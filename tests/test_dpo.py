@@ -224,6 +224,25 @@ def test_deepspeed_zero3_through_the_command_line(tiny_model_path, tmp_path):
     assert record["steps"] == 2 and record["train_tokens"] > 0
 
 
+def test_deepspeed_zero2_through_the_command_line(tiny_model_path, tmp_path):
+    """ZeRO-2 (optimizer states and gradients partitioned, the reference model whole) on a text model."""
+    base = tiny_model_path("qwen2")
+    out = tmp_path / "run"
+    cmd = gengym_command(
+        "dpo", "--env", "GeneralPoints-L-v0", "--model", str(base), "--output-dir", str(out),
+        "--deepspeed", "zero2", "--max-steps", "2", "--num-pairs", "4", "--per-device-batch-size", "2",
+        "--gradient-accumulation-steps", "1", "--learning-rate", "1e-3", "--no-tensorboard", "--no-progress-bar",
+        "--warmup-ratio", "0",
+    )
+    returncode, stderr = run_command(cmd, timeout=600)
+    assert returncode == 0, stderr[-3000:]
+    before, after = load_file(base / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    record = json.loads((out / "final" / TRAINING_RECORD).read_text())
+    assert record["steps"] == 2 and record["train_tokens"] > 0
+
+
 def test_docstring_examples():
     import doctest
 
