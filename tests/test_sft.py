@@ -202,6 +202,21 @@ def test_resume_continues_steps_and_token_count(tiny_model_path, tmp_path):
     assert steps == [1, 2, 3, 4]
 
 
+def test_resume_from_an_older_checkpoint_shows_redone_steps_once_in_tensorboard(tiny_model_path, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    base = tiny_model_path("qwen2")
+    train_sft(sft_config(base, tmp_path / "run", max_steps=3, save_steps=2, tensorboard=True))
+    # As if killed after logging step 3 but before its checkpoint was written.
+    shutil.rmtree(tmp_path / "run" / "checkpoint-3")
+    train_sft(sft_config(base, tmp_path / "run", max_steps=4, save_steps=2, tensorboard=True, resume=True))
+    steps = [m["step"] for m in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in m]
+    assert steps == [1, 2, 3, 4]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+
+
 def test_snapshots_along_the_run_are_loadable_with_their_compute(tiny_model_path, tmp_path):
     final = train_sft(sft_config(tiny_model_path("qwen2"), tmp_path / "run", max_steps=3, snapshot_steps=[1, 2]))
     folders = [tmp_path / "run" / "snapshots" / "step-000001", tmp_path / "run" / "snapshots" / "step-000002", final]

@@ -326,10 +326,23 @@ def jsonl_callback(output_dir: Path) -> TrainerCallback:
 
 
 def tensorboard_callback(log_dir: Path) -> TrainerCallback:
-    """The ``Trainer``'s TensorBoard callback, writing to ``log_dir``."""
+    """The ``Trainer``'s TensorBoard callback, writing to ``log_dir``.
+
+    Its writer opens with ``purge_step`` one past the step training starts
+    from, as :class:`~trainers.common.metrics.MetricsLogger` does: a run
+    resumed from an earlier checkpoint than its last logged step redoes those
+    steps, and TensorBoard then hides the killed run's events for them
+    (``metrics.jsonl`` drops their records).
+    """
     from transformers.integrations import TensorBoardCallback
 
-    callback = TensorBoardCallback()
+    class PurgingTensorBoardCallback(TensorBoardCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and self.tb_writer is None and self._SummaryWriter is not None:
+                self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir, purge_step=state.global_step + 1)
+            super().on_train_begin(args, state, control, **kwargs)
+
+    callback = PurgingTensorBoardCallback()
     callback.logging_dir = str(log_dir)
     return callback
 
