@@ -470,30 +470,34 @@ class _Quads:
         """
         if not self.rows:
             return []
-        ox, oy, ax, ay, width, z0, z1, tw, th, rx, ry, fx, fy = np.array(self.rows, dtype=float).T
-        dx, dy = ox - cam.x, oy - cam.y
-        a_r, a_d = dx * rx + dy * ry, dx * fx + dy * fy
-        e_r, e_d = ax * rx + ay * ry, ax * fx + ay * fy
-        # The part in front of the near plane: depth(s) = a_d + s e_d >= NEAR.
-        level = np.abs(e_d) < 1e-9
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s_cut = (NEAR - a_d) / e_d
-        s_lo = np.where(~level & (e_d > 0), np.maximum(0.0, s_cut), 0.0)
-        s_hi = np.where(~level & (e_d < 0), np.minimum(width, s_cut), width)
-        ok = ~(level & (a_d < NEAR)) & (s_hi - s_lo >= 1e-3)
-        ppm_x = tw / width
-        # Cut by the near plane: the box spans only the part in front, so no
-        # screen pixel in it looks at the part behind (the texture stays whole).
-        cut = (s_lo > 0.0) | (s_hi < width)
+        # (The arithmetic is element by element, and grouped so that numpy is
+        # called as few times as possible: lo/hi ends, bottom/top heights and
+        # the homography's entries go through each formula together.)
+        rows = np.array(self.rows, dtype=float)
+        ox, oy, ax, ay, width, z0, z1, tw, th = rows[:, :9].T
+        # Lateral and depth parts of the origin offset and of the along direction
+        # in each row's camera frame (the arithmetic of _Camera.to_camera).
+        vec = np.array([[ox - cam.x, oy - cam.y], [ax, ay]])  # (origin/along, x/y, n)
+        prod = vec[:, None] * rows[:, 9:13].T.reshape(2, 2, -1)[None]  # (origin/along, right/fwd, x/y, n)
+        (a_r, a_d), (e_r, e_d) = prod[:, :, 0] + prod[:, :, 1]
         f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
+        size = cam.size
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_lo = np.maximum(a_d + s_lo * e_d, NEAR)
-            d_hi = np.maximum(a_d + s_hi * e_d, NEAR)
-            u_lo = cx + f * (a_r + s_lo * e_r) / d_lo
-            u_hi = cx + f * (a_r + s_hi * e_r) / d_hi
-            b_lo, t_lo = cy - f * (z0 - h) / d_lo, cy - f * (z1 - h) / d_lo
-            b_hi, t_hi = cy - f * (z0 - h) / d_hi, cy - f * (z1 - h) / d_hi
-            size = cam.size
+            # The part in front of the near plane: depth(s) = a_d + s e_d >= NEAR.
+            level = np.abs(e_d) < 1e-9
+            s_cut = (NEAR - a_d) / e_d
+            s_lo = np.where(~level & (e_d > 0), np.maximum(0.0, s_cut), 0.0)
+            s_hi = np.where(~level & (e_d < 0), np.minimum(width, s_cut), width)
+            ok = ~(level & (a_d < NEAR)) & (s_hi - s_lo >= 1e-3)
+            ppm_x = tw / width
+            # Cut by the near plane: the box spans only the part in front, so no
+            # screen pixel in it looks at the part behind (the texture stays whole).
+            cut = (s_lo > 0.0) | (s_hi < width)
+            s_ends = np.array([s_lo, s_hi])
+            d_ends = np.maximum(a_d + s_ends * e_d, NEAR)  # depth at the lo and hi ends
+            u_lo, u_hi = cx + f * (a_r + s_ends * e_r) / d_ends
+            # Rows: bottom (z0) and top (z1); columns: lo and hi ends.
+            (b_lo, b_hi), (t_lo, t_hi) = cy - f * (np.array([z0, z1])[:, None] - h) / d_ends
             x0 = np.maximum(0, np.floor(np.minimum(u_lo, u_hi)))
             x1 = np.minimum(size, np.ceil(np.maximum(u_lo, u_hi)))
             y0 = np.maximum(0, np.floor(np.minimum(np.minimum(b_lo, t_lo), np.minimum(b_hi, t_hi))))
@@ -509,26 +513,27 @@ class _Quads:
             m00, m02 = f * e_r + cx * e_d, f * a_r + cx * a_d
             m10, m12 = cy * e_d, f * h + cy * a_d
             m20, m22 = e_d, a_d
-            a, b, c = m00 / ppm_x, 0.0, m02
-            d, e, g_ = m10 / ppm_x, f / ppm_y, m12 - f * z1
-            g, hh, i = m20 / ppm_x, 0.0, m22
+            a, d, g = np.array([m00, m10, m20]) / ppm_x
+            b, c = 0.0, m02
+            e, g_ = f / ppm_y, m12 - f * z1
+            hh, i = 0.0, m22
             co00, co01, co02 = e * i - g_ * hh, g_ * g - d * i, d * hh - e * g
             det = a * co00 + b * co01 + c * co02
             ok &= np.abs(det) >= 1e-18
             r = 1.0 / np.where(ok, det, 1.0)
-            inv = np.stack([
-                co00 * r, (c * hh - b * i) * r, (b * g_ - c * e) * r,
-                co01 * r, (a * i - c * g) * r, (c * d - a * g_) * r,
-                co02 * r, (b * g - a * hh) * r, (a * e - b * d) * r,
-            ], axis=1)
+            inv_t = np.array([
+                co00, c * hh - b * i, b * g_ - c * e,
+                co01, a * i - c * g, c * d - a * g_,
+                co02, b * g - a * hh, a * e - b * d,
+            ]) * r
+            inv = inv_t.T
             # Coefficients of the whole box (see _warp_plan, same arithmetic).
             ox, oy = x0 + 0.5, y0 + 0.5
-            i0, i1, i2, i3, i4, i5, i6, i7, i8 = inv.T
+            i0, i1, i2, i3, i4, i5, i6, i7, i8 = inv_t
             c2 = i6 * ox + i7 * oy + i8
             degenerate = ~(np.abs(c2) >= 1e-12)
             c2 = np.where(degenerate, 1.0, c2)
-            coeffs = np.stack([i0 / c2, i1 / c2, (i0 * ox + i1 * oy + i2) / c2,
-                               i3 / c2, i4 / c2, (i3 * ox + i4 * oy + i5) / c2, i6 / c2, i7 / c2], axis=1)
+            coeffs = (np.array([i0, i1, i0 * ox + i1 * oy + i2, i3, i4, i3 * ox + i4 * oy + i5, i6, i7]) / c2).T
             # Walls square to the view: affine (see _affine_if_square, same tests).
             w, hgt = x1 - x0, y1 - y0
             affine = np.abs(coeffs[:, 6]) * w + np.abs(coeffs[:, 7]) * hgt < AFFINE_TOLERANCE
@@ -541,8 +546,8 @@ class _Quads:
             slant = np.where(span > 1e-9, (np.abs(t_hi - t_lo) + np.abs(b_hi - b_lo)) / np.where(span > 1e-9, span, 1.0),
                              0.0)
             pieces = np.where(cut, 1, np.clip(np.round((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1, 8))
-        boxes = np.stack([x0, y0, x1, y1], axis=1).astype(int)
-        corners = np.stack([u_lo, b_lo, t_lo, u_hi, b_hi, t_hi], axis=1)
+        boxes = np.array([x0, y0, x1, y1]).T.astype(int)
+        corners = np.array([u_lo, b_lo, t_lo, u_hi, b_hi, t_hi]).T
         out: list[tuple | None] = []
         perspective, affine_method = Image.Transform.PERSPECTIVE, Image.Transform.AFFINE
         for k, (good, box, co, n, bad, aff, m, pts) in enumerate(zip(
