@@ -27,6 +27,8 @@ what the image shows (the cards in GeneralPoints, the landmark in V-IRL).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -71,3 +73,22 @@ class GengymEnv(Protocol):
         ``reward`` (float), ``verdict`` (str) and ``feedback`` (str).
         JSON-serialisable; images are not included."""
         ...
+
+
+def check_reward_values(rewards: Any, names: Iterable[str], optional: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` unless every field ``names`` of a family's reward table
+    is a finite number (``optional`` ones may also be ``None``).
+
+    Reward tables come from users' configs; a string, a bool or a NaN would
+    otherwise surface only at the first answer that earns it.
+    """
+    optional = set(optional)
+    for name in names:
+        value = getattr(rewards, name)
+        if name in optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(
+                f"{type(rewards).__name__}.{name} must be a finite number"
+                f"{' or None' if name in optional else ''}, got {value!r}"
+            )

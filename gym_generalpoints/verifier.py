@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -66,6 +65,7 @@ from fractions import Fraction
 from typing import Any
 
 from gengym_core.answers import AnswerFormatError, get_field, parse_json_answer
+from gengym_core.protocol import check_reward_values
 from gengym_core.spaces import to_prompt_text
 from gym_generalpoints.cards import (
     DEFAULT_FACE_CARD_VALUES,
@@ -135,19 +135,7 @@ class GeneralPointsRewards:
     prefix: float | None = None
 
     def __post_init__(self) -> None:
-        for name in (*VERDICTS, "prefix"):
-            value = getattr(self, name)
-            if name == "prefix" and value is None:
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
-                raise ValueError(
-                    f"GeneralPointsRewards.{name} must be a finite number"
-                    f"{' or None' if name == 'prefix' else ''}, got {value!r}"
-                )
+        check_reward_values(self, (*VERDICTS, "prefix"), optional=("prefix",))
 
     def for_verdict(self, verdict: str) -> float:
         """The reward of a verdict category."""

@@ -39,11 +39,11 @@ verdict              reward  meaning
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 
 from gengym_core.answers import AnswerFormatError, get_field, parse_json_answer
+from gengym_core.protocol import check_reward_values
 from gengym_core.spaces import to_prompt_text
 from gym_virl.geometry import COMPASS, RELATIVE_WORDS
 
@@ -79,11 +79,7 @@ class VirlRewards:
     budget: float = -1.0
 
     def __post_init__(self) -> None:
-        for name in VERDICTS:
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value)):
-                raise ValueError(f"VirlRewards.{name} must be a finite number, got {value!r}")
+        check_reward_values(self, VERDICTS)
 
     def for_verdict(self, verdict: str) -> float:
         """The reward of ``verdict``.
