@@ -414,14 +414,9 @@ def _warp_into(canvas: Image.Image, box: tuple[int, int, int, int], texture: Ima
     compositing, or the premultiplied-alpha round trip Pillow makes for
     bilinear RGBA. ``Image.transform`` has no public form of this, so it goes
     through the image core (``tests/test_virl_render.py`` checks that it
-    still matches the public route).
+    still matches the public route). :func:`_run_ops` makes the same core call.
     """
-    _warp_core(canvas.im, box, texture.im, method, coeffs, resample)
-
-
-def _warp_core(canvas, box, texture, method, coeffs, resample) -> None:
-    """:func:`_warp_into` on Pillow image cores (``Image.im``)."""
-    canvas.transform(box, texture, method, coeffs, resample, 0)
+    canvas.im.transform(box, texture.im, method, coeffs, resample, 0)
 
 
 def _flat_quad(draw: ImageDraw.ImageDraw, cam: _Camera, p: tuple[float, float],
@@ -1200,16 +1195,16 @@ def _list_ops(cam: _Camera, draw: ImageDraw.ImageDraw, city: City, style: CitySt
             origin, sign_w = faces.sign_origin[bid][k], faces.sign_width[bid][k]
             if not state.sign_textured[j][k]:
                 end = (origin[0] + along[0] * sign_w, origin[1] + along[1] * sign_w)
-                ops.append((_FLAT, flats.add(cam, origin, end, z0s, z1s), origin, end, z0s, z1s,
-                            _ink(draw, _haze_at(faces.board[bid], sname, min(int(dist[k]), far))), gate))
+                append((_FLAT, add_flat(cam, origin, end, z0s, z1s), origin, end, z0s, z1s,
+                        _ink(draw, _haze_at(faces.board[bid], sname, min(int(dist[k]), far))), gate))
                 continue
             level = state.sign_level[j][k]
             letter_px = state.letter_px[j][k]
             board_w, board_h = round(sign_w, 2), round(z1s - z0s, 2)
-            ops.append((_SIGN, quads.add(cam, origin, along, sign_w, z0s, z1s,
-                                         sign_texture_size(board_w, board_h, level), sign_texture,
-                                         (name, sname, board_w, board_h, False, level)),
-                        gate, name, letter_px))
+            append((_SIGN, add_quad(cam, origin, along, sign_w, z0s, z1s,
+                                    sign_texture_size(board_w, board_h, level), sign_texture,
+                                    (name, sname, board_w, board_h, False, level)),
+                    gate, name, letter_px))
             if blade is None:
                 continue
             # A blade sign near the face's left end, readable from both
@@ -1221,8 +1216,8 @@ def _list_ops(cam: _Camera, draw: ImageDraw.ImageDraw, city: City, style: CitySt
                 ex, ey = direction
                 if (cam.x - start[0]) * ey - (cam.y - start[1]) * ex <= 0.0:
                     continue
-                ops.append((_SIGN, quads.add(cam, start, direction, bw, bz0, bz1, blade_size, sign_texture,
-                                             blade_key), gate, name, letter_px * 0.8))
+                append((_SIGN, add_quad(cam, start, direction, bw, bz0, bz1, blade_size, sign_texture,
+                                        blade_key), gate, name, letter_px * 0.8))
     return ops
 
 

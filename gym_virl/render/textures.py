@@ -394,7 +394,7 @@ def _line_mask(text: str, size: int, stroke: int, start: tuple[float, float]):
 
 
 def _letters(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
-             fill: tuple[int, ...], stroke: int = 0, stroke_fill: tuple[int, ...] | None = None) -> None:
+             fill: tuple[int, ...], stroke: int, stroke_fill: tuple[int, ...]) -> None:
     """``draw.text(xy, text, font=font(size), fill=fill, stroke_width=stroke,
     stroke_fill=stroke_fill)``, from cached letters (see :func:`_line_mask`).
 
@@ -406,8 +406,8 @@ def _letters(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size
     start = (math.modf(x)[0], math.modf(y)[0])
     ink = draw.draw.draw_ink(fill)
     passes = [(ink, 0)]
-    if stroke:
-        stroke_ink = draw.draw.draw_ink(stroke_fill) if stroke_fill is not None else ink
+    if stroke:  # the outline first, then the letters over it unless they are the same colour
+        stroke_ink = draw.draw.draw_ink(stroke_fill)
         passes = [(stroke_ink, stroke)] + ([(ink, 0)] if ink != stroke_ink else [])
     for pass_ink, width in passes:
         line = _line_mask(text, size, width, start)
