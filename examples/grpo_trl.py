@@ -110,20 +110,19 @@ def load_model(args: argparse.Namespace, image_env: bool) -> tuple[Any, Any]:
     return model, processing_class
 
 
-def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """TRL's settings and the trainer's data arguments, all checked before any model loads.
+def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
+    """TRL's settings, the trainer's data arguments and whether the env shows images,
+    all checked before any model loads.
 
     Raises:
         ValueError: Settings the env, the adapters or TRL refuse.
     """
     from gengym_core.play import parse_env_kwargs
-    from gengym_core.registry import make
     from gengym_core.single_turn import resolve_env_kwargs
+    from trainers.eval.evaluate import env_shows_images
 
     env_kwargs = resolve_env_kwargs(args.env, parse_env_kwargs(args.env_kwargs), args.variant)
-    probe = make(args.env, **env_kwargs)
-    image_env = "image" in probe.observation_space.spaces
-    probe.close()
+    image_env = env_shows_images(args.env, env_kwargs)
     if args.tiny and image_env and args.mode == "tools":
         raise ValueError(
             f"{args.env} shows images, and TRL's tool loop feeds them only to Qwen-VL-like models (see "
@@ -175,8 +174,7 @@ def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             ),
             "reward_funcs": [verifier_reward],
         }
-    data["image_env"] = image_env
-    return config, data
+    return config, data, image_env
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -187,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """
     args = parse_args(argv)
     try:
-        config, data = setup(args)
+        config, data, image_env = setup(args)
     except ValueError as err:
         print(f"grpo_trl.py: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -198,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         torch.set_num_threads(1)  # tiny matrices: threads only add overhead
     from trl import GRPOTrainer
 
-    model, processing_class = load_model(args, data.pop("image_env"))
+    model, processing_class = load_model(args, image_env)
     trainer = GRPOTrainer(model=model, args=config, processing_class=processing_class, **data)
     trainer.train()
     metrics = [entry for entry in trainer.state.log_history if "loss" in entry]

@@ -123,11 +123,9 @@ def single_turn_dataset(
     """
     from datasets import Dataset, Features, Image, List, Value
 
-    from gengym_core.registry import make
     from trainers.data.oracle import arrow_messages, png_image
 
     kwargs = resolve_env_kwargs(env_id, env_kwargs, variant)
-    make(env_id, **kwargs).close()  # the env's options are checked once, before any task is made
     rows: dict[str, list[Any]] = {
         "prompt": [],
         "images": [],

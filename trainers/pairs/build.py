@@ -725,16 +725,6 @@ def chosen_then_rejected(rows: Sequence[dict[str, Any]]) -> tuple[list[list[Mess
 # -- training data ----------------------------------------------------------------------
 
 
-def env_shows_images_or_config_error(config: PairsConfig) -> bool:
-    """:func:`env_shows_images`, raising ``ConfigError`` (the trainers' error for bad settings)."""
-    from trainers.common.config import ConfigError
-
-    try:
-        return env_shows_images(config)
-    except ValueError as err:
-        raise ConfigError(f"cannot build preference pairs for {config.env_id}: {err}") from err
-
-
 def load_training_pairs(
     *, dataset: str, env_id: str, generate: PairsConfig | None, progress: bool = True
 ) -> tuple[Any, str]:
@@ -797,6 +787,7 @@ def load_pairs_for_model(config: Any, *, not_generative: str, text_only_hint: st
         ConfigError: As :func:`load_training_pairs`, or a model that does not
             fit the pairs.
     """
+    from trainers.common.config import ConfigError
     from trainers.common.hf_trainer_support import (
         check_model_kind,
         is_main_process,
@@ -815,7 +806,11 @@ def load_pairs_for_model(config: Any, *, not_generative: str, text_only_hint: st
 
     generate = config.pairs_config(progress_bar=config.progress_bar)
     if generate is not None:
-        model_kind(env_shows_images_or_config_error(generate), generate.env_id)
+        try:
+            shows_images = env_shows_images(generate)
+        except ValueError as err:
+            raise ConfigError(f"cannot build preference pairs for {generate.env_id}: {err}") from err
+        model_kind(shows_images, generate.env_id)
     dataset, env_id = load_training_pairs(
         dataset=config.dataset,
         env_id=config.env_id,
