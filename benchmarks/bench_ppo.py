@@ -122,7 +122,7 @@ def plain_generate_tokens_per_s(path: Path, batch: int, new_tokens: int, device:
     import torch
 
     from gengym_core.registry import make
-    from trainers.common.inputs import encode_prompts
+    from trainers.common.inputs import cast_floating_inputs, encode_prompts
     from trainers.common.modeling import load_model_and_processor
     from trainers.common.prompting import turn_prompt
 
@@ -134,9 +134,7 @@ def plain_generate_tokens_per_s(path: Path, batch: int, new_tokens: int, device:
         obs, _ = env.reset(seed=k)
         prompts.append(turn_prompt(env, obs, "observation"))
     inputs = encode_prompts(loaded.processor, [p[0] for p in prompts], [p[1] for p in prompts]).to(device)
-    for key, value in list(inputs.items()):
-        if value.is_floating_point():
-            inputs[key] = value.to(loaded.model.dtype)
+    cast_floating_inputs(inputs, loaded.model.dtype)
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=0.2)
     loaded.model.generate(**inputs, max_new_tokens=2)  # warm-up
     _sync(device)

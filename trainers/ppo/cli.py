@@ -9,7 +9,6 @@ every process gets its own envs and seeds.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 HELP = "train with multi-turn PPO (value head, DeepSpeed ZeRO-3) on a gengym env"
@@ -38,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     except FloatingPointError as err:
         print(f"gengym ppo: stopped: {err}", file=sys.stderr)
         return 3
-    if os.environ.get("RANK", "0") == "0":  # once, not per launched process
+    from trainers.common.hf_trainer_support import is_main_process
+
+    if is_main_process():  # once, not per launched process
         print(f"final policy: {final}")
     return 0
