@@ -104,6 +104,15 @@ def is_vision_config(config: Any) -> bool | None:
     return None
 
 
+def auto_dtype_name(on_cuda: bool) -> str:
+    """What a ``dtype`` of ``"auto"`` means for a model that only runs forward passes
+    (evaluation, sampling, reward models, judges): bfloat16 on a GPU that has
+    it, else float32."""
+    import torch
+
+    return "bfloat16" if on_cuda and torch.cuda.is_bf16_supported() else "float32"
+
+
 def _resolve_dtype(dtype: Any) -> Any:
     import torch
 

@@ -155,12 +155,14 @@ def resolve_device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
     """
     import torch
 
+    from trainers.common.modeling import auto_dtype_name
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use cpu or auto")
     if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+        dtype = auto_dtype_name(device.startswith("cuda"))
     return device, dtype
 
 

@@ -375,8 +375,10 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
     """
     import torch
 
+    from trainers.common.modeling import auto_dtype_name
+
     if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        dtype = auto_dtype_name(device.type == "cuda")
     return getattr(torch, dtype)
 
 
