@@ -30,6 +30,21 @@ def names_local_folder(spec: str) -> bool:
     """
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1
 
+
+def checkpoint_folder_problem(spec: str) -> str:
+    """What keeps a model spec from naming a checkpoint, found without reading one, or ``""``.
+
+    A file is never a checkpoint; a spec that can only be a local path (see
+    :func:`names_local_folder`) must be a folder. Anything else may be a hub
+    id and is left to the loader.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return f"no checkpoint folder at {spec!r}: it is a file; give the folder that holds config.json"
+    if names_local_folder(spec) and not path.is_dir():
+        return f"no checkpoint folder at {spec!r} (give the folder that holds config.json)"
+    return ""
+
 class ConfigError(ValueError):
     """A config value is missing, unknown or invalid; the message says what to change."""
 

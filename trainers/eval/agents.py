@@ -203,20 +203,15 @@ def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: boo
             is neither a VLM nor a causal LM, or a text-only model for an env
             that shows images.
     """
-    from pathlib import Path
-
     from transformers import AutoConfig
 
-    from trainers.common.config import names_local_folder
+    from trainers.common.config import checkpoint_folder_problem
     from trainers.common.modeling import is_vision_config
 
     if not spec:
         raise ValueError("give a checkpoint folder or hub id (or 'oracle' / 'random')")
-    path = Path(spec).expanduser()
-    if path.is_file():
-        raise ValueError(f"{spec!r} is a file; give the checkpoint folder that holds config.json")
-    if names_local_folder(spec) and not path.exists():
-        raise ValueError(f"no checkpoint folder at {spec!r}")
+    if problem := checkpoint_folder_problem(spec):
+        raise ValueError(problem)
     try:
         config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trainers.common.compute import TRAINING_RECORD, read_training_record
-from trainers.common.config import names_local_folder, raise_config_errors
+from trainers.common.config import checkpoint_folder_problem, raise_config_errors
 
 logger = logging.getLogger(__name__)
 
@@ -242,10 +242,8 @@ class ExperimentConfig:
         errors = []
         for name in ("model", "judge_model"):
             spec = getattr(self, name)
-            if names_local_folder(spec) and not Path(spec).expanduser().exists():
-                errors.append(f"{name}: no checkpoint folder at {spec!r}")
-            elif spec and not spec.startswith("tiny:") and Path(spec).is_file():
-                errors.append(f"{name}: {spec!r} is a file; give the checkpoint folder that holds config.json")
+            if spec and not spec.startswith("tiny:") and (problem := checkpoint_folder_problem(spec)):
+                errors.append(f"{name}: {problem}")
         if self.device == "cuda":
             import torch
 

@@ -18,10 +18,9 @@ or a dataset).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from trainers.common.config import names_local_folder, raise_config_errors
+from trainers.common.config import checkpoint_folder_problem, raise_config_errors
 from trainers.common.train_settings import (
     CheckpointSettings,
     DeepSpeedSettings,
@@ -142,8 +141,8 @@ class GengymSFTConfig(
         errors = []
         if not self.model:
             errors.append("give the checkpoint to fine-tune with --model PATH_OR_HUB_ID (or model: in the config)")
-        elif names_local_folder(self.model) and not Path(self.model).expanduser().is_dir():
-            errors.append(f"model: no checkpoint folder at {self.model!r} (give the folder that holds config.json)")
+        elif problem := checkpoint_folder_problem(self.model):
+            errors.append(f"model: {problem}")
         if not self.env_id and not self.dataset:
             errors.append("give --env ID to generate oracle data, or --dataset DIR written by `gengym data`")
         raise_config_errors("cannot start SFT", errors)
