@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -502,17 +503,9 @@ class ExperimentRunner:
         if not self.is_main:
             self._wait_for(lambda: (path / "config.json").is_file(), f"the tiny model at {path}")
             return path
-        import shutil
-
         from trainers.testing.tiny_models import build_tiny_model
 
-        tmp = path.with_name(path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        build_tiny_model(spec.split(":", 1)[1], tmp, seed=seed)
-        if path.exists():  # an incomplete folder from before this runner built models aside
-            shutil.rmtree(path)
-        tmp.rename(path)
+        _build_aside(path, lambda tmp: build_tiny_model(spec.split(":", 1)[1], tmp, seed=seed))
         return path
 
     def init_checkpoint(self, base: Path | str) -> Path | str:
@@ -603,13 +596,7 @@ class ExperimentRunner:
         model = {"init": str(init), "base": str(base)}.get(self.config.pairs.get("model", ""))
         config = self.config.pairs_config(**({"model": model} if model is not None else {}))
         dataset, info = build_pairs_dataset(config, progress=False)
-        tmp = out.with_name(out.name + ".tmp")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        save_pairs_dataset(dataset, info, tmp)
-        tmp.rename(out)  # a pairs folder either is complete or does not exist
+        _build_aside(out, lambda tmp: save_pairs_dataset(dataset, info, tmp))
         self.log(f"   {len(dataset)} pairs ({info['source']}), rejected: {info['rejected_verdicts']}")
         return out
 
@@ -818,6 +805,21 @@ class ExperimentRunner:
             lines += [f"- {k}: {v:.0f} s" for k, v in self.timings.items()]
         summary.write_text("\n".join(lines) + "\n")
         return summary
+
+
+def _build_aside(path: Path, build: Callable[[Path], Any]) -> None:
+    """Write a folder with ``build(tmp)`` next to ``path``, then rename it to ``path``:
+    a folder at ``path`` is then either complete or absent, whenever the run is
+    killed (one left incomplete by an older runner is replaced)."""
+    import shutil
+
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    build(tmp)
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
 
 
 def snapshot_steps(section: str, total: int, count: int) -> list[int]:
