@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from gengym_core.chat import Message, count_images, to_text_only
+from trainers.common.config import ConfigError
 from trainers.common.modeling import get_tokenizer, is_vision_processor
 
 #: Label value that the loss ignores (the ``ignore_index`` of PyTorch's
@@ -224,8 +225,10 @@ def _image_token_id(processor: Any) -> int | None:
     return token_id if isinstance(token_id, int) else None
 
 
-def _check_length(batch: Any, processor: Any, max_length: int | None) -> None:
-    """Raise instead of truncating when a row is longer than ``max_length``."""
+def _check_length(batch: Any, processor: Any, max_length: int | None, setting: str = "max_length") -> None:
+    """Raise :class:`~trainers.common.config.ConfigError` (a ``ValueError``) instead of
+    truncating when a row is longer than ``max_length``; the message names the
+    run's ``setting`` that holds the limit."""
     if max_length is None:
         return
     lengths = batch["attention_mask"].sum(dim=1).tolist()
@@ -236,10 +239,10 @@ def _check_length(batch: Any, processor: Any, max_length: int | None) -> None:
             if image_token_id is not None:
                 count = int((batch["input_ids"][row] == image_token_id).sum())
                 image_tokens = f" ({count} of them image tokens)"
-            raise ValueError(
-                f"conversation {row} is {length} tokens long{image_tokens}, more than max_length={max_length}. "
-                "Sequences are never truncated, since cutting image tokens breaks the model: raise "
-                "max_length, shorten the prompt (fewer revision turns), or use smaller images."
+            raise ConfigError(
+                f"conversation {row} is {length} tokens long{image_tokens}, more than {setting}={max_length}: "
+                f"raise {setting}, shorten the prompt (fewer revision turns), or use smaller images. "
+                "Sequences are never truncated, since cutting image tokens breaks the model."
             )
 
 
@@ -253,6 +256,7 @@ def encode_prompts(
     *,
     add_generation_prompt: bool = True,
     max_length: int | None = None,
+    length_setting: str = "max_length",
 ) -> Any:
     """Encode a batch of conversations for generation, padded on the left.
 
@@ -266,6 +270,8 @@ def encode_prompts(
         add_generation_prompt: Append the template's assistant-turn header,
             so the model answers next.
         max_length: Longest allowed row in tokens; ``None`` for no limit.
+        length_setting: The name of the setting ``max_length`` comes from, for
+            the error a longer row raises.
 
     Returns:
         A ``BatchFeature`` of torch tensors: ``input_ids``,
@@ -285,7 +291,7 @@ def encode_prompts(
         add_generation_prompt=add_generation_prompt,
         padding_side="left",
     )
-    _check_length(batch, processor, max_length)
+    _check_length(batch, processor, max_length, length_setting)
     return batch
 
 

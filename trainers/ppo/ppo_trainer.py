@@ -606,16 +606,8 @@ class PPOTrainer:
         return obs
 
     def _encode(self, conversations: list[list[Message]], images: list[list[np.ndarray]]) -> Any:
-        has_images = any(images)
-        inputs = encode_prompts(self.processor, conversations, images if has_images else None)
-        lengths = inputs["attention_mask"].sum(dim=1)
-        if int(lengths.max()) > self.config.max_prompt_length:
-            # Never truncated: cutting image tokens (or the task) breaks the prompt.
-            raise ConfigError(
-                f"a prompt is {int(lengths.max())} tokens long (image tokens included), more than "
-                f"max_prompt_length={self.config.max_prompt_length}: raise max_prompt_length or make the "
-                "env's images smaller (env_kwargs)"
-            )
+        inputs = encode_prompts(self.processor, conversations, images if any(images) else None,
+                                max_length=self.config.max_prompt_length, length_setting="max_prompt_length")
         return inputs.to(self.device)
 
     def _encode_with_completions(self, batch: Sequence[TurnRecord]) -> tuple[Any, torch.Tensor, int]:
