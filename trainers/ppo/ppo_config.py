@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainers.common.config import raise_config_errors
+from trainers.common.config import names_local_folder, raise_config_errors
 from trainers.common.engine_config import EngineConfig
 from trainers.common.train_settings import offload_errors
 
@@ -446,7 +446,7 @@ def _model_kind(path: str) -> tuple[bool | None, str]:
 
     from trainers.common.modeling import is_vision_config
 
-    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
+    if names_local_folder(path) and not Path(path).expanduser().is_dir():
         return None, f"{path!r} is not a folder (give a local checkpoint folder or a hub id)"
     try:
         model_config = AutoConfig.from_pretrained(path)
