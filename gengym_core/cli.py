@@ -73,12 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def close_process_group() -> None:
+    """After a command that every process of a launch finished, wait for all of them and
+    close the torch process group.
+
+    A process that leaves with the group open can abort in its communication
+    threads while another is still saving (``terminate called without an
+    active exception``, SIGABRT), and the launcher then reports the whole run
+    as failed. Nothing happens without torch or outside a launch.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gengym`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._module.run(args) or 0)
+        code = int(args._module.run(args) or 0)
+        if code == 0:
+            close_process_group()
+        return code
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in {
             "torch",

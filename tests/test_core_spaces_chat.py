@@ -152,3 +152,22 @@ def test_registry_make_reports_bad_ids_and_options_as_value_errors():
     with pytest.raises(ValueError, match="unknown VIRL env argument"):
         make("VIRL-L-v0", action_spaces="relative")
     assert make("GeneralPoints-L-v0", target=10).unwrapped.config.target == 10
+
+
+def test_cli_closes_a_launch_process_group_after_a_command():
+    # Under a launcher, `gengym` waits for every process and closes the torch
+    # process group before exiting (a process leaving it open can abort).
+    pytest.importorskip("torch")
+    code = (
+        "import os, socket, torch.distributed as dist\n"
+        "from gengym_core.cli import close_process_group\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+        "close_process_group()  # nothing to close yet\n"
+        "dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=0, world_size=1)\n"
+        "assert dist.is_initialized()\n"
+        "close_process_group()\n"
+        "assert not dist.is_initialized()\n"
+        "print('closed')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "closed" in out.stdout, out.stderr[-2000:]
