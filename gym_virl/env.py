@@ -216,6 +216,11 @@ class VirlEnv(gym.Env):
     line). ``reset(options=...)`` takes ``"route"`` (route N of the split; a
     clear error when out of range), ``"city_style"`` and ``"action_space"``.
 
+    Image mode keeps the facade and sign textures it draws in per-process
+    caches of at most 256 MB and 48 MB (the city's look is drawn once, not
+    at every step); ``gym_virl.render.set_texture_cache_budget`` sets other
+    limits, for instance in each worker of an async vector env.
+
     ## Version History
 
     * v0: initial release.

@@ -240,3 +240,33 @@ def test_cell_cache_finds_everything_in_range():
         assert np.array_equal(near.markings, marks)
         lamps = np.flatnonzero(np.hypot(props.xy[:, 0] - x, props.xy[:, 1] - y) < PROP_RANGE)
         assert np.array_equal(near.prop_index, lamps)
+
+
+def test_texture_cache_budget_bounds_memory_and_rejects_bad_values():
+    from gym_virl.render import set_texture_cache_budget, texture_cache_info
+    from gym_virl.render.textures import FACADE_CACHE_BYTES, SIGN_CACHE_BYTES
+
+    city = city_for_seed(0)
+    point = route_for(0, "train", 3).rail[0]
+    try:
+        render_views(city, "harbor", point.position, point.heading, 128)
+        info = texture_cache_info()
+        assert info["facade"]["images"] > 1 and info["facade"]["bytes"] > 0
+        assert info["facade"]["max_bytes"] == FACADE_CACHE_BYTES and info["sign"]["max_bytes"] == SIGN_CACHE_BYTES
+        small = info["facade"]["bytes"] / 2**20 / 4
+        set_texture_cache_budget(facade_mb=small)  # lowering drops textures at once
+        after = texture_cache_info()["facade"]
+        assert after["bytes"] <= after["max_bytes"] == int(small * 2**20)
+        assert after["images"] < info["facade"]["images"]
+        # Textures dropped are drawn again, identically.
+        misses = after["misses"]
+        set_texture_cache_budget(facade_mb=0, sign_mb=0)
+        again = render_views(city, "harbor", point.position, point.heading, 128)
+        assert texture_cache_info()["facade"]["misses"] > misses
+        set_texture_cache_budget(facade_mb=FACADE_CACHE_BYTES / 2**20, sign_mb=SIGN_CACHE_BYTES / 2**20)
+        assert np.array_equal(again, render_views(city, "harbor", point.position, point.heading, 128))
+        for bad in (-1, float("nan"), float("inf"), "64", True):
+            with pytest.raises(ValueError, match="facade_mb"):
+                set_texture_cache_budget(facade_mb=bad)
+    finally:
+        set_texture_cache_budget(facade_mb=FACADE_CACHE_BYTES / 2**20, sign_mb=SIGN_CACHE_BYTES / 2**20)

@@ -17,6 +17,7 @@ from gym_virl.render.styles import (
     SignStyle,
     resolve_styles,
 )
+from gym_virl.render.textures import set_texture_cache_budget, texture_cache_info
 
 __all__ = [
     "DEFAULT_STYLE",
@@ -31,5 +32,7 @@ __all__ = [
     "render_view",
     "render_views",
     "resolve_styles",
+    "set_texture_cache_budget",
+    "texture_cache_info",
     "views_to_grid",
 ]
