@@ -568,17 +568,17 @@ class _Quads:
             slant = np.where(span > 1e-9, (np.abs(t_hi - t_lo) + np.abs(b_hi - b_lo)) / np.where(span > 1e-9, span, 1.0),
                              0.0)
             pieces = np.where(cut, 1, np.clip(np.round((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1, 8))
-        boxes = np.array([x0, y0, x1, y1]).T.astype(int)
+        # Only the quads on screen go to Python lists (each of their values once).
+        on = np.flatnonzero(ok)
+        boxes = np.array([x0, y0, x1, y1])[:, on].T.astype(int)
         corners = np.array([u_lo, b_lo, t_lo, u_hi, b_hi, t_hi]).T
-        out: list[tuple | None] = []
+        out: list[tuple | None] = [None] * len(self.rows)
+        textures = self.textures
         perspective, affine_method = Image.Transform.PERSPECTIVE, Image.Transform.AFFINE
-        for k, (good, box, co, n, bad, aff, m, pts) in enumerate(zip(
-                ok.tolist(), boxes.tolist(), coeffs.tolist(), pieces.astype(int).tolist(),
-                degenerate.tolist(), affine.tolist(), inv.tolist(), corners.tolist(), strict=True)):
-            if not good:
-                out.append(None)
-                continue
-            fetch, key = self.textures[k]
+        for k, box, co, n, bad, aff in zip(
+                on.tolist(), boxes.tolist(), coeffs[on].tolist(), pieces[on].astype(int).tolist(),
+                degenerate[on].tolist(), affine[on].tolist(), strict=True):
+            fetch, key = textures[k]
             texture = fetch(*key)
             box = tuple(box)
             if n == 1:
@@ -589,8 +589,10 @@ class _Quads:
                 else:
                     warps = [(box, perspective, tuple(co))]
             else:
-                warps = _bands(box, ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8])), pts, n)
-            out.append((box, texture.im, warps))
+                m = inv[k].tolist()
+                warps = _bands(box, ((m[0], m[1], m[2]), (m[3], m[4], m[5]), (m[6], m[7], m[8])),
+                               corners[k].tolist(), n)
+            out[k] = (box, texture.im, warps)
         return out
 
 
@@ -709,16 +711,24 @@ def _ground_polygons(cams: _Cameras, road: _Road) -> list[list[tuple[int, list[f
     with np.errstate(divide="ignore", invalid="ignore"):
         u = cams.cx + cams.f * slot_lat / slot_dep
         w = cams.cy + cams.f * CAMERA_HEIGHT / slot_dep
+    uw = np.empty((*u.shape, 2))  # (views, slots, u/w): a view's kept slots flatten to x, y, x, y, ...
+    uw[..., 0] = u
+    uw[..., 1] = w
+    any_outer = shown[:, :road.n_outer].any(axis=1).tolist()
     out = []
     for k in range(views):
-        if not shown[k, :road.n_outer].any():
+        if not any_outer[k]:
             out.append([])
             continue
         sel = keep[k]
         out_ring = slot_ring[sel]
-        flat = np.stack([u[k, sel], w[k, sel]], axis=1).ravel().tolist()
-        edges = [0, *(np.flatnonzero(np.diff(out_ring)) + 1).tolist(), len(out_ring)]
-        out.append([(int(out_ring[a]), flat[2 * a:2 * b]) for a, b in zip(edges[:-1], edges[1:], strict=True)
+        if not len(out_ring):
+            out.append([])
+            continue
+        flat = uw[k, sel].ravel().tolist()
+        edges = [0, *(np.nonzero(out_ring[1:] != out_ring[:-1])[0] + 1).tolist(), len(out_ring)]
+        ring_of = out_ring[edges[:-1]].tolist()
+        out.append([(ring, flat[2 * a:2 * b]) for ring, a, b in zip(ring_of, edges[:-1], edges[1:], strict=True)
                     if b - a >= 3])
     return out
 
