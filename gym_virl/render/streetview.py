@@ -991,7 +991,7 @@ class _Nearby:
     prop_kind: np.ndarray  # 0 tree, 1 lamp
     prop_xy: np.ndarray  # (p, 2)
     prop_index: np.ndarray  # index into the style's props (for variation)
-    road: _Road  # the road around the position
+    road: _Road  # the road around the position (its cell's, see _cell_road)
     buildings_list: list[int]  # ``buildings`` as a list
     prop_kind_list: list[int]  # ``prop_kind`` as a list
     prop_index_list: list[int]  # ``prop_index`` as a list
@@ -1022,6 +1022,20 @@ def _cell_candidates(city: City, style_name: str, cell: tuple[int, int]) -> tupl
     return b, cents[b], city.building_radii[b], m, quads[m] if len(quads) else quads, p, xy[p]
 
 
+#: How far from the camera the road drawn can reach: the far corners of the
+#: region the road is kept in (see :func:`_ground_polygons`).
+ROAD_REACH: float = ROAD_DISTANCE * math.hypot(1.0, WEDGE_SLOPE)
+
+
+@lru_cache(maxsize=512)
+def _cell_road(city: City, cell: tuple[int, int]) -> _Road:
+    """The road around every position in ``cell``: the city's road area clipped to the
+    cell grown by :data:`ROAD_REACH`, as rings (one clip per cell, not per view)."""
+    r = ROAD_REACH
+    x0, y0 = cell[0] * CELL, cell[1] * CELL
+    return _road_rings(shapely.clip_by_rect(city.road_area, x0 - r, y0 - r, x0 + CELL + r, y0 + CELL + r))
+
+
 def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Nearby:
     x, y = position
     b, cents, radii, m, quads, p, pxy = _cell_candidates(city, style_name, (math.floor(x / CELL), math.floor(y / CELL)))
@@ -1031,8 +1045,7 @@ def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Near
     mq = quads[np.hypot(quads[:, 0, 0] - x, quads[:, 0, 1] - y) < MARKING_RANGE] if len(quads) else quads
     props = _props(city, style_name)
     pidx = p[np.hypot(pxy[:, 0] - x, pxy[:, 1] - y) < PROP_RANGE] if len(pxy) else np.zeros(0, dtype=np.intp)
-    r = ROAD_DISTANCE
-    road = _road_rings(shapely.clip_by_rect(city.road_area, x - r, y - r, x + r, y + r))
+    road = _cell_road(city, (math.floor(x / CELL), math.floor(y / CELL)))
     return _Nearby(bidx, dist[near_b], mq, props.kind[pidx], props.xy[pidx], pidx, road, bidx.tolist(),
                    props.kind[pidx].tolist(), pidx.tolist())
 
