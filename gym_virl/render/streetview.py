@@ -618,13 +618,14 @@ class _Flats:
         lat_q, dep_q = dqx * rx + dqy * ry, dqx * fx + dqy * fy
         ok = (dep_p >= NEAR) & (dep_q >= NEAR)
         f, cx, cy, h = cam.f, cam.cx, cam.cy, CAMERA_HEIGHT
+        poly = np.empty((len(self.rows), 8))  # x, y of the four corners
         with np.errstate(divide="ignore", invalid="ignore"):
-            poly = np.stack([
-                cx + f * lat_p / dep_p, cy - f * (z0 - h) / dep_p,
-                cx + f * lat_q / dep_q, cy - f * (z0 - h) / dep_q,
-                cx + f * lat_q / dep_q, cy - f * (z1 - h) / dep_q,
-                cx + f * lat_p / dep_p, cy - f * (z1 - h) / dep_p,
-            ], axis=1)
+            poly[:, 0] = poly[:, 6] = cx + f * lat_p / dep_p
+            poly[:, 2] = poly[:, 4] = cx + f * lat_q / dep_q
+            poly[:, 1] = cy - f * (z0 - h) / dep_p
+            poly[:, 3] = cy - f * (z0 - h) / dep_q
+            poly[:, 5] = cy - f * (z1 - h) / dep_q
+            poly[:, 7] = cy - f * (z1 - h) / dep_p
         return [row if good else None for row, good in zip(poly.tolist(), ok.tolist(), strict=True)]
 
 
@@ -788,6 +789,15 @@ def _prop_colour(base, factor: float, style_name: str, metres: int):
     return _haze_at(_shaded(base, factor), style_name, metres)
 
 
+@lru_cache(maxsize=65536)
+def _tree_inks(style_name: str, metres: int, leaf_shade: float) -> tuple[int, int]:
+    """Inks of a tree's trunk and crown at ``metres``, its crown shaded by ``leaf_shade``
+    (see :func:`_prop_colour`)."""
+    style = STYLES[style_name]
+    return (_ink(_INK_DRAW, _prop_colour((88, 64, 44), style.light, style_name, metres)),
+            _ink(_INK_DRAW, _prop_colour(_LEAVES[style.trees], leaf_shade, style_name, metres)))
+
+
 def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
                dist: float, variant: float) -> None:
     """A tree of the style's kind (trunk, then crown), through Pillow's drawing core
@@ -800,9 +810,7 @@ def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
     metres = min(int(dist), int(MAX_DISTANCE))
-    trunk = _ink(draw, _prop_colour((88, 64, 44), style.light, style.name, metres))
-    leaves = _ink(draw, _prop_colour(_LEAVES[style.trees], round(style.light * (0.85 + 0.3 * variant), 2),
-                                     style.name, metres))
+    trunk, leaves = _tree_inks(style.name, metres, round(style.light * (0.85 + 0.3 * variant), 2))
     if style.trees == "palm":
         top = ground_y - 7.5 * s
         core.draw_lines([(x, ground_y), (x + 0.4 * s, top)], trunk, max(1, int(0.3 * s)))
@@ -1157,10 +1165,15 @@ def _render_position(city: City, style_name: str, position: tuple[float, float],
     rows = sorted({k for shown in shown_all for k in shown})
     state = _face_state(city, style_name, near, rows, position, size)
     row_of = {k: r for r, k in enumerate(rows)}
+    # Per view, the trees and lamps in it as drawing items (dist, kind, index, lat, dep).
+    props: list[list[tuple]] = [[] for _ in headings]
     if len(near.prop_xy):
-        plat_all, pdep_all = cams.to_camera(near.prop_xy)
-        pdist_all = np.hypot(plat_all, pdep_all)
-        pkeep_all = (pdep_all > 0.8) & (np.abs(plat_all) < pdep_all * 1.05 + 3.0)
+        plat, pdep = cams.to_camera(near.prop_xy)
+        view_of, i_of = np.nonzero((pdep > 0.8) & (np.abs(plat) < pdep * 1.05 + 3.0))
+        kinds, indices_ = near.prop_kind_list, near.prop_index_list
+        for v, i, d, la, de in zip(view_of.tolist(), i_of.tolist(), np.hypot(plat, pdep)[view_of, i_of].tolist(),
+                                   plat[view_of, i_of].tolist(), pdep[view_of, i_of].tolist(), strict=True):
+            props[v].append((d, 1 + kinds[i], indices_[i], la, de))
     distances = near.distances.tolist()
     quads, flats = _Quads(), _Flats()
     views = []
@@ -1169,14 +1182,8 @@ def _render_position(city: City, style_name: str, position: tuple[float, float],
         draw = ImageDraw.Draw(canvas)
         _draw_road(canvas, draw, cam, near.road, style, heading, roads[v])
         _draw_markings(draw, markings[v], style)
-        items: list[tuple[float, int, int, float, float]] = []  # (dist, kind, index, lat, dep)
-        for k in shown_all[v]:
-            items.append((distances[k], 0, k, 0.0, 0.0))
-        if len(near.prop_xy):
-            pkeep = np.flatnonzero(pkeep_all[v])
-            for i, d, la, de in zip(pkeep.tolist(), pdist_all[v, pkeep].tolist(), plat_all[v, pkeep].tolist(),
-                                    pdep_all[v, pkeep].tolist(), strict=True):
-                items.append((d, 1 + near.prop_kind_list[i], near.prop_index_list[i], la, de))
+        items = [(distances[k], 0, k, 0.0, 0.0) for k in shown_all[v]]  # (dist, kind, index, lat, dep)
+        items += props[v]
         items.sort(key=lambda it: -it[0])
         ops = _list_ops(cam, city, style, near, state, row_of, items, quads, flats)
         views.append((canvas, draw, cam, ops))
