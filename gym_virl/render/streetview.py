@@ -567,7 +567,7 @@ class _Quads:
             span = np.abs(u_hi - u_lo)
             slant = np.where(span > 1e-9, (np.abs(t_hi - t_lo) + np.abs(b_hi - b_lo)) / np.where(span > 1e-9, span, 1.0),
                              0.0)
-            pieces = np.where(cut, 1, np.clip(np.round((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1, 8))
+            pieces = np.where(cut, 1, np.minimum(np.maximum(np.rint((x1 - x0) * np.sqrt(slant / 2.0 / SPLIT_PIXELS)), 1), 8))
         # Only the quads on screen go to Python lists (each of their values once).
         on = np.flatnonzero(ok)
         boxes = np.array([x0, y0, x1, y1])[:, on].T.astype(int)
