@@ -242,6 +242,33 @@ def test_cell_cache_finds_everything_in_range():
         assert np.array_equal(near.prop_index, lamps)
 
 
+
+def test_road_kept_for_a_position_covers_its_views_up_to_the_road_distance():
+    # The road rings kept around a position (clipped once per cell) must hold all
+    # of the city's road inside each view's wedge up to ROAD_DISTANCE, at any
+    # heading: a clip too tight cut the road near the horizon at diagonal headings.
+    import shapely
+
+    from gym_virl.render.streetview import ROAD_DISTANCE, WEDGE_SLOPE, _nearby
+
+    city = city_for_seed(0)
+    for r in range(6):  # positions on the streets
+        x, y = route_for(0, "train", r).rail[-1].position
+        road = _nearby(city, "harbor", (x, y)).road
+        rings = np.split(road.xy, road.starts[1:])
+        kept = shapely.union_all([shapely.Polygon(r) for r in rings[:road.n_outer]])
+        kept = kept.difference(shapely.union_all([shapely.Polygon(r) for r in rings[road.n_outer:]]))
+        for heading in (0.0, 45.0, 135.0, 200.0, 315.0):
+            rad = np.radians(heading)
+            fwd, right = np.array([np.sin(rad), np.cos(rad)]), np.array([np.cos(rad), -np.sin(rad)])
+            far = ROAD_DISTANCE * fwd
+            side = WEDGE_SLOPE * ROAD_DISTANCE * right
+            wedge = shapely.Polygon([(x, y), tuple((x, y) + far - side), tuple((x, y) + far + side)])
+            want = city.road_area.intersection(wedge).area
+            assert want > 0
+            assert kept.intersection(wedge).area == pytest.approx(want, rel=1e-6, abs=1e-6), (x, y, heading)
+
+
 def test_texture_cache_budget_bounds_memory_and_rejects_bad_values():
     from gym_virl.render import set_texture_cache_budget, texture_cache_info
     from gym_virl.render.textures import FACADE_CACHE_BYTES, SIGN_CACHE_BYTES
