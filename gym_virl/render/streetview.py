@@ -1170,10 +1170,10 @@ def _render_position(city: City, style_name: str, position: tuple[float, float],
     if len(near.prop_xy):
         plat, pdep = cams.to_camera(near.prop_xy)
         view_of, i_of = np.nonzero((pdep > 0.8) & (np.abs(plat) < pdep * 1.05 + 3.0))
-        kinds, indices_ = near.prop_kind_list, near.prop_index_list
+        kinds, prop_ids = near.prop_kind_list, near.prop_index_list
         for v, i, d, la, de in zip(view_of.tolist(), i_of.tolist(), np.hypot(plat, pdep)[view_of, i_of].tolist(),
                                    plat[view_of, i_of].tolist(), pdep[view_of, i_of].tolist(), strict=True):
-            props[v].append((d, 1 + kinds[i], indices_[i], la, de))
+            props[v].append((d, 1 + kinds[i], prop_ids[i], la, de))
     distances = near.distances.tolist()
     quads, flats = _Quads(), _Flats()
     views = []
