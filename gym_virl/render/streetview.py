@@ -290,26 +290,24 @@ def _shaded(colour, factor: float):
 
 
 _INKS: dict[tuple[int, int, int], int] = {}
+#: Converts colours to inks: an RGB colour has the same ink on every RGB image,
+#: and every canvas here is RGB.
+_INK_DRAW = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
 
-def _ink(draw: ImageDraw.ImageDraw, colour: tuple[int, int, int]) -> int:
-    """Pillow's drawing-core ink for ``colour`` (memoised; every canvas here is RGB)."""
+def _ink(colour: tuple[int, int, int]) -> int:
+    """Pillow's drawing-core ink for ``colour`` on an RGB canvas (memoised)."""
     ink = _INKS.get(colour)
     if ink is None:
-        ink = _INKS[colour] = draw.draw.draw_ink(colour)
+        ink = _INKS[colour] = _INK_DRAW.draw.draw_ink(colour)
     return ink
-
-
-#: A canvas to convert colours to inks where no view's is at hand (an RGB
-#: colour has the same ink on every RGB image).
-_INK_DRAW = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
 
 @lru_cache(maxsize=65536)
 def _hazed_ink(colour, style_name: str, metres: int) -> int:
     """The ink of ``colour`` hazed at ``metres``: :func:`_haze_at`, then :func:`_ink`, in one
     cache lookup (a step draws about a hundred flat faces)."""
-    return _ink(_INK_DRAW, _haze_at(colour, style_name, metres))
+    return _ink(_haze_at(colour, style_name, metres))
 
 
 def _fill_polygon(draw: ImageDraw.ImageDraw, xy: list, colour: tuple[int, int, int]) -> None:
@@ -320,7 +318,7 @@ def _fill_polygon(draw: ImageDraw.ImageDraw, xy: list, colour: tuple[int, int, i
     ``tests/test_virl_render.py`` checks it still draws what ``ImageDraw.polygon``
     draws.
     """
-    draw.draw.draw_polygon(xy, _ink(draw, colour), 1)
+    draw.draw.draw_polygon(xy, _ink(colour), 1)
 
 
 # ---------------------------------------------------------------------------
@@ -775,7 +773,7 @@ def _marking_polygons(cams: _Cameras, quads: np.ndarray) -> list[list[list[float
 
 
 def _draw_markings(draw: ImageDraw.ImageDraw, polygons: list[list[float]], style: CityStyle) -> None:
-    fill, ink = draw.draw.draw_polygon, _ink(draw, _shaded(style.marking, style.light))
+    fill, ink = draw.draw.draw_polygon, _ink(_shaded(style.marking, style.light))
     for poly in polygons:  # as _fill_polygon
         fill(poly, ink, 1)
 
@@ -794,8 +792,8 @@ def _tree_inks(style_name: str, metres: int, leaf_shade: float) -> tuple[int, in
     """Inks of a tree's trunk and crown at ``metres``, its crown shaded by ``leaf_shade``
     (see :func:`_prop_colour`)."""
     style = STYLES[style_name]
-    return (_ink(_INK_DRAW, _prop_colour((88, 64, 44), style.light, style_name, metres)),
-            _ink(_INK_DRAW, _prop_colour(_LEAVES[style.trees], leaf_shade, style_name, metres)))
+    return (_ink(_prop_colour((88, 64, 44), style.light, style_name, metres)),
+            _ink(_prop_colour(_LEAVES[style.trees], leaf_shade, style_name, metres)))
 
 
 def _draw_tree(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, style: CityStyle,
@@ -839,14 +837,14 @@ def _draw_lamp(draw: ImageDraw.ImageDraw, cam: _Camera, lat: float, dep: float, 
     s = f / dep
     x = cx + lat * s
     ground_y = cy + CAMERA_HEIGHT * s
-    pole = _ink(draw, _prop_colour((50, 54, 58), style.light, style.name, min(int(dist), int(MAX_DISTANCE))))
+    pole = _ink(_prop_colour((50, 54, 58), style.light, style.name, min(int(dist), int(MAX_DISTANCE))))
     top = ground_y - 5.5 * s
     core.draw_lines([(x, ground_y), (x, top)], pole, max(1, int(0.14 * s)))
-    head = _ink(draw, (255, 236, 180)) if style.lamp_glow else pole
+    head = _ink((255, 236, 180)) if style.lamp_glow else pole
     if style.lamp_glow:  # a halo behind the lamp head
         r = 0.45 * s
         cxh = x if style.lamp == "classic" else x + 0.9 * s
-        core.draw_ellipse([cxh - r, top - 0.3 * s - r, cxh + r, top - 0.3 * s + r], _ink(draw, (150, 130, 90)), 1)
+        core.draw_ellipse([cxh - r, top - 0.3 * s - r, cxh + r, top - 0.3 * s + r], _ink((150, 130, 90)), 1)
     if style.lamp == "classic":
         box = [x - 0.25 * s, top - 0.6 * s, x + 0.25 * s, top]
         core.draw_rectangle(box, head, 1)
@@ -1046,14 +1044,15 @@ def _cell_road(city: City, cell: tuple[int, int]) -> _Road:
 
 def _nearby(city: City, style_name: str, position: tuple[float, float]) -> _Nearby:
     x, y = position
-    b, cents, radii, m, quads, p, pxy = _cell_candidates(city, style_name, (math.floor(x / CELL), math.floor(y / CELL)))
+    cell = (math.floor(x / CELL), math.floor(y / CELL))
+    b, cents, radii, m, quads, p, pxy = _cell_candidates(city, style_name, cell)
     dist = np.hypot(cents[:, 0] - x, cents[:, 1] - y)
     near_b = dist < MAX_DISTANCE + radii
     bidx = b[near_b]
     mq = quads[np.hypot(quads[:, 0, 0] - x, quads[:, 0, 1] - y) < MARKING_RANGE] if len(quads) else quads
     props = _props(city, style_name)
     pidx = p[np.hypot(pxy[:, 0] - x, pxy[:, 1] - y) < PROP_RANGE] if len(pxy) else np.zeros(0, dtype=np.intp)
-    road = _cell_road(city, (math.floor(x / CELL), math.floor(y / CELL)))
+    road = _cell_road(city, cell)
     return _Nearby(bidx, dist[near_b], mq, props.kind[pidx], props.xy[pidx], pidx, road, bidx.tolist(),
                    props.kind[pidx].tolist(), pidx.tolist())
 
@@ -1218,7 +1217,6 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby,
     z0s, z1s = SIGN_BAND
     sname, far = style.name, int(MAX_DISTANCE)
     blade = style.sign.blade
-    nearest = Image.Resampling.NEAREST
     buildings = near.buildings_list
     for d, kind, idx, lat, dep in items:
         if kind == 1:
@@ -1242,7 +1240,7 @@ def _list_ops(cam: _Camera, city: City, style: CityStyle, near: _Nearby,
                 look, level = faces.look[bid][k], state.level[j][k]
                 gate = add_quad(cam, p, along, width, 0.0, height,
                                 look_texture_size(sname, look[2], look[3], level), look_texture, (*look, level))
-                append((_WALL, gate, nearest))
+                append((_WALL, gate))
             else:
                 q = corners[(k + 1) % 4]
                 append((_FLAT, add_flat(cam, p, q, 0.0, height), p, q, 0.0, height,
@@ -1287,15 +1285,15 @@ def _run_ops(canvas: Image.Image, draw: ImageDraw.ImageDraw, cam: _Camera, style
     and :func:`_fill_polygon` do): a view runs a couple of hundred of them.
     """
     core, fill = canvas.im, draw.draw.draw_polygon
-    bilinear = Image.Resampling.BILINEAR
+    nearest, bilinear = Image.Resampling.NEAREST, Image.Resampling.BILINEAR  # walls, signs
     for op in ops:
         kind = op[0]
         if kind == _WALL:
             quad = projected[op[1]]
             if quad is not None:
-                texture, resample = quad[1], op[2]
+                texture = quad[1]
                 for box, method, coeffs in quad[2]:
-                    core.transform(box, texture, method, coeffs, resample, 0)
+                    core.transform(box, texture, method, coeffs, nearest, 0)
         elif kind == _FLAT:
             if op[7] >= 0 and projected[op[7]] is None:
                 continue  # the sign of a textured face that missed the screen
