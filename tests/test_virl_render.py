@@ -295,5 +295,8 @@ def test_texture_cache_budget_bounds_memory_and_rejects_bad_values():
         for bad in (-1, float("nan"), float("inf"), "64", True):
             with pytest.raises(ValueError, match="facade_mb"):
                 set_texture_cache_budget(facade_mb=bad)
+        with pytest.raises(ValueError, match="sign_mb"):  # checked before anything changes
+            set_texture_cache_budget(facade_mb=1, sign_mb=-1)
+        assert texture_cache_info()["facade"]["max_bytes"] == FACADE_CACHE_BYTES
     finally:
         set_texture_cache_budget(facade_mb=FACADE_CACHE_BYTES / 2**20, sign_mb=SIGN_CACHE_BYTES / 2**20)

@@ -579,6 +579,8 @@ def texture_levels(texture_ppm: float, screen_ppm: np.ndarray, max_level: int = 
 
 
 _MIB = 2**20
+#: The texture caches a user can size, by the names of their budgets.
+_BUDGETED_CACHES = {"facade": look_texture, "sign": sign_texture}
 
 
 def set_texture_cache_budget(facade_mb: float | None = None, sign_mb: float | None = None) -> None:
@@ -592,14 +594,17 @@ def set_texture_cache_budget(facade_mb: float | None = None, sign_mb: float | No
     view needs them. A lowered budget takes effect at once.
 
     Raises:
-        ValueError: for a budget that is negative or not a finite number.
+        ValueError: for a budget that is negative or not a finite number (then
+            neither budget changes).
     """
-    for name, mb, cache in (("facade_mb", facade_mb, look_texture), ("sign_mb", sign_mb, sign_texture)):
-        if mb is None:
-            continue
-        if isinstance(mb, bool) or not isinstance(mb, numbers.Real) or not math.isfinite(mb) or mb < 0:
-            raise ValueError(f"{name} must be a finite number of MiB >= 0, got {mb!r}")
-        cache.resize(int(mb * _MIB))
+    budgets = {"facade": facade_mb, "sign": sign_mb}
+    for name, mb in budgets.items():
+        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, numbers.Real)
+                               or not math.isfinite(mb) or mb < 0):
+            raise ValueError(f"{name}_mb must be a finite number of MiB >= 0, got {mb!r}")
+    for name, mb in budgets.items():
+        if mb is not None:
+            _BUDGETED_CACHES[name].resize(int(mb * _MIB))
 
 
 def texture_cache_info() -> dict[str, dict[str, int]]:
@@ -607,4 +612,4 @@ def texture_cache_info() -> dict[str, dict[str, int]]:
     in bytes, the number of images, and the number of textures drawn so far (misses)."""
     return {name: {"bytes": cache.bytes, "max_bytes": cache.max_bytes, "images": len(cache.items),
                    "misses": cache.misses}
-            for name, cache in (("facade", look_texture), ("sign", sign_texture))}
+            for name, cache in _BUDGETED_CACHES.items()}
