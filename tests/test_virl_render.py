@@ -242,7 +242,6 @@ def test_cell_cache_finds_everything_in_range():
         assert np.array_equal(near.prop_index, lamps)
 
 
-
 def test_road_kept_for_a_position_covers_its_views_up_to_the_road_distance():
     # The road rings kept around a position (clipped once per cell) must hold all
     # of the city's road inside each view's wedge up to ROAD_DISTANCE, at any
@@ -256,8 +255,8 @@ def test_road_kept_for_a_position_covers_its_views_up_to_the_road_distance():
         x, y = route_for(0, "train", r).rail[-1].position
         road = _nearby(city, "harbor", (x, y)).road
         rings = np.split(road.xy, road.starts[1:])
-        kept = shapely.union_all([shapely.Polygon(r) for r in rings[:road.n_outer]])
-        kept = kept.difference(shapely.union_all([shapely.Polygon(r) for r in rings[road.n_outer:]]))
+        kept = shapely.union_all([shapely.Polygon(ring) for ring in rings[:road.n_outer]])
+        kept = kept.difference(shapely.union_all([shapely.Polygon(ring) for ring in rings[road.n_outer:]]))
         for heading in (0.0, 45.0, 135.0, 200.0, 315.0):
             rad = np.radians(heading)
             fwd, right = np.array([np.sin(rad), np.cos(rad)]), np.array([np.cos(rad), -np.sin(rad)])
