@@ -296,16 +296,11 @@ class PPOConfig:
         from trainers.rewards import parse_reward_spec, reward_source_sees_images_problem
 
         reward_kind, reward_arg = parse_reward_spec(self.reward)
-        judge_problem = ""
-        if reward_kind == "judge":
-            # A judge may be a hub id: like the policy's, its config must be
-            # readable now (cached, or on the hub), not after the policy loads.
-            _, judge_problem = _model_kind(str(reward_arg))
-            if judge_problem:
-                errors.append(f"reward judge: {judge_problem}")
-        # (A judge whose config could not be read is not looked up a second time.)
-        if (env_has_images and not judge_problem
-                and (problem := reward_source_sees_images_problem(self.reward, env_has_images))):
+        # A judge may be a hub id: like the policy's, its config must be
+        # readable now (cached, or on the hub), not after the policy loads.
+        if reward_kind == "judge" and (judge_problem := _model_kind(str(reward_arg))[1]):
+            errors.append(f"reward judge: {judge_problem}")
+        elif problem := reward_source_sees_images_problem(self.reward, bool(env_has_images)):
             errors.append(problem)
         errors += self._starting_value_head_errors()
         errors += self._resume_errors()
