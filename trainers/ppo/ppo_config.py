@@ -269,16 +269,13 @@ class PPOConfig:
         errors = []
         if not self.model:
             errors.append("give the policy checkpoint with --model PATH (or model: in the config)")
+        from trainers.eval.evaluate import env_shows_images
+
         env_has_images = None
         try:
-            from gengym_core.registry import make
-
-            env = make(self.env_id, **self.env_kwargs)
-        except (TypeError, ValueError) as err:
+            env_has_images = env_shows_images(self.env_id, self.env_kwargs)
+        except ValueError as err:
             errors.append(f"cannot make env {self.env_id!r} with env_kwargs {self.env_kwargs}: {err}")
-        else:
-            env_has_images = "image" in env.observation_space.spaces
-            env.close()
         checkpoints = [("model", self.model)] if self.model else []
         if self.critic == "separate" and self.critic_model:
             checkpoints.append(("critic_model", self.critic_model))
