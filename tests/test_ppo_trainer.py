@@ -531,4 +531,3 @@ def test_a_single_process_group_gives_its_chosen_port_back_to_the_environment():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == port
-

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 C = TypeVar("C")
 
 
-
 def names_local_folder(spec: str) -> bool:
     """Whether a model spec is meant as a local folder rather than a hub id.
 
@@ -44,6 +43,7 @@ def checkpoint_folder_problem(spec: str) -> str:
     if names_local_folder(spec) and not path.is_dir():
         return f"no checkpoint folder at {spec!r} (give the folder that holds config.json)"
     return ""
+
 
 class ConfigError(ValueError):
     """A config value is missing, unknown or invalid; the message says what to change."""
