@@ -420,3 +420,18 @@ def test_model_specs_that_can_only_be_local_folders(spec, local):
     from trainers.common.config import names_local_folder
 
     assert names_local_folder(spec) is local
+
+
+def test_recorded_gflops_of_a_checkpoint(tmp_path):
+    # The experiment's compute axis reads a checkpoint's record; a base model or a
+    # hand-edited record without a usable figure counts as no compute, not a crash.
+    import json
+
+    from trainers.common.compute import TRAINING_RECORD, gflops_of
+
+    assert gflops_of(tmp_path) == 0.0
+    (tmp_path / TRAINING_RECORD).write_text(json.dumps({"gflops": 12.5}))
+    assert gflops_of(tmp_path) == 12.5
+    for bad in ("abc", None, [1]):
+        (tmp_path / TRAINING_RECORD).write_text(json.dumps({"gflops": bad}))
+        assert gflops_of(tmp_path) == 0.0

@@ -229,6 +229,15 @@ def read_training_record(model_path: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def gflops_of(model_path: Any) -> float:
+    """Training compute recorded beside a local checkpoint, in GFLOPs: 0 for a base
+    model (no record) or a record whose figure is not a number."""
+    try:
+        return float(read_training_record(model_path).get("gflops", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def init_tokens_of(model_path: Any) -> int:
     """``D_init`` of a run that starts from ``model_path``: every token that made it."""
     record = read_training_record(model_path)

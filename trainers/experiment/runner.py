@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainers.common.compute import TRAINING_RECORD, read_training_record
+from trainers.common.compute import TRAINING_RECORD, gflops_of, read_training_record
 from trainers.common.config import checkpoint_folder_problem, raise_config_errors
 
 logger = logging.getLogger(__name__)
@@ -736,7 +736,7 @@ class ExperimentRunner:
             agent.close()
         name = "-".join(todo) + f"-step{step}"
         write_report(result, self.out / "evals" / name)
-        gflops = _gflops_of(checkpoint) + extra_gflops
+        gflops = gflops_of(checkpoint) + extra_gflops
         lines = "".join(
             json.dumps({"series": s, "checkpoint": key, "step": step, "gflops": gflops, "variants": result.metrics})
             + "\n"
@@ -836,8 +836,3 @@ def snapshot_steps(section: str, total: int, count: int) -> list[int]:
 def budget_kwarg(env_id: str) -> str:
     """The ``gym.make`` kwarg of an env family's verification budget."""
     return "tries_per_point" if env_id.startswith("VIRL") else "verify_iter"
-
-
-def _gflops_of(checkpoint: Path | str) -> float:
-    """The checkpoint's recorded training compute; 0 for a base model (no record)."""
-    return float(read_training_record(checkpoint).get("gflops", 0.0))
