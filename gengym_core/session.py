@@ -244,6 +244,7 @@ class ChatSession:
         self.messages: list[dict[str, Any]] = []
         self._seen = 0  # messages of the env's conversation already in self.messages
         self._done = True
+        self._terminated = self._truncated = False
         self._started = False
         self._return = 0.0
         self._success = False
@@ -256,6 +257,7 @@ class ChatSession:
         self._seen = len(messages)
         self.messages = to_openai_messages(messages, images)
         self._done, self._started = False, True
+        self._terminated = self._truncated = False
         self._return, self._success = 0.0, False
         self.info = dict(info)
         return [dict(m) for m in self.messages]
@@ -285,7 +287,8 @@ class ChatSession:
         answer = text if isinstance(text, str) else str(text)
         self.messages.append({"role": "assistant", "content": answer})
         self.messages.extend(new)
-        self._done = bool(terminated or truncated)
+        self._terminated, self._truncated = bool(terminated), bool(truncated)
+        self._done = self._terminated or self._truncated
         self._return += float(reward)
         self._success = bool(info.get("success", False))
         self.info = dict(info)
@@ -295,6 +298,16 @@ class ChatSession:
     def done(self) -> bool:
         """Whether the episode ended (or none was started)."""
         return self._done
+
+    @property
+    def terminated(self) -> bool:
+        """Whether the last answer ended the episode inside the task (Gymnasium's ``terminated``)."""
+        return self._terminated
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the last answer ended the episode at the budget (Gymnasium's ``truncated``)."""
+        return self._truncated
 
     @property
     def success(self) -> bool:
