@@ -218,6 +218,8 @@ class ChatSession:
             you made).
         variant: An evaluation variant of the id (``"id"``, ``"rule-ood"``,
             ``"visual-ood"``) or ``""``.
+        images: Send the images of image ("VL") envs; ``False`` gives a
+            text-only model the text of the turns (nothing is rendered).
         **env_kwargs: ``gym.make`` keyword arguments, on top of the variant.
 
     Attributes:
@@ -229,7 +231,7 @@ class ChatSession:
     """
 
     def __init__(self, env_id: str | None = None, *, variant: str = "", env: Any = None,
-                 **env_kwargs: Any) -> None:
+                 images: bool = True, **env_kwargs: Any) -> None:
         if env is None:
             from gengym_core.registry import make
             from gengym_core.single_turn import resolve_env_kwargs
@@ -241,6 +243,7 @@ class ChatSession:
             raise TypeError("pass env options to gym.make, not with env=")
         self.env = env
         self.env_id = env_id if env_id is not None else getattr(env.spec, "id", None)
+        self.images = bool(images)
         self.messages: list[dict[str, Any]] = []
         self._seen = 0  # messages of the env's conversation already in self.messages
         self._done = True
@@ -253,7 +256,7 @@ class ChatSession:
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Start an episode; return its opening messages (a copy)."""
         _, info = self.env.reset(seed=seed, options=options)
-        messages, images = conversation(self.env)
+        messages, images = self._conversation(0)
         self._seen = len(messages)
         self.messages = to_openai_messages(messages, images)
         self._done, self._started = False, True
@@ -276,7 +279,7 @@ class ChatSession:
         if not self._started or self._done:
             raise RuntimeError("no episode is running; call reset() first")
         _, reward, terminated, truncated, info = self.env.step(text)
-        tail, images = conversation(self.env, self._seen)
+        tail, images = self._conversation(self._seen)
         if not tail or tail[0]["role"] != "assistant":
             raise RuntimeError(
                 f"{self.env_id}: the family's session rule did not continue the conversation with "
@@ -318,6 +321,12 @@ class ChatSession:
     def episode_return(self) -> float:
         """The sum of the rewards of the episode so far."""
         return self._return
+
+    def _conversation(self, start: int) -> tuple[list[Message], list[np.ndarray]]:
+        messages, images = conversation(self.env, start, images=self.images)
+        if not self.images:
+            messages = [{"role": m["role"], "content": message_text(m)} for m in messages]
+        return messages, images
 
     def hf_messages(self) -> tuple[list[Message], list[Any]]:
         """The conversation so far in Hugging Face chat-template form (see :func:`to_hf_messages`)."""

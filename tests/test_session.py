@@ -201,3 +201,12 @@ def test_ppo_chat_prompt_format_is_the_session_conversation():
     messages, images = turn_prompt(session.env, obs, "chat")
     assert images == [] and to_openai_messages(messages, images) == session.messages
     assert [m["role"] for m in messages] == ["user", "assistant"] * 3 + ["user"]
+
+
+def test_a_text_only_session_of_an_image_env_sends_text():
+    session = ChatSession("VIRL-VL-v0", images=False, view_size=24)
+    opening = session.reset(seed=5)
+    assert isinstance(opening[0]["content"], str) and "four street views" in opening[0]["content"]
+    while not session.done:
+        session.step(session.env.unwrapped.oracle_answer())
+    assert all(isinstance(m["content"], str) for m in session.messages)
