@@ -21,6 +21,7 @@ from typing import Any, Literal
 from trainers.common.config import names_local_folder, raise_config_errors
 from trainers.common.engine_config import EngineConfig
 from trainers.common.train_settings import offload_errors
+from trainers.generation import BackendName
 
 
 @dataclass
@@ -50,8 +51,12 @@ class PPOConfig:
             "revision prompt with the earlier answer and feedback inside); chat: the env's multi-turn conversation."
         },
     )
-    generation_backend: str = field(
-        default="hf", metadata={"help": "How to sample rollouts: hf (model.generate) or another backend."}
+    generation_backend: BackendName = field(
+        default="hf",
+        metadata={
+            "help": "How to sample rollouts: hf (model.generate), static (own decode loop, CUDA "
+            "graphs on GPU) or vllm (see docs/generation.md)."
+        },
     )
     gather_for_generation: bool = field(
         default=True,
