@@ -49,6 +49,8 @@ def test_every_requirement_is_locked_at_a_version_its_range_allows():
     assert torch_spec, "the Makefile pins torch through TORCH_SPEC"
     pins["torch"] = torch_spec[1]
     for req in _project_requirements():
+        if req.marker is not None and not req.marker.evaluate():
+            continue  # not for this Python (the lock is written on the one CI runs)
         name = lock.canonical(req.name)
         assert name in pins, f"{req.name} is required but not locked: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), (
