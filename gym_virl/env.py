@@ -19,6 +19,7 @@ from gym_virl.prompts import (
     history_observation_line,
     oracle_answer_text,
     prompt_header,
+    retry_prompt,
 )
 from gym_virl.render.styles import DEFAULT_STYLE, resolve_styles
 from gym_virl.routes import ROUTE_PRESETS, RailPoint, Route, RouteConfig, route_for
@@ -449,7 +450,7 @@ class VirlEnv(gym.Env):
         messages = [user_message(self._first_prompt, num_images=n_img)]
         for answer, feedback in self._wrong:
             messages.append(assistant_message(answer[:MAX_ANSWER_IN_CHAT]))
-            messages.append(user_message(f"{feedback} Answer again in the same JSON format."))
+            messages.append(user_message(retry_prompt(feedback)))
         if self._done and self._last_answer is not None:
             messages.append(assistant_message(self._last_answer[:MAX_ANSWER_IN_CHAT]))
         return copy_messages(messages)
@@ -476,7 +477,7 @@ class VirlEnv(gym.Env):
         if not self._wrong:
             return first
         answer, feedback = self._wrong[-1]
-        note = f"Your answer: {to_prompt_text(answer, 300)}\n{feedback} Answer again in the same JSON format."
+        note = f"Your answer: {to_prompt_text(answer, 300)}\n{retry_prompt(feedback)}"
         return build_prompt(self._header, self._history, current, step_no, feedback=note)
 
     def _observation(self) -> dict[str, Any]:
@@ -490,13 +491,14 @@ class VirlEnv(gym.Env):
         if self._route is None:
             raise RuntimeError("call reset() first")
         if self._image is None:
-            point = self._route.rail[self._rail_index]
-            self._image = self._render_point(point)
+            self._image = self._render_point(self._rail_index)
         return self._image
 
-    def _render_point(self, point: RailPoint) -> np.ndarray:
+    def _render_point(self, index: int) -> np.ndarray:
+        """The street-view grid at rail point ``index`` of the current route."""
         if self._dataset is not None:
-            return self._dataset.render_point(self._route, self._rail_index, self.config.view_size)
+            return self._dataset.render_point(self._route, index, self.config.view_size)
+        point = self._route.rail[index]
         from gym_virl.city.generate import city_for_seed
         from gym_virl.render.streetview import render_views
 

@@ -294,3 +294,26 @@ def test_bad_arguments(kwargs, error):
         list(iter_single_turn_tasks("GeneralPoints-L-v0", **kwargs))
     with pytest.raises(ValueError, match="unknown gengym env"):
         list(iter_single_turn_tasks("GeneralPoints-XL-v0", 1))
+
+
+@pytest.mark.parametrize("env_id", ["GeneralPoints-L-v0", "VIRL-L-v0"])
+def test_tasks_by_index_match_the_iterated_tasks(env_id):
+    from gengym_core.registry import make
+    from gengym_core.single_turn import single_turn_task
+
+    env = make(env_id)
+    listed = list(iter_single_turn_tasks(env_id, 12, seed=3))
+    for task in listed[::3]:
+        again = single_turn_task(env, task.episode, env_id=env_id, env_kwargs={}, seed=3, step=task.step)
+        assert again.messages == task.messages and again.scorer == task.scorer
+    drawn = [single_turn_task(env, e, env_id=env_id, env_kwargs={}, seed=3, step="random") for e in range(6)]
+    assert [t.step for t in drawn] == [
+        single_turn_task(env, e, env_id=env_id, env_kwargs={}, seed=3, step="random").step for e in range(6)
+    ]
+    assert all(t.score(t.oracle_answer) > 0 for t in drawn)
+    if env_id == "VIRL-L-v0":
+        assert len({t.step for t in drawn}) > 1
+    with pytest.raises(ValueError, match="task steps"):
+        single_turn_task(env, 0, env_id=env_id, env_kwargs={}, seed=3, step=99)
+    with pytest.raises(ValueError):
+        single_turn_task(env, -1, env_id=env_id, env_kwargs={}, seed=3)
