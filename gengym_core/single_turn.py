@@ -421,21 +421,12 @@ def _gp_scorer(env: Any, info: dict[str, Any]) -> GeneralPointsScorer:
 
 
 def _virl_scorer(env: Any, info: dict[str, Any]) -> VirlScorer:
-    # The step info describes the point just judged, not the next one, so the
-    # current point is read off the oracle's answer with the verifier's own
-    # parsers; the result is then checked to accept that very answer.
-    from gengym_core.answers import get_field
-    from gym_virl.verifier import ANSWER_KEYS, claims_intersection, parse_action, read_answer
-
-    core = env.unwrapped
-    space = info["action_space"]
-    oracle = read_answer(core.oracle_answer())
-    observation, action = get_field(oracle, ANSWER_KEYS[0]), get_field(oracle, ANSWER_KEYS[2])
+    # The info (of reset or of the latest step) describes the point the env is at now.
     return VirlScorer(
-        gold_action=parse_action(action, space),
-        at_intersection=claims_intersection(observation),
-        action_space=space,
-        rewards=asdict(core.config.rewards),
+        gold_action=info["gold_action"],
+        at_intersection=bool(info["at_intersection"]),
+        action_space=info["action_space"],
+        rewards=asdict(env.unwrapped.config.rewards),
     )
 
 

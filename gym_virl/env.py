@@ -21,7 +21,15 @@ from gym_virl.prompts import (
     prompt_header,
 )
 from gym_virl.render.styles import DEFAULT_STYLE, resolve_styles
-from gym_virl.routes import ROUTE_PRESETS, RailPoint, Route, RouteConfig, route_for
+from gym_virl.routes import (
+    RAIL_RULES,
+    ROUTE_PRESETS,
+    RailPoint,
+    Route,
+    RouteConfig,
+    reference_route_for,
+    route_for,
+)
 from gym_virl.sampling import random_answer, wrong_answer
 from gym_virl.verifier import VirlRewards, judge_answer, recognition_correct
 
@@ -59,6 +67,17 @@ class VirlConfig:
         rewards: Reward for each verdict.
         data_dir: Folder with real V-IRL route data; replaces the generated
             city (see :mod:`gym_virl.realdata`).
+        rail_rules: How the rail, gold actions and turn words are made:
+            ``"reference"`` as the paper's code does (forward points at 1/5
+            .. 4/5 of each leg, dropped at random each episode; a heading
+            drawn each episode where the route gives none; always
+            ``turn_direction(x)`` at a key point; relative words from the
+            turn's angle), or ``"gengym"`` (forward points at 1/6 .. 5/6,
+            fixed per route; a first turn of 45 or 90 degrees;
+            ``forward()`` where a key point keeps the compass word; relative
+            words from compass steps). ``None`` (default): reference with
+            ``data_dir``, gengym on generated cities, whose turns the
+            compass words then describe exactly.
     """
 
     modality: str = "text"
@@ -73,6 +92,7 @@ class VirlConfig:
     tries_per_point: int = 2
     rewards: VirlRewards = field(default_factory=VirlRewards)
     data_dir: str | None = None
+    rail_rules: str | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -97,6 +117,15 @@ class VirlConfig:
                 raise ValueError(f"{name} must be a whole number {bounds}, got {value!r}")
         if not isinstance(self.rewards, VirlRewards):
             raise ValueError("rewards must be a VirlRewards")
+        if self.rail_rules is not None and self.rail_rules not in RAIL_RULES:
+            raise ValueError(f"rail_rules must be one of {RAIL_RULES} or None, got {self.rail_rules!r}")
+
+    @property
+    def effective_rail_rules(self) -> str:
+        """The rail rules in use: ``rail_rules``, or reference with ``data_dir`` and gengym without."""
+        if self.rail_rules is not None:
+            return self.rail_rules
+        return "reference" if self.data_dir else "gengym"
 
     @property
     def effective_split(self) -> str:
@@ -260,13 +289,17 @@ class VirlEnv(gym.Env):
         """
         split = split or self.config.effective_split
         if self._dataset is not None:
-            return len(self._dataset.split_indices(split, action_space or self.config.action_space))
+            return len(self._dataset.split_indices(split, action_space or self.config.action_space,
+                                                   self.config.effective_rail_rules))
         return self.config.train_routes if split == "train" else self.config.test_routes
 
     def _load_route(self, index: int, action_space: str) -> Route:
-        split = self.config.effective_split
+        """The episode's route; under the reference rules its rail is drawn with ``np_random``."""
+        split, rules = self.config.effective_split, self.config.effective_rail_rules
         if self._dataset is not None:
-            return self._dataset.route(split, index, action_space)
+            return self._dataset.route(split, index, action_space, rules, self.np_random)
+        if rules == "reference":
+            return reference_route_for(self.config.city_seed, split, index, self.np_random, self.config.route_config)
         return route_for(self.config.city_seed, split, index, self.config.route_config)
 
     # ------------------------------------------------------------------ gym API
@@ -351,15 +384,15 @@ class VirlEnv(gym.Env):
             in_view = tuple(name for name, _ in point.observed.landmarks)
             recognised = recognition_correct(judgement.observation, in_view, self._landmark_names)
         reward = self.config.rewards.for_verdict(verdict)
-        info = self._route_info(point)
-        info.update(
-            verdict=verdict,
-            feedback=feedback,
-            attempt=self._attempt,
-            correct=verdict == "correct",
-        )
+        judged = {f"judged_{key}": value for key, value in self._point_info(self._rail_index).items()}
+        answer_info: dict[str, Any] = {
+            "verdict": verdict,
+            "feedback": feedback,
+            "attempt": self._attempt,
+            "correct": verdict == "correct",
+        }
         if self.config.modality == "image":
-            info["recognition_correct"] = recognised
+            answer_info["recognition_correct"] = recognised
         self._transcript.append(
             {
                 "prompt": prompt,
@@ -389,9 +422,13 @@ class VirlEnv(gym.Env):
         elif verdict != "budget":
             self._wrong.append((answer, feedback))
         self._done = terminated or truncated
-        info["success"] = self._success
         if not self._done:
             self._prompt = self._make_prompt()
+        # The info goes with the observation returned: its point fields describe the
+        # point the agent is at now; the point just judged is under judged_*.
+        info = self._route_info()
+        info.update(judged)
+        info.update(answer_info)
         return self._observation(), reward, terminated, truncated, info
 
     def render(self):
@@ -503,23 +540,31 @@ class VirlEnv(gym.Env):
         city = city_for_seed(self.config.city_seed)
         return render_views(city, self._style, point.position, point.heading, self.config.view_size)
 
-    def _route_info(self, point: RailPoint | None = None) -> dict[str, Any]:
+    def _route_info(self) -> dict[str, Any]:
+        """The route's info keys and those of the rail point the agent is at."""
         assert self._route is not None
-        if point is None:
-            point = self._route.rail[self._rail_index]
         return {
             "route_id": self._route.route_id,
             "route_index": self._route_index,
             "split": self.config.effective_split,
             "city_style": self._style,
             "action_space": self._action_space_name,
-            "gold_action": point.gold_action(self._action_space_name),
-            "rail_index": self._rail_index,
+            "rail_rules": self.config.effective_rail_rules,
+            **self._point_info(self._rail_index),
             "rail_length": len(self._route.rail),
+            "success": self._success,
+        }
+
+    def _point_info(self, index: int) -> dict[str, Any]:
+        """The info keys that describe rail point ``index``."""
+        assert self._route is not None
+        point = self._route.rail[index]
+        return {
+            "gold_action": point.gold_action(self._action_space_name),
+            "rail_index": index,
             "is_key_point": point.key_point is not None,
             "at_intersection": point.observed.at_intersection,
             "instruction_index": point.instruction + 1,
-            "success": self._success,
         }
 
     def _ansi(self) -> str:

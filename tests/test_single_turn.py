@@ -267,7 +267,9 @@ def test_virl_scorer_reads_turns_and_claims():
         "action": "Turn_Direction( West )",
     }
     assert scorer(json.dumps(good)) == 1.0
-    assert scorer.judge(json.dumps({**good, "current observation": "No landmark."})).verdict == (
+    # The right action earns +1 whatever the claim; a wrong one with a false claim -1.5.
+    assert scorer.judge(json.dumps({**good, "current observation": "No landmark."})).verdict == "correct"
+    assert scorer.judge(json.dumps({"current observation": "No landmark.", "action": "forward()"})).verdict == (
         "wrong_intersection"
     )
     assert scorer.judge(json.dumps({**good, "action": "forward()"})).verdict == "wrong_action"
