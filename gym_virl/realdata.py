@@ -596,7 +596,7 @@ class VirlDataset:
 
         def relocate(p: tuple[float, float]) -> tuple[float, float] | None:
             k, dist = self._nearest_pano(*p)
-            if dist > PANO_RADIUS_M:
+            if dist >= PANO_RADIUS_M:  # the reference relocates within strictly less
                 return None
             coords = self._pano_index()[0]
             return (float(coords[k, 0]), float(coords[k, 1]))

@@ -281,3 +281,23 @@ def test_synthetic_cities_follow_the_reference_rules_on_request():
     # The same seed draws the same episode; the generator is the only source.
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     assert reference_route_for(0, "train", 4, rng_a) == reference_route_for(0, "train", 4, rng_b)
+
+
+def test_points_move_to_their_panorama_where_a_mapping_exists(tmp_path):
+    root = write_reference_fixture(tmp_path / "d")
+    entry = reference_routes()[0]
+    start = tuple(entry["start_place"]["relocated_geocode"])
+    keys = [start] + [tuple(p) for p in entry["route_results"]["geocode_list"]]
+    along = {m: _offset(start, 90, m) for m in (5, 14)}
+    mapping = {k: f"key{i}" for i, k in enumerate(keys)} | {p: f"at{m}" for m, p in along.items()}
+    (root / "gps_pano_mapping.pkl").write_bytes(pickle.dumps(mapping))
+    data = load_dataset(root)
+    route = data.reference_layout(0, 180, np.ones((3, 5), bool))
+    first_leg = [p for p in route.rail if p.action == "forward" and p.instruction == 1]
+    # 12 m -> the panorama at 14 m; 24 m -> the same one (10 m away); 36 m has none
+    # within 20 m; 48 m moves onto the intersection, within 8 m of it.
+    assert [g for p, g in zip(route.rail, route.geo, strict=True) if p in first_leg] == [along[14]] * 2
+    # Text mode uses the same rail, images or not.
+    env = gym.make("VIRL-L-v0", data_dir=root)
+    env.reset(seed=0, options={"route": 0})
+    assert all(g in mapping for g in env.unwrapped._route.geo)
