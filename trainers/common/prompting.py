@@ -10,15 +10,19 @@ from gengym_core.chat import Message, user_message
 
 #: Accepted values of ``prompt_format``.
 PROMPT_FORMATS = ("observation", "chat")
+#: What trainers, evaluation and pairs use unless told otherwise: the paper's
+#: code shows the model the whole conversation.
+DEFAULT_PROMPT_FORMAT = "chat"
 
 
 def turn_prompt(env: Any, obs: dict[str, Any], prompt_format: str) -> tuple[list[Message], list[np.ndarray]]:
     """The conversation and images the policy answers for an env's current state.
 
-    ``"observation"`` (the paper's way) sends the observation as one user
-    turn: its prompt text already carries the task, the earlier answer and
-    the verifier's feedback. ``"chat"`` sends the env's whole conversation,
-    earlier answers as assistant turns and feedback as user turns.
+    ``"chat"`` (the default, and the paper's way) sends the env's whole
+    conversation: earlier answers as assistant turns, and after each a user
+    turn with the verifier's feedback. ``"observation"`` sends the
+    observation as one user turn: its prompt text carries the task, the last
+    answer and its feedback, but not the earlier attempts.
 
     Raises:
         ValueError: Unknown ``prompt_format``.
