@@ -178,16 +178,21 @@ class VirlEnv(gym.Env):
     at each position must name the one right action. Cities, routes,
     instructions and street views are generated (a pure function of the city
     seed and the route), or loaded from real V-IRL data with ``data_dir``.
+    ``rail_rules`` chooses how the rail and its gold actions are laid out:
+    as the paper's code does (the default for real data: forward points and,
+    where the route gives none, the starting heading drawn anew each
+    episode), or gengym's fixed rails (the default for generated cities).
 
     ## Action Space
 
     ``FreeText``: the model's raw answer, any string (anything else is judged
     ``illegal``; the transcript keeps its ``repr``). It should be a JSON
     object with ``current observation``, ``current instruction`` and
-    ``action``; the action is one of ``forward()``, ``turn_direction(x)``
-    and ``stop()``, where ``x`` is a compass word (``north`` ...
-    ``northwest``) in the absolute action space, or ``left``, ``right``,
-    ``slightly left``, ``slightly right`` in the relative one.
+    ``action`` (only ``action`` is required, as in the paper's code); the
+    action is one of ``forward()``, ``turn_direction(x)`` and ``stop()``,
+    where ``x`` is a compass word (``north`` ... ``northwest``) in the
+    absolute action space, or ``left``, ``right``, ``slightly left``,
+    ``slightly right`` in the relative one.
 
     ## Observation Space
 
@@ -203,10 +208,13 @@ class VirlEnv(gym.Env):
 
     ## Rewards
 
-    +1 right action (the agent moves on); -1 wrong action; -1.5 false claim
-    about being at an intersection; -1 unreadable answer or an action
-    outside the action space; -1 for calling again after the tries at a rail
-    point are used up. All set by ``rewards``.
+    The paper's table: +1 right action (the agent moves on, whatever the
+    answer says about the intersection); -1 wrong action; -1.5 wrong action
+    with a false claim about being at an intersection (judged against the
+    rail point's flag); -1 unreadable answer or an action outside the action
+    space; -1 for calling again after the tries at a rail point are used up.
+    All set by ``rewards``. ``docs/reference-differences.md`` lists where
+    judging differs from the paper's code.
 
     ## Episode End
 
@@ -216,16 +224,21 @@ class VirlEnv(gym.Env):
 
     ## Info
 
-    On every step: ``verdict`` (one of ``correct``, ``wrong_action``,
+    After ``reset`` and every ``step``, describing the observation returned
+    with it (the rail point the agent is at now): ``gold_action``,
+    ``rail_index``, ``is_key_point``, ``at_intersection``,
+    ``instruction_index`` (1-based); and ``rail_length``, ``route_id``,
+    ``route_index``, ``split``, ``city_style``, ``action_space``,
+    ``rail_rules`` and ``success``. After ``step`` also the answer's
+    ``verdict`` (one of ``correct``, ``wrong_action``,
     ``wrong_intersection``, ``illegal``, ``budget``), ``feedback``,
-    ``success``, ``attempt`` (1-based at this rail point), ``correct``
-    (this answer was right), ``gold_action``, ``rail_index``,
-    ``rail_length``, ``is_key_point``, ``at_intersection``,
-    ``instruction_index`` (1-based), ``route_id``, ``route_index``,
-    ``split``, ``city_style`` and ``action_space``; in image mode also
-    ``recognition_correct`` (whether the answer's observation named exactly
-    the route landmarks in view; ``None`` when it could not be read). Reset
-    info has the same route keys.
+    ``attempt`` (1-based at the judged rail point) and ``correct`` (this
+    answer was right); the judged rail point's fields as ``judged_gold_action``,
+    ``judged_rail_index``, ``judged_is_key_point``,
+    ``judged_at_intersection`` and ``judged_instruction_index``; in image
+    mode ``recognition_correct`` (whether the answer's observation named
+    exactly the route landmarks in view; ``None`` when it could not be
+    read).
 
     ## Arguments
 
@@ -240,7 +253,9 @@ class VirlEnv(gym.Env):
     (V-IRL's 40-150 m, 1-2 turns) or ``"long"`` (3-8 turns).
     ``view_size``: pixels per view (default 640, like the reference).
     ``tries_per_point`` (default 2), ``rewards`` (a ``VirlRewards`` or dict),
-    ``data_dir`` (real V-IRL data), ``render_mode`` (``"rgb_array"``: the
+    ``data_dir`` (real V-IRL data), ``rail_rules`` (``"reference"`` or
+    ``"gengym"``; default: reference with ``data_dir``, gengym without),
+    ``render_mode`` (``"rgb_array"``: the
     street-view grid, in both modes; ``"ansi"``: the prompt and a status
     line). ``reset(options=...)`` takes ``"route"`` (route N of the split; a
     clear error when out of range), ``"city_style"`` and ``"action_space"``.
@@ -253,6 +268,14 @@ class VirlEnv(gym.Env):
     ## Version History
 
     * v0: initial release.
+    * v0, revised (same id; not yet released): real data is laid out and
+      labelled as the paper's code does (``rail_rules="reference"``; the
+      earlier rails are ``rail_rules="gengym"``, still the default on
+      generated cities). Answers are judged by the paper's table: only
+      ``action`` is required and the right action earns +1 whatever the
+      intersection claim. The info of ``step`` describes the returned
+      observation (it used to describe the point just judged, now under
+      ``judged_*``).
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}

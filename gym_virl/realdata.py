@@ -108,7 +108,7 @@ PANO_RADIUS_M: float = 20.0
 MAX_LEG_M: float = 100_000.0
 #: Largest panorama accepted, in pixels (width x height).
 MAX_PANO_PIXELS: int = 64_000_000
-#: Rail parameters for real routes (the reference's 5 points, dropped with p = 0.5).
+#: Rail parameters for real routes (the reference's 5 candidates a leg, dropped with p = 0.5).
 REAL_RAIL = RouteConfig()
 
 

@@ -75,8 +75,10 @@ class RouteConfig:
         max_distance: Longest straight-line distance start -> destination.
         max_path_length: Longest walk along the route.
         min_leg: Shortest walk between consecutive key points.
-        interpolation_points: Forward points placed evenly along each leg
-            before dropping (the reference uses 5).
+        interpolation_points: Forward points tried along each leg before
+            dropping: at ``j / (n + 1)`` under gengym's rules, at ``i / n``
+            under the reference's (which uses 5; the last is the leg's end,
+            so at most ``n - 1`` remain).
         drop_probability: Chance that each interpolated point is dropped
             (the reference uses 0.5).
         node_clearance: Interpolated points, start and destination keep at
