@@ -41,6 +41,10 @@ MAX_PROMPT_CHARS: int = 65_536
 MAX_ANSWER_IN_CHAT: int = 8_192
 #: Reset option keys.
 RESET_OPTIONS: tuple[str, ...] = ("route", "city_style", "action_space")
+#: Info keys of the rail point just judged, after a step (the same keys without
+#: the prefix describe the point the agent is at).
+JUDGED_INFO_KEYS: tuple[str, ...] = ("judged_gold_action", "judged_rail_index", "judged_is_key_point",
+                                     "judged_at_intersection", "judged_instruction_index")
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,7 @@ class VirlEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.config = make_config(**kwargs)
+        self._rail_rules = self.config.effective_rail_rules
         self._dataset = None
         if self.config.data_dir is not None:
             from gym_virl.realdata import load_dataset
@@ -407,7 +412,8 @@ class VirlEnv(gym.Env):
             in_view = tuple(name for name, _ in point.observed.landmarks)
             recognised = recognition_correct(judgement.observation, in_view, self._landmark_names)
         reward = self.config.rewards.for_verdict(verdict)
-        judged = {f"judged_{key}": value for key, value in self._point_info(self._rail_index).items()}
+        judged_index = self._rail_index
+        judged = self._point_values(judged_index, point, gold)
         answer_info: dict[str, Any] = {
             "verdict": verdict,
             "feedback": feedback,
@@ -449,8 +455,8 @@ class VirlEnv(gym.Env):
             self._prompt = self._make_prompt()
         # The info goes with the observation returned: its point fields describe the
         # point the agent is at now; the point just judged is under judged_*.
-        info = self._route_info()
-        info.update(judged)
+        info = self._route_info(judged if self._rail_index == judged_index else None)
+        info.update(zip(JUDGED_INFO_KEYS, judged, strict=True))
         info.update(answer_info)
         return self._observation(), reward, terminated, truncated, info
 
@@ -563,32 +569,33 @@ class VirlEnv(gym.Env):
         city = city_for_seed(self.config.city_seed)
         return render_views(city, self._style, point.position, point.heading, self.config.view_size)
 
-    def _route_info(self) -> dict[str, Any]:
-        """The route's info keys and those of the rail point the agent is at."""
+    def _route_info(self, here: tuple[Any, ...] | None = None) -> dict[str, Any]:
+        """The route's info keys and those of the rail point the agent is at
+        (``here``: their values, when already known)."""
         assert self._route is not None
+        gold, index, key_point, at_intersection, instruction = here or self._point_values(self._rail_index)
         return {
             "route_id": self._route.route_id,
             "route_index": self._route_index,
             "split": self.config.effective_split,
             "city_style": self._style,
             "action_space": self._action_space_name,
-            "rail_rules": self.config.effective_rail_rules,
-            **self._point_info(self._rail_index),
+            "rail_rules": self._rail_rules,
+            "gold_action": gold,
+            "rail_index": index,
+            "is_key_point": key_point,
+            "at_intersection": at_intersection,
+            "instruction_index": instruction,
             "rail_length": len(self._route.rail),
             "success": self._success,
         }
 
-    def _point_info(self, index: int) -> dict[str, Any]:
-        """The info keys that describe rail point ``index``."""
+    def _point_values(self, index: int, point: RailPoint | None = None, gold: str | None = None) -> tuple[Any, ...]:
+        """Gold action, index, key point?, at an intersection?, instruction number of rail point ``index``."""
         assert self._route is not None
-        point = self._route.rail[index]
-        return {
-            "gold_action": point.gold_action(self._action_space_name),
-            "rail_index": index,
-            "is_key_point": point.key_point is not None,
-            "at_intersection": point.observed.at_intersection,
-            "instruction_index": point.instruction + 1,
-        }
+        point = point or self._route.rail[index]
+        return (gold or point.gold_action(self._action_space_name), index, point.key_point is not None,
+                point.observed.at_intersection, point.instruction + 1)
 
     def _ansi(self) -> str:
         if self._route is None:
