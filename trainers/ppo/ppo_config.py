@@ -22,6 +22,7 @@ from trainers.common.config import names_local_folder, raise_config_errors
 from trainers.common.engine_config import EngineConfig
 from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
 from trainers.common.train_settings import offload_errors
+from trainers.generation import BackendName
 
 
 @dataclass
@@ -51,8 +52,12 @@ class PPOConfig:
             "way); observation: the env observation as one user message (the last answer and feedback inside)."
         },
     )
-    generation_backend: str = field(
-        default="hf", metadata={"help": "How to sample rollouts: hf (model.generate) or another backend."}
+    generation_backend: BackendName = field(
+        default="hf",
+        metadata={
+            "help": "How to sample rollouts: hf (model.generate), static (own decode loop, CUDA "
+            "graphs on GPU) or vllm (see docs/generation.md)."
+        },
     )
     gather_for_generation: bool = field(
         default=True,
