@@ -11,7 +11,7 @@ env::
     >>> opening[0]["role"], "make 24" in opening[0]["content"]
     ('user', True)
     >>> new, reward, done, info = session.step("no idea")
-    >>> reward, done, new[0]["content"].startswith("Feedback on attempt 1 of 5")
+    >>> reward, done, new[0]["content"].startswith("Attempt 1 of 5 was not accepted")
     (-3.0, False, True)
 
 Messages are OpenAI-style dicts. A turn without images has a plain string

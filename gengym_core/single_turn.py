@@ -134,6 +134,8 @@ class GeneralPointsScorer(_FrozenScorer):
         target: The number to make.
         face_card_values: What J, Q and K count.
         check_cards: Whether the answer's ``cards`` field is judged (image mode).
+        check_numbers: Whether its ``number`` field is judged.
+        check_stated_result: Whether a trailing ``= N`` is judged.
         rewards: Reward of each verdict (fields of
             ``gym_generalpoints.GeneralPointsRewards``).
         solutions: Known solutions; only kept when the optional prefix reward
@@ -148,6 +150,8 @@ class GeneralPointsScorer(_FrozenScorer):
     check_cards: bool
     rewards: Mapping[str, float | None] = field(hash=False)
     solutions: tuple[str, ...] = ()
+    check_numbers: bool = True
+    check_stated_result: bool = True
 
     def judge(self, answer: Any) -> Judged:
         """Judge one raw answer with :func:`gym_generalpoints.verifier.verify`."""
@@ -162,6 +166,8 @@ class GeneralPointsScorer(_FrozenScorer):
             answer,  # as the env passes it: non-strings are judged illegal
             rewards=GeneralPointsRewards(**self.rewards),
             check_cards=self.check_cards,
+            check_numbers=self.check_numbers,
+            check_stated_result=self.check_stated_result,
             solutions=self.solutions,
         )
         return Judged(float(judgement.reward), judgement.verdict, judgement.feedback)
@@ -188,6 +194,9 @@ class GeneralPointsScorer(_FrozenScorer):
             check_cards=_bool(data, "check_cards"),
             rewards=rewards,
             solutions=tuple(_str_list(data, "solutions")) if "solutions" in data else (),
+            # Scorers written before these settings judged both.
+            check_numbers=_bool(data, "check_numbers") if "check_numbers" in data else True,
+            check_stated_result=_bool(data, "check_stated_result") if "check_stated_result" in data else True,
         )
 
 
@@ -417,25 +426,18 @@ def _gp_scorer(env: Any, info: dict[str, Any]) -> GeneralPointsScorer:
         check_cards=bool(config.cards_checked),
         rewards=rewards,
         solutions=tuple(env.unwrapped.solutions()) if rewards.get("prefix") is not None else (),
+        check_numbers=bool(config.numbers_checked),
+        check_stated_result=bool(config.check_stated_result),
     )
 
 
 def _virl_scorer(env: Any, info: dict[str, Any]) -> VirlScorer:
-    # The step info describes the point just judged, not the next one, so the
-    # current point is read off the oracle's answer with the verifier's own
-    # parsers; the result is then checked to accept that very answer.
-    from gengym_core.answers import get_field
-    from gym_virl.verifier import ANSWER_KEYS, claims_intersection, parse_action, read_answer
-
-    core = env.unwrapped
-    space = info["action_space"]
-    oracle = read_answer(core.oracle_answer())
-    observation, action = get_field(oracle, ANSWER_KEYS[0]), get_field(oracle, ANSWER_KEYS[2])
+    # The info (of reset or of the latest step) describes the point the env is at now.
     return VirlScorer(
-        gold_action=parse_action(action, space),
-        at_intersection=claims_intersection(observation),
-        action_space=space,
-        rewards=asdict(core.config.rewards),
+        gold_action=info["gold_action"],
+        at_intersection=bool(info["at_intersection"]),
+        action_space=info["action_space"],
+        rewards=asdict(env.unwrapped.config.rewards),
     )
 
 

@@ -71,7 +71,7 @@ def test_gp_multi_turn_submissions_feedback_and_reward():
     wrong = core.sample_wrong_answer(np.random.default_rng(0), "wrong_value")
     reply = env.submit_answer(wrong)
     assert reply.startswith("Verdict: wrong_value (reward -1).")
-    assert "Feedback on attempt 1 of 5" in reply and "Revise your answer" in reply
+    assert "Attempt 1 of 5 was not accepted" in reply and "Revise your answer" in reply
     assert not env.done and env.episode_return == -1.0
     reply = env.submit_answer(core.oracle_answer())
     assert reply.startswith("Verdict: correct (reward +5).") and "episode is over" in reply

@@ -79,7 +79,7 @@ def test_generalpoints_delta_is_the_verifier_feedback():
     session.reset(seed=2)
     new, reward, done, info = session.step('{"cards": [], "number": [], "formula": "1+"}')
     assert reward == -3.0 and not done and len(new) == 1
-    assert new[0]["content"].startswith("Feedback on attempt 1 of 5: ")
+    assert new[0]["content"].startswith("Attempt 1 of 5 was not accepted: ")
     assert info["feedback"] in new[0]["content"]
     assert "Rules:" not in new[0]["content"]  # the task is not restated
 

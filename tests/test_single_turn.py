@@ -8,6 +8,7 @@ oracle, wrong, random and junk answers, in every registered env.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import subprocess
@@ -255,6 +256,18 @@ def test_bad_scorer_json_is_a_clear_error(text, match):
 
 def test_scorer_json_is_not_code():
     assert scorer_from_json(GOOD_GP.to_json()) == GOOD_GP
+
+
+def test_gp_scorer_judges_as_its_env_and_reads_older_json():
+    right = {"cards": ["A", "7", "K", "2"], "number": [1, 7, 13, 2], "formula": "7*2+10*1 = 25"}
+    task = next(iter_single_turn_tasks("GeneralPoints-L-v0", 1, seed=0))
+    assert (task.scorer.check_numbers, task.scorer.check_stated_result) == (False, False)
+    lenient = dataclasses.replace(GOOD_GP, check_numbers=False, check_stated_result=False)
+    assert lenient(json.dumps(right)) == 5.0 and scorer_from_json(lenient.to_json()) == lenient
+    # Scorers written before the two settings existed judged both fields.
+    old = json.loads(GOOD_GP.to_json())
+    del old["check_numbers"], old["check_stated_result"]
+    assert scorer_from_json(json.dumps(old))(json.dumps(right)) == -2.0
     with pytest.raises(ValueError):
         scorer_from_json(b"cos\nsystem\n(S'echo hi'\ntR.")  # pickle bytes are refused, never loaded
 
@@ -267,7 +280,9 @@ def test_virl_scorer_reads_turns_and_claims():
         "action": "Turn_Direction( West )",
     }
     assert scorer(json.dumps(good)) == 1.0
-    assert scorer.judge(json.dumps({**good, "current observation": "No landmark."})).verdict == (
+    # The right action earns +1 whatever the claim; a wrong one with a false claim -1.5.
+    assert scorer.judge(json.dumps({**good, "current observation": "No landmark."})).verdict == "correct"
+    assert scorer.judge(json.dumps({"current observation": "No landmark.", "action": "forward()"})).verdict == (
         "wrong_intersection"
     )
     assert scorer.judge(json.dumps({**good, "action": "forward()"})).verdict == "wrong_action"

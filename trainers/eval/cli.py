@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
+
 HELP = "evaluate a model or baseline on the paper's ID / rule-OOD / visual-OOD variants"
 
 
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, required=True, help="where metrics and the report go")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (and of sampling)")
     parser.add_argument("--batch-size", type=int, default=8, help="envs answered in one generation batch")
-    parser.add_argument("--prompt-format", choices=["observation", "chat"], default="observation")
+    parser.add_argument("--prompt-format", choices=list(PROMPT_FORMATS), default=DEFAULT_PROMPT_FORMAT)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (paper: 256)")
     from trainers.generation import available_backends
