@@ -399,7 +399,8 @@ def test_target_kl_stops_the_epochs_early(tiny_model_path, tmp_path, target_kl, 
     assert trainer.engine.optimizer_steps == epochs * 2  # 4 turns in minibatches of 2
 
 
-NORMALISE_IN_TWO_PROCESSES = """
+NORMALISE_IN_TWO_PROCESSES = r"""
+import sys
 import torch, torch.distributed as dist
 from trainers.ppo import core
 from trainers.ppo.ppo_trainer import _all_reduce, _reduce_means
@@ -412,7 +413,10 @@ assert torch.allclose(mine, whole[rank], atol=1e-6), (mine, whole[rank])
 ev = core.explained_variance(data[rank] * 0.5, data[rank], all_reduce=_all_reduce())
 assert torch.isclose(ev, core.explained_variance(data * 0.5, data), rtol=1e-5)
 assert _reduce_means({"x": (float(rank + 1), 1 + rank)}) == {"x": 1.0}
-print("same", rank)
+sys.stdout.write(f"same {rank}\n")  # one write: the two processes share the pipe
+sys.stdout.flush()
+dist.barrier()
+dist.destroy_process_group()  # a group left open can abort the process at exit
 """
 
 
