@@ -458,7 +458,8 @@ def storage_error_message(err: BaseException) -> str | None:
         match = re.search(r"\(os error (\d+)\)", text)
         if match and int(match.group(1)) in STORAGE_ERRNOS:
             code = int(match.group(1))
-            return f"cannot write the output: {STORAGE_ERRNOS[code]} ({os.strerror(code)})"
+            where = f"under {_locked_folders[-1]}" if _locked_folders else "the output"
+            return f"cannot write {where}: {STORAGE_ERRNOS[code]} ({os.strerror(code)})"
         if isinstance(cause, RuntimeError) and ("PytorchStreamWriter" in text or "inline_container.cc" in text):
             first = text.strip().splitlines()[0] if text.strip() else "no detail"
             return f"writing a torch file failed ({first}){_free_space_note()}"
