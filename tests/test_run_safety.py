@@ -390,6 +390,8 @@ def test_overwrite_replaces_only_the_earlier_runs_files(tiny_model_path, tmp_pat
     from trainers.sft.sft_trainer import train_sft
 
     base, out = tiny_model_path("qwen2"), tmp_path / "run"
+    out.mkdir()
+    (out / "README.md").write_text("my notes on this run")  # alone, a user's file: no earlier run
     train_sft(sft_config(base, out, max_steps=2))
     (out / "notes.txt").write_text("mine")
     with pytest.raises(CommandError, match="resume continues the run in output_dir and overwrite replaces it"):

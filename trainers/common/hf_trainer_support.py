@@ -506,9 +506,11 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
 
 
 def _run_entries(output_dir: Path) -> list[Path]:
+    """The files of an earlier run in ``output_dir`` (a ``README.md`` alone is a user's, not a run)."""
     if not output_dir.is_dir():
         return []
-    return sorted({p for pattern in RUN_ENTRIES for p in output_dir.glob(pattern)})
+    entries = sorted({p for pattern in RUN_ENTRIES for p in output_dir.glob(pattern)})
+    return entries if any(p.name != "README.md" for p in entries) else []
 
 
 def _final_steps(output_dir: Path) -> int | None:
