@@ -551,7 +551,9 @@ def start_run(config: Any, output_dir: Path, settings_file: str) -> RunStart:
     entries = _run_entries(output_dir)
     if not getattr(config, "resume", False):
         if entries and not config.overwrite:
-            raise ConfigError(earlier_run_message(output_dir, entries[0].name, overwrite=True))
+            names = [p.name for p in entries if p.name != "README.md"]
+            found = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise ConfigError(earlier_run_message(output_dir, found, overwrite=True))
         if entries and is_main_process():
             _say(f"--overwrite: removing the earlier run in {output_dir} ({', '.join(p.name for p in entries)})")
             for path in entries:
