@@ -542,7 +542,7 @@ def test_every_setting_is_documented():
         ({"critic_model": "x"}, "critic=separate"),
         ({"lora": True, "lora_dropout": 1.0}, "lora_dropout in"),
         ({"target_kl": 0.0}, "target_kl must be a positive number"),
-        ({"target_kl": float("nan")}, "target_kl must be a positive number"),
+        ({"target_kl": float("nan")}, "target_kl: expected a finite number"),
     ],
 )
 def test_invalid_settings_fail_with_what_to_change(settings, message):
