@@ -277,7 +277,7 @@ def bench_ppo(args: Any, model: Any, device: Any) -> list[dict[str, Any]]:
     model.save_pretrained(checkpoint)
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(processor_dir)
+    processor = AutoProcessor.from_pretrained(processor_dir, trust_remote_code=False)
     processor.save_pretrained(checkpoint)
     rows = []
     for name in args.backends:

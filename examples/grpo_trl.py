@@ -117,13 +117,13 @@ def load_model(args: argparse.Namespace, image_env: bool) -> tuple[Any, Any]:
 
         family = "llava" if image_env and args.mode == "single-turn" else "qwen2"
         path = build_tiny_model(family, Path(tempfile.mkdtemp(prefix=f"tiny-{family}-")))
-    processing_class = AutoProcessor.from_pretrained(path)
+    processing_class = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     auto = (
         AutoModelForImageTextToText
         if hasattr(processing_class, "image_processor")
         else AutoModelForCausalLM
     )
-    model = auto.from_pretrained(path)
+    model = auto.from_pretrained(path, trust_remote_code=False)
     if args.tiny and args.mode == "tools":
         # The tiny model's own template has no tool calls; give it one TRL can parse.
         from trl.chat_template_utils import qwen2_5_chat_template

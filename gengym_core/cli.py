@@ -6,6 +6,13 @@ command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 the env packages at module level; anything heavy (torch, transformers) is
 imported inside ``run``, so that ``gengym --help`` and ``gengym play`` work on
 the base install.
+
+Errors the user must act on end a command with one line on stderr and exit
+status 2, never a traceback: a command raises
+:class:`~gengym_core.run_safety.CommandError` (the trainers' ``ConfigError``
+is one), and a write the file system refuses (read-only folder, full disk, a
+file where a folder belongs) is reported here, for every command alike
+(:func:`~gengym_core.run_safety.storage_error_message`).
 """
 
 from __future__ import annotations
@@ -97,6 +104,8 @@ def close_process_group() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gengym`` console script."""
+    from gengym_core.run_safety import CommandError, storage_error_message
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -104,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code == 0:
             close_process_group()
         return code
+    except CommandError as err:
+        print(f"gengym {args.command}: {err}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in {
             "torch",
@@ -122,6 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gengym {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        # A write the file system refused (read-only, disk full, a file where a
+        # folder belongs), whichever command and library met it: one line.
+        message = storage_error_message(err)
+        if message is None:
+            raise
+        print(f"gengym {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

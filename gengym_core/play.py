@@ -8,9 +8,12 @@ JSON, so a user can see exactly what a model would be shown and asked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
+
+from gengym_core.run_safety import atomic_write_text
 
 HELP = "play episodes with the built-in oracle; print prompts and verdicts, save images"
 
@@ -102,13 +105,21 @@ def _markdown(env_id: str, episode: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from gengym_core.registry import make
+    from gengym_core.run_safety import CommandError, output_lock
 
-    kwargs = parse_env_kwargs(args.env_kwargs)
     if args.episodes < 1:
-        raise SystemExit("gengym play: --episodes must be at least 1")
-    env = make(args.env, **kwargs)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+        raise CommandError("--episodes must be at least 1")
+    if args.seed < 0:
+        raise CommandError(f"--seed must be >= 0, got {args.seed}")
+    try:
+        env = make(args.env, **parse_env_kwargs(args.env_kwargs))
+    except ValueError as err:  # an unknown id or option, or a bad value (--env-kwarg)
+        raise CommandError(str(err)) from None
+    with env, output_lock(args.out) if args.out is not None else contextlib.nullcontext():
+        return _play(env, args)
+
+
+def _play(env, args: argparse.Namespace) -> int:
     log = (lambda *_: None) if args.quiet else print
     successes = 0
     for k in range(args.episodes):
@@ -121,9 +132,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.out is not None:
             stem = args.out / f"seed{seed}"
-            stem.with_suffix(".json").write_text(json.dumps(episode, indent=2))
-            stem.with_suffix(".md").write_text(_markdown(args.env, episode))
-    env.close()
+            atomic_write_text(stem.with_suffix(".json"), json.dumps(episode, indent=2))
+            atomic_write_text(stem.with_suffix(".md"), _markdown(args.env, episode))
     if args.out is not None:
         print(f"wrote transcripts and images to {args.out}")
     print(f"oracle success: {successes}/{args.episodes}")

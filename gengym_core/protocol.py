@@ -75,20 +75,38 @@ class GengymEnv(Protocol):
         ...
 
 
+#: Largest reward magnitude a table may hold. Trainers keep rewards, returns
+#: and squared value errors in float32 (largest about 3.4e38): a reward near
+#: that range turns into inf and NaN there instead of an error here.
+MAX_REWARD_MAGNITUDE = 1e6
+
+
+def is_reward_value(value: Any) -> bool:
+    """Whether ``value`` can be a reward: a number (not a bool), finite, within +-:data:`MAX_REWARD_MAGNITUDE`."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and abs(value) <= MAX_REWARD_MAGNITUDE
+    )
+
+
 def check_reward_values(rewards: Any, names: Iterable[str], optional: Iterable[str] = ()) -> None:
     """Raise ``ValueError`` unless every field ``names`` of a family's reward table
-    is a finite number (``optional`` ones may also be ``None``).
+    is a finite number within +-:data:`MAX_REWARD_MAGNITUDE` (``optional`` ones
+    may also be ``None``).
 
-    Reward tables come from users' configs; a string, a bool or a NaN would
-    otherwise surface only at the first answer that earns it.
+    Reward tables come from users' configs; a string, a bool, a NaN or a
+    value that overflows a trainer's float32 would otherwise surface only at
+    the first answer that earns it.
     """
     optional = set(optional)
     for name in names:
         value = getattr(rewards, name)
         if name in optional and value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_reward_value(value):
             raise ValueError(
                 f"{type(rewards).__name__}.{name} must be a finite number"
-                f"{' or None' if name in optional else ''}, got {value!r}"
+                f"{' or None' if name in optional else ''}, at most {MAX_REWARD_MAGNITUDE:g} in size; got {value!r}"
             )

@@ -30,15 +30,26 @@ def make(env_id: str, **kwargs) -> gym.Env:
     """``gym.make`` after registering every gengym id.
 
     Raises:
-        ValueError: An unknown id (the known ones listed), or an option the
-            env does not take. The envs refuse an unknown keyword with a
-            ``TypeError``, as Python and ``gym.make`` do; here, where ids and
-            options come from users' configs and command lines, both are bad
-            settings and raise the one error callers report.
+        ValueError: An unknown id (the known ones listed), an option the env
+            does not take, or a ``render_mode`` it does not have (Gymnasium
+            would otherwise wrap it in a pygame window for ``"human"``).
+            The envs refuse an unknown keyword with a ``TypeError``, as Python
+            and ``gym.make`` do; here, where ids and options come from users'
+            configs and command lines, both are bad settings and raise the one
+            error callers report.
     """
     ids = gengym_env_ids()
     if env_id not in ids:
         raise ValueError(f"unknown gengym env {env_id!r}; known ids: {', '.join(ids)}")
+    render_mode = kwargs.get("render_mode")
+    if render_mode is not None:
+        env_class = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+        modes = list(getattr(env_class, "metadata", {}).get("render_modes", []))
+        if render_mode not in modes:
+            raise ValueError(
+                f"{env_id} has no render_mode {render_mode!r}; its render modes are {', '.join(modes)} "
+                "(or none)"
+            )
     try:
         return gym.make(env_id, **kwargs)
     except TypeError as err:

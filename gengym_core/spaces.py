@@ -7,11 +7,13 @@ text a model produced, and any string at all must be accepted (and judged).
 
 Two spaces follow from that:
 
-* :func:`prompt_space` -- an ordinary ``Text`` space over printable ASCII plus
-  newline and tab. Every prompt a gengym env emits lies in it; text that
-  echoes model output is passed through :func:`to_prompt_text` first. Because
-  it is a plain ``Text`` space, Gymnasium's vector envs (including the
-  shared-memory ``AsyncVectorEnv``) handle it without special cases.
+* :func:`prompt_space` -- a ``Text`` space over printable ASCII plus newline
+  and tab (:class:`PromptText`). Every prompt a gengym env emits lies in it;
+  text that echoes model output is passed through :func:`to_prompt_text`
+  first. Gymnasium's vector envs batch it as a tuple of strings; for the
+  shared-memory ``AsyncVectorEnv`` it reads the prompts from shared memory
+  at every step (Gymnasium's own ``Text`` support reads them once, when the
+  vector env is built, and returns that empty buffer ever after).
 * :class:`FreeText` -- a ``Text`` subclass whose :meth:`~FreeText.contains`
   accepts every ``str`` up to ``max_length`` characters, whatever its
   characters. Sampling still draws from a printable charset so that random
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 import string
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import read_from_shared_memory
 
 #: Characters a gengym prompt may contain: printable ASCII, newline and tab.
 PROMPT_CHARSET: str = "".join(c for c in string.printable if c not in "\x0b\x0c\r")
@@ -79,9 +83,60 @@ class FreeText(spaces.Text):
         return isinstance(other, FreeText) and other.max_length == self.max_length
 
 
+class PromptText(spaces.Text):
+    """A ``Text`` space of prompts; equal to the plain ``Text`` space with the same settings.
+
+    It differs from ``Text`` in one place: how ``AsyncVectorEnv`` with shared
+    memory reads a batch of it back (see :class:`SharedPrompts`).
+    """
+
+
+class SharedPrompts(Sequence):
+    """The prompts of a batch of envs, read from the ``AsyncVectorEnv``'s shared memory on every access.
+
+    Gymnasium builds the batched observation from shared memory once, when
+    the vector env is made, and afterwards returns (a deep copy of) that same
+    object: numpy views follow the buffer, but a tuple of strings made then
+    would stay the empty buffer's text for good. This sequence decodes the
+    buffer each time it is read, and its deep copy (what ``reset`` and
+    ``step`` return by default) is a plain tuple of the current prompts.
+    """
+
+    def __init__(self, space: spaces.Text, buffer: Any, n: int) -> None:
+        self._space = space
+        self._buffer = buffer
+        self._n = n
+        self._characters = np.array(list(space.character_list) + [""], dtype=object)
+
+    def _decode(self) -> tuple[str, ...]:
+        codes = np.frombuffer(self._buffer.get_obj(), dtype=np.int32).reshape(self._n, self._space.max_length)
+        codes = np.minimum(codes, len(self._characters) - 1)  # the padding code reads as ""
+        return tuple("".join(self._characters[row]) for row in codes)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._decode()[index]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, Sequence) and not isinstance(other, str) else other)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[str, ...]:
+        return self._decode()
+
+    def __repr__(self) -> str:
+        return f"SharedPrompts({self._decode()!r})"
+
+
+@read_from_shared_memory.register(PromptText)
+def _read_prompts_from_shared_memory(space: PromptText, shared_memory: Any, n: int = 1) -> SharedPrompts:
+    return SharedPrompts(space, shared_memory, n)
+
+
 def prompt_space(max_length: int) -> spaces.Text:
     """The observation space of a prompt: printable ASCII up to ``max_length``."""
-    return spaces.Text(max_length, min_length=0, charset=PROMPT_CHARSET)
+    return PromptText(max_length, min_length=0, charset=PROMPT_CHARSET)
 
 
 _PROMPT_CHARS = frozenset(PROMPT_CHARSET)

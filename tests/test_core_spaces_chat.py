@@ -34,9 +34,9 @@ def test_free_text_samples_are_short_readable_and_seeded():
     assert pickle.loads(pickle.dumps(a)) == a
 
 
-def test_prompt_space_is_a_plain_text_space_over_printable_ascii():
+def test_prompt_space_is_a_text_space_over_printable_ascii():
     space = prompt_space(100)
-    assert type(space) is spaces.Text
+    assert isinstance(space, spaces.Text) and space == spaces.Text(100, min_length=0, charset=PROMPT_CHARSET)
     assert space.contains("Cards: A, 7, K\nTarget: 24\t(ok)")
     assert not space.contains("caf\u00e9")
 

@@ -5,8 +5,9 @@ Every command built on a config dataclass (``sft``, ``dpo``, ``reward-model``,
 ``--env-kwarg KEY=VALUE`` and one flag per config field, and resolves them
 the same way: the dataclass defaults, then the file, then the flags, with
 the ``--env-kwarg`` pairs merged over the file's ``env_kwargs``
-(:func:`resolve_command_config`). The commands that write a folder
-(``data``, ``pairs``) share the ``--overwrite`` rule.
+(:func:`resolve_command_config`). The commands that write a folder whole
+(``data``, ``pairs``, ``eval``) share the ``--overwrite`` rule
+(:func:`check_output_folder`).
 
 Command modules are imported by ``gengym --help``, so this module imports
 only the standard library at module level.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,19 +92,55 @@ def run_training(
         return None
 
 
-def output_folder_taken(command: str, out: Path, *, overwrite: bool) -> bool:
-    """Whether ``out`` holds something only ``--overwrite`` may replace (then said on stderr)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        print(f"gengym {command}: {out} exists and is not empty; pass --overwrite to replace it", file=sys.stderr)
-        return True
-    return False
+def check_output_folder(out: Path, *, overwrite: bool, kind: str, not_ours: Callable[[Path], str]) -> None:
+    """The ``--out`` / ``--overwrite`` rule of the commands that write a folder whole (data, pairs, eval).
+
+    An absent or empty folder is written; a non-empty one only with
+    ``overwrite``, and then only when it holds what the command itself writes
+    (``not_ours(out)`` says what else it holds, ``""`` for nothing): a folder
+    of something else (a model, a user's files) is never deleted. The new
+    folder is written beside the old one and renamed into place
+    (:func:`gengym_core.run_safety.replace_folder`), so the old one stays
+    whole until the new one is complete.
+
+    Raises:
+        CommandError: ``out`` is a file, is not empty (without ``overwrite``),
+            or is not a ``kind`` folder.
+    """
+    from gengym_core.run_safety import CommandError, folder_is_empty
+
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{out} is a file, not a folder; give a folder for the output")
+    if folder_is_empty(out):
+        return
+    if not overwrite:
+        raise CommandError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    problem = not_ours(out)
+    if problem:
+        raise CommandError(
+            f"--overwrite replaces only a {kind} and {out} is not one ({problem}); remove it yourself "
+            "or choose another output folder"
+        )
 
 
-def clear_output_folder(out: Path) -> None:
-    """Remove ``out`` (a folder or a file) before new data are written there with ``--overwrite``."""
-    import shutil
+def saved_dataset_problem(folder: Path, columns: Sequence[str], *, extra_files: Sequence[str] = ()) -> str:
+    """What makes ``folder`` other than a ``save_to_disk`` dataset with ``columns`` (``""`` when it is one).
 
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
+    Read from ``dataset_info.json`` alone; besides the dataset's own files
+    (and ``extra_files``) nothing may be in the folder.
+    """
+    import json
+    import re
+
+    try:
+        features = json.loads((folder / "dataset_info.json").read_text()).get("features") or {}
+    except (OSError, ValueError, AttributeError):
+        return "no dataset_info.json of a saved dataset"
+    missing = [c for c in columns if c not in features]
+    if missing:
+        return f"a dataset without the columns {', '.join(missing)}"
+    own = {"dataset_info.json", "state.json", *extra_files}
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in own and not re.fullmatch(r"data-\d+-of-\d+\.arrow", p.name))
+    if foreign:
+        return f"it also holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}"
+    return ""

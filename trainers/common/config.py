@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+
+from gengym_core.run_safety import CommandError
 
 C = TypeVar("C")
 
@@ -45,12 +49,18 @@ def checkpoint_folder_problem(spec: str) -> str:
     return ""
 
 
-class ConfigError(ValueError):
-    """A config value is missing, unknown or invalid; the message says what to change."""
+class ConfigError(ValueError, CommandError):
+    """A config value is missing, unknown or invalid; the message says what to change.
+
+    A :class:`~gengym_core.run_safety.CommandError`: a command that lets it through
+    still ends with its message and exit status 2, never a traceback.
+    """
 
 
 def raise_config_errors(heading: str, errors: list[str], error: type[ValueError] = ConfigError) -> None:
     """Raise ``error`` listing every one of ``errors`` under ``heading``; nothing when there are none.
+
+    One error makes one line (``heading: error``), several a list.
 
     Example:
         >>> raise_config_errors("invalid settings", ["a must be >= 0", "b must be set"])
@@ -60,6 +70,8 @@ def raise_config_errors(heading: str, errors: list[str], error: type[ValueError]
           - a must be >= 0
           - b must be set
     """
+    if len(errors) == 1:
+        raise error(f"{heading}: {errors[0]}")
     if errors:
         raise error(f"{heading}:\n  - " + "\n  - ".join(errors))
 
@@ -108,9 +120,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if inner is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}: expected text, got {value!r}")
@@ -131,7 +146,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             import yaml
 
             try:
-                value = yaml.safe_load(value)
+                value = yaml.load(value, Loader=unique_key_loader())
             except yaml.YAMLError:
                 raise ConfigError(f"{where}: expected a mapping like '{{key: value}}', got {value!r}") from None
         if not isinstance(value, dict):
@@ -167,8 +182,45 @@ def config_from_dict(cls: type[C], data: dict[str, Any], *, source: str = "confi
         raise ConfigError(f"{source}: {err}") from err
 
 
+@functools.cache
+def unique_key_loader() -> type:
+    """YAML's safe loader, refusing a mapping that names one key twice.
+
+    Plain YAML keeps the last value of a repeated key, so a config that sets
+    ``learning_rate`` twice would silently run with the second one. Keys a
+    ``<<`` merge brings in may still be overridden.
+    """
+    import yaml
+
+    class _UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+                        )
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return _UniqueKeyLoader
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (``duplicate key 'x' at line 3, column 1``)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split())
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (safe loader only)."""
+    """Read a YAML mapping (safe loader only; a key given twice is an error)."""
     import yaml
 
     path = Path(path)
@@ -177,9 +229,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=unique_key_loader())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -203,6 +255,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tu
         default = f.default if f.default is not dataclasses.MISSING else None
         if default is not None and default not in ((), ""):
             help_text += f" (default: {default})"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %: "30% slower" is text
         inner, _ = _unwrap_optional(types_[f.name])
         if inner is bool:
             group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)

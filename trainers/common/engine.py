@@ -28,7 +28,175 @@ from trainers.common.engine_config import (
     deepspeed_config,
 )
 
-__all__ = ["DEEPSPEED_CONFIG_DIR", "EngineConfig", "TrainEngine", "ZeroStage", "deepspeed_config", "init_distributed"]
+__all__ = [
+    "DEEPSPEED_CONFIG_DIR",
+    "EngineConfig",
+    "OpBuildGuard",
+    "TrainEngine",
+    "ZeroStage",
+    "deepspeed_config",
+    "init_distributed",
+]
+
+#: torch's build lock (a ``FileBaton``) inside each extension's build folder. It names no owner:
+#: a build killed while holding it leaves it behind, and every later build of that op waits forever.
+OP_BUILD_LOCK = "lock"
+#: gengym's own marker beside the build folders: processes inside DeepSpeed's setup hold it shared.
+OP_BUILD_MARKER = "gengym-op-build.lock"
+
+
+def extension_build_root() -> Path:
+    """The folder holding one build folder per torch extension (DeepSpeed's JIT-built ops among them).
+
+    ``TORCH_EXTENSIONS_DIR`` when set, else torch's default (a per-user
+    cache folder, one subfolder per Python version and accelerator).
+    """
+    import sys
+
+    configured = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if configured:
+        return Path(configured)
+    from torch.utils.cpp_extension import get_default_build_root
+
+    if torch.version.hip is not None:
+        accelerator = "rocm" + torch.version.hip.replace(".", "")
+    elif torch.version.cuda is not None:
+        accelerator = "cu" + torch.version.cuda.replace(".", "")
+    else:
+        accelerator = "cpu"
+    python = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
+    return Path(get_default_build_root()) / f"{python}_{accelerator}"
+
+
+def _build_running(folder: Path) -> bool:
+    """Whether a process on this machine works in ``folder`` (torch runs ninja and the compilers there)."""
+    target = os.path.realpath(folder)
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:  # no /proc: assume the build is alive
+        return True
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry.name}/cwd")
+        except OSError:
+            continue
+        if cwd == target or cwd.startswith(target + os.sep):
+            return True
+    return False
+
+
+class OpBuildGuard:
+    """Keeps DeepSpeed's op builds from hanging on a build lock that a killed run left behind.
+
+    DeepSpeed compiles some ops on first use (through torch's
+    ``cpp_extension``), guarded by a lock file with no owner in it. Around
+    DeepSpeed's setup, :meth:`start`:
+
+    1. takes gengym's marker exclusively, when no other gengym process is in
+       its setup (on any machine sharing the build folder): then a build lock
+       in whose folder no process of this machine works is stale, and is
+       removed with a message;
+    2. holds the marker shared until :meth:`stop`, so other gengym runs leave
+       this run's locks alone;
+    3. watches: a build lock older than ``warn_after`` seconds is reported
+       once, naming the file and how to clear it (a build that runs takes a
+       few minutes; one that waits on a dead lock would otherwise wait
+       silently forever).
+
+    Args:
+        root: The extensions' build root (default :func:`extension_build_root`).
+        warn_after: Age in seconds of a lock worth a message.
+        poll: Seconds between looks at the locks.
+        log: Where messages go (default: stderr).
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        warn_after: float = 60.0,
+        poll: float = 5.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        import sys
+
+        self.root = Path(root) if root is not None else extension_build_root()
+        self.warn_after = warn_after
+        self.poll = poll
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self._fd: int | None = None
+        self._stop = None
+        self._thread = None
+
+    def start(self) -> OpBuildGuard:
+        import fcntl
+        import threading
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.root / OP_BUILD_MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a build root we cannot write: DeepSpeed will say so itself
+            self._fd = None
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.remove_stale_locks()
+                fcntl.flock(self._fd, fcntl.LOCK_SH)
+            except BlockingIOError:  # another gengym process is setting up: its builds may be running
+                fcntl.flock(self._fd, fcntl.LOCK_SH)
+            except OSError:  # no locks on this file system: only watch
+                pass
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="gengym-op-build-guard", daemon=True)
+        self._thread.start()
+        return self
+
+    def remove_stale_locks(self) -> list[Path]:
+        """Remove the build locks under the root that no build on this machine holds; return them."""
+        removed = []
+        for lock in sorted(self.root.glob(f"*/{OP_BUILD_LOCK}")):
+            if _build_running(lock.parent):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+                removed.append(lock)
+                self.log(f"gengym: removed a stale DeepSpeed op-build lock {lock} (no build runs there)")
+        return removed
+
+    def _watch(self) -> None:
+        import time
+
+        warned: set[Path] = set()
+        while not self._stop.wait(self.poll):
+            for lock in self.root.glob(f"*/{OP_BUILD_LOCK}"):
+                try:
+                    age = time.time() - lock.stat().st_mtime
+                except OSError:
+                    continue
+                if age >= self.warn_after and lock not in warned:
+                    warned.add(lock)
+                    self.log(
+                        f"gengym: DeepSpeed waits for the op-build lock {lock} ({age:.0f} s old). If no build "
+                        f"of that op is running (a run killed while building leaves the lock), delete it: rm {lock}"
+                    )
+
+    def stop(self) -> None:
+        """Stop watching and drop the marker (nothing when not started)."""
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = self._thread = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OpBuildGuard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 #: Launcher variables :func:`init_distributed` set itself for a plain
@@ -125,13 +293,14 @@ class TrainEngine:
                 if optimizer is None
                 else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
             )
-            engine, opt, _, sched = deepspeed.initialize(
-                model=module,
-                model_parameters=params,
-                optimizer=optimizer,
-                lr_scheduler=scheduler_factory,
-                config=config,
-            )
+            with OpBuildGuard():  # DeepSpeed may compile ops here
+                engine, opt, _, sched = deepspeed.initialize(
+                    model=module,
+                    model_parameters=params,
+                    optimizer=optimizer,
+                    lr_scheduler=scheduler_factory,
+                    config=config,
+                )
             self.ds_engine = engine
             self.module = engine.module
             self.optimizer = opt

@@ -16,7 +16,12 @@ here, written once:
 * **the run** -- :class:`ComputeLoggingMixin` logs the paper's compute axis
   from the ``Trainer``'s own token count; :func:`training_callbacks`
   (``metrics.jsonl``, snapshots, TensorBoard); :func:`write_run_settings`;
-  :func:`resume_checkpoint`; :func:`reset_zero3_loading`;
+  :func:`reset_zero3_loading`;
+* **the run folder** -- :func:`start_run` refuses a new run over an earlier
+  one (unless ``overwrite``) and a resume with changed settings, resumes
+  from the last complete checkpoint (:func:`last_complete_checkpoint` sets
+  incomplete ones aside) and finds a run that is already complete;
+  :func:`train_or_finish` trains no step past the end;
 * **output** -- :class:`ModelWriter` writes loadable models (final and
   snapshots) with their compute record, through :func:`save_trained_model`
   and :func:`merge_lora` (which the PPO trainer uses too).
@@ -25,10 +30,13 @@ here, written once:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-import os
+import re
 import shutil
+import sys
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,10 +44,23 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from gengym_core.run_safety import (
+    atomic_write_text,
+    changed_settings,
+    changed_settings_message,
+    earlier_run_message,
+    is_main_process,
+    move_into_place,
+)
 from trainers.common.compute import TRAINING_RECORD
 from trainers.common.config import ConfigError, config_to_dict
 from trainers.common.engine_config import DEEPSPEED_CONFIG_DIR
-from trainers.common.modeling import forget_load_renames, is_vision_config, load_model_and_processor
+from trainers.common.modeling import (
+    forget_load_renames,
+    is_vision_config,
+    load_model_and_processor,
+    read_model_config,
+)
 from trainers.common.train_settings import (
     CheckpointSettings,
     DeepSpeedSettings,
@@ -56,11 +77,6 @@ SNAPSHOT_DIR = "snapshots"
 
 
 # -- checks -----------------------------------------------------------------------
-
-
-def is_main_process() -> bool:
-    """Whether this is the launcher's rank 0 (or a run started without a launcher)."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def max_images_per_example(dataset: Any) -> int:
@@ -95,12 +111,7 @@ def check_model_kind(
         ConfigError: An unreadable config, a model that is not generative, or
             a text-only model for data with images.
     """
-    from transformers import AutoConfig
-
-    try:
-        model_config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read a model config at {model!r}: {err}") from err
+    model_config = read_model_config(model, trust_remote_code=trust_remote_code)
     is_vision = is_vision_config(model_config)
     if is_vision is None:
         raise ConfigError(
@@ -350,8 +361,9 @@ def tensorboard_callback(log_dir: Path) -> TrainerCallback:
 def training_callbacks(
     config: ReportingSettings, output_dir: Path, writer: ModelWriter | None = None
 ) -> list[TrainerCallback]:
-    """``metrics.jsonl``, then snapshots at ``config.snapshot_steps`` (with a ``writer``), then TensorBoard."""
-    callbacks = [jsonl_callback(output_dir)]
+    """No step past the end (:class:`StopWhenTrained`), ``metrics.jsonl``, snapshots at
+    ``config.snapshot_steps`` (with a ``writer``), then TensorBoard."""
+    callbacks = [StopWhenTrained(), jsonl_callback(output_dir)]
     if writer is not None:
         callbacks.append(SnapshotCallback(writer, output_dir / SNAPSHOT_DIR, writer.config.snapshot_steps))
     if config.tensorboard:
@@ -360,22 +372,285 @@ def training_callbacks(
 
 
 def write_run_settings(output_dir: Path, name: str, config: Any) -> None:
-    """Write the run's settings as ``output_dir/name`` (JSON), on the main process."""
+    """Write the run's settings as ``output_dir/name`` (JSON, whole), on the main process.
+
+    A resumed run compares its settings with this file (:func:`start_run`).
+    """
     if is_main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / name).write_text(json.dumps(config_to_dict(config), indent=2))
+        atomic_write_text(output_dir / name, json.dumps(config_to_dict(config), indent=2))
 
 
-def resume_checkpoint(config: CheckpointSettings, output_dir: Path) -> str | None:
-    """The last checkpoint in ``output_dir`` when ``config.resume`` is set (a warning when none)."""
-    if not config.resume:
+# -- the run folder: resume, refuse, replace ---------------------------------------
+
+#: Settings a resumed run may change: how long it runs, how it saves and reports, where it runs.
+RESUMABLE_SETTINGS = frozenset(
+    {
+        "output_dir",
+        "resume",
+        "overwrite",
+        "max_steps",
+        "num_train_epochs",
+        "save_steps",
+        "save_total_limit",
+        "snapshot_steps",
+        "logging_steps",
+        "tensorboard",
+        "progress_bar",
+        "dataloader_num_workers",
+        "device",
+    }
+)
+#: Prefix of a checkpoint folder found incomplete and set aside (out of the ``Trainer``'s ``checkpoint-*``).
+INCOMPLETE_PREFIX = "incomplete-"
+#: What a run writes into its ``output_dir`` (glob patterns); ``--overwrite`` removes these and nothing else.
+RUN_ENTRIES = (
+    "checkpoint-*",
+    f"{INCOMPLETE_PREFIX}checkpoint-*",
+    FINAL_DIR,
+    f"{FINAL_DIR}.*",
+    SNAPSHOT_DIR,
+    "metrics.jsonl",
+    "tensorboard",
+    "gengym_*_config.json",
+    "README.md",
+)
+#: A checkpoint the ``Trainer`` resumes from: ``checkpoint-<global step>``.
+CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)")
+
+
+def _say(message: str) -> None:
+    """A notice about the run folder, on the main process (stderr)."""
+    if is_main_process():
+        print(f"gengym: {message}", file=sys.stderr)
+
+
+def checkpoint_problem(folder: Path) -> str:
+    """What makes a ``Trainer`` checkpoint unusable for resuming, or ``""`` when it is complete.
+
+    The ``Trainer`` writes ``trainer_state.json`` last, so a checkpoint cut
+    short (killed, disk full) lacks it or holds a torn one. Every weights,
+    optimizer and RNG file must also be whole: each ``.safetensors`` file
+    covers what its header promises and each torch file (a zip archive) has
+    its end record. Nothing is loaded.
+    """
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+        int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable trainer_state.json"
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt") or "global_step" in p.parent.name]
+    if not weights:
+        return "no weights"
+    for path in files:
+        if path.suffix == ".safetensors":
+            problem = safetensors_problem(path)
+        elif path.suffix in (".bin", ".pt", ".pth"):
+            problem = "" if zipfile.is_zipfile(path) else "not a whole torch file"
+        else:
+            continue
+        if problem:
+            return f"{path.relative_to(folder)}: {problem}"
+    return ""
+
+
+def safetensors_problem(path: Path) -> str:
+    """Whether a ``.safetensors`` file is whole, from its header alone (``""`` when it is)."""
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return "empty or cut short"
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > size - 8:
+                return "cut short"
+            header = json.loads(f.read(header_len))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "unreadable header"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + header_len + max(ends, default=0) > size:
+        return "cut short"
+    return ""
+
+
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint in ``output_dir``; newer incomplete ones are set aside.
+
+    A checkpoint found incomplete (see :func:`checkpoint_problem`) is renamed
+    ``incomplete-checkpoint-N`` (on the main process), out of the way of
+    the resumed run, which writes ``checkpoint-N`` again, and of the
+    ``Trainer``'s pruning of old checkpoints.
+    """
+    if not output_dir.is_dir():
         return None
-    from transformers.trainer_utils import get_last_checkpoint
+    found = sorted(
+        (int(m.group(1)), p)
+        for p in output_dir.iterdir()
+        if p.is_dir() and (m := CHECKPOINT_PATTERN.fullmatch(p.name))
+    )
+    for _, folder in reversed(found):
+        problem = checkpoint_problem(folder)
+        if not problem:
+            return folder
+        aside = folder.with_name(INCOMPLETE_PREFIX + folder.name)
+        _say(f"{folder} is incomplete ({problem}); set aside as {aside.name}")
+        if is_main_process():
+            if aside.exists():
+                shutil.rmtree(aside)
+            folder.rename(aside)
+    return None
 
-    resume_from = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if resume_from is None:
-        logger.warning("resume requested but no checkpoint in %s; starting fresh", output_dir)
-    return resume_from
+
+def _run_entries(output_dir: Path) -> list[Path]:
+    """The files of an earlier run in ``output_dir`` (a ``README.md`` alone is a user's, not a run)."""
+    if not output_dir.is_dir():
+        return []
+    entries = sorted({p for pattern in RUN_ENTRIES for p in output_dir.glob(pattern)})
+    return entries if any(p.name != "README.md" for p in entries) else []
+
+
+def _final_steps(output_dir: Path) -> int | None:
+    """Steps recorded with the run's final model, or ``None`` when there is none (or it is unreadable)."""
+    try:
+        return int(json.loads((output_dir / FINAL_DIR / TRAINING_RECORD).read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclasses.dataclass
+class RunStart:
+    """How a run of a ``Trainer``-based trainer starts in its ``output_dir`` (see :func:`start_run`).
+
+    Attributes:
+        resume_from: Checkpoint to resume from (``None``: from the start).
+        finished: The final model of a run that is already complete: nothing to train.
+    """
+
+    resume_from: str | None = None
+    finished: Path | None = None
+
+
+def start_run(config: Any, output_dir: Path, settings_file: str) -> RunStart:
+    """Decide how the run starts in ``output_dir``, refusing what would lose or mix results.
+
+    * A new run (no ``resume``) into a folder holding an earlier run's files
+      is refused, unless ``overwrite`` (then those files, and only those, are
+      removed first).
+    * A resumed run must keep the settings the run began with (saved in
+      ``settings_file``), bar :data:`RESUMABLE_SETTINGS`; it continues from
+      the last complete checkpoint (incomplete ones are set aside), and a run
+      that already has all its steps and its final model trains nothing.
+
+    Raises:
+        ConfigError: Saying what to do instead.
+    """
+    entries = _run_entries(output_dir)
+    if not getattr(config, "resume", False):
+        if entries and not config.overwrite:
+            names = [p.name for p in entries if p.name != "README.md"]
+            found = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise ConfigError(earlier_run_message(output_dir, found, overwrite=True))
+        if entries and is_main_process():
+            _say(f"--overwrite: removing the earlier run in {output_dir} ({', '.join(p.name for p in entries)})")
+            for path in entries:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        return RunStart()
+
+    saved = _saved_settings(output_dir / settings_file)
+    now = config_to_dict(config)
+    changed = changed_settings(now, saved, free=RESUMABLE_SETTINGS)
+    if changed:
+        raise ConfigError(
+            changed_settings_message(output_dir, output_dir / settings_file, saved, now, changed, overwrite=True)
+        )
+    checkpoint = last_complete_checkpoint(output_dir)
+    final_steps = _final_steps(output_dir)
+    if checkpoint is None:
+        if final_steps is None:
+            if entries:
+                _say(f"resume: no complete checkpoint in {output_dir}; training from the start")
+            return RunStart()
+        if config.max_steps > final_steps:
+            raise ConfigError(
+                f"cannot resume the run in {output_dir}: it finished after {final_steps} steps and kept no "
+                f"checkpoint to go on from (save_steps 0); pass --overwrite to train again from the start, "
+                "or choose another output_dir"
+            )
+        _say(f"{output_dir} holds a complete run ({final_steps} steps); nothing to train")
+        return RunStart(finished=output_dir / FINAL_DIR)
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    step = int(state["global_step"])
+    target = config.max_steps if config.max_steps > 0 else None
+    if target is None and saved.get("num_train_epochs") == config.num_train_epochs:
+        target = int(state.get("max_steps") or 0) or None
+    if target is not None and step >= target and final_steps == step:
+        _say(f"{output_dir} holds a complete run ({step} of {target} steps); nothing to train")
+        return RunStart(finished=output_dir / FINAL_DIR)
+    _say(f"resuming from {checkpoint} (step {step})")
+    return RunStart(resume_from=str(checkpoint))
+
+
+def _saved_settings(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+class NothingLeftToTrain(Exception):
+    """Raised by :class:`StopWhenTrained`: the resumed checkpoint already holds every step."""
+
+
+class StopWhenTrained(TrainerCallback):
+    """Stops a resumed run before its first step when the checkpoint already holds every step.
+
+    The ``Trainer`` itself would take one more step past ``max_steps`` (it
+    checks the limit after a step); this happens when a run was killed after
+    its last checkpoint but before its final model was written. The
+    checkpoint's weights and state are loaded by then, so the final model can
+    be written from them.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise NothingLeftToTrain
+
+
+class _StopGuardWhenTrainingBegins(TrainerCallback):
+    """DeepSpeed's setup (and any op it builds) is over when the first step comes."""
+
+    def __init__(self, guard: Any) -> None:
+        self.guard = guard
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.guard.stop()
+
+
+def train_or_finish(trainer: Any, run: RunStart) -> None:
+    """``trainer.train()`` from ``run.resume_from``; a checkpoint that holds every step trains nothing.
+
+    With DeepSpeed, its setup runs under an
+    :class:`~trainers.common.engine.OpBuildGuard`: a build lock left by a
+    killed run does not make it wait forever.
+    """
+    from trainers.common.engine import OpBuildGuard
+
+    guard = OpBuildGuard() if trainer.is_deepspeed_enabled else None
+    if guard is not None:
+        trainer.add_callback(_StopGuardWhenTrainingBegins(guard))
+        guard.start()
+    try:
+        trainer.train(resume_from_checkpoint=run.resume_from)
+    except NothingLeftToTrain:
+        _say(f"{run.resume_from} holds every step of the run; writing its final model without training")
+    finally:
+        if guard is not None:
+            guard.stop()
 
 
 @contextlib.contextmanager
@@ -421,21 +696,23 @@ class ModelWriter:
         self.trainer: Any = None  # a ComputeLoggingMixin trainer, set once it exists
 
     def write(self, directory: Path) -> Path:
+        """Write the model as ``directory``: built beside it and renamed in, so it is whole or absent."""
         trainer = self.trainer
         if trainer is None:
             raise RuntimeError("ModelWriter.trainer is not set")
-        if trainer.accelerator.is_main_process and directory.exists():
-            shutil.rmtree(directory)  # a snapshot left by an interrupted run is rewritten whole
-        save_trained_model(trainer, directory, zero3=self.config.deepspeed == "zero3")
+        building = directory.with_name(directory.name + ".tmp")
+        if trainer.accelerator.is_main_process and building.exists():
+            shutil.rmtree(building)  # left by a run killed while writing
+        save_trained_model(trainer, building, zero3=self.config.deepspeed == "zero3")
         if trainer.accelerator.is_main_process:
             if self.config.lora:
                 merge_lora(
-                    directory,
+                    building,
                     base_model=self.config.model,
                     trust_remote_code=self.config.trust_remote_code,
                     dtype=self.dtype,
                 )
-            self.processor.save_pretrained(str(directory))
+            self.processor.save_pretrained(str(building))
             record = {
                 **self.record,
                 "init_tokens": trainer.init_tokens,
@@ -443,7 +720,8 @@ class ModelWriter:
                 "gflops": trainer.gflops,
                 "steps": int(trainer.state.global_step),
             }
-            (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+            (building / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+            move_into_place(building, directory)
         trainer.accelerator.wait_for_everyone()
         return directory
 

@@ -18,9 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: ``dtype`` names accepted by :func:`load_model_and_processor` besides torch dtypes.
@@ -113,6 +115,70 @@ def auto_dtype_name(on_cuda: bool) -> str:
     return "bfloat16" if on_cuda and torch.cuda.is_bf16_supported() else "float32"
 
 
+#: What a checkpoint that needs its own code gets told (gengym never runs it without the flag).
+REMOTE_CODE_HINT = (
+    "gengym never runs a checkpoint's own code unless told to: pass --trust-remote-code "
+    "(sft, dpo, reward-model) if you trust it"
+)
+
+
+def _local_config_has_auto_map(path: str) -> bool:
+    import json
+
+    try:
+        return bool(json.loads((Path(path).expanduser() / "config.json").read_text()).get("auto_map"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_model_config(path: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:
+    """A checkpoint's config (``AutoConfig``), never running its code unless ``trust_remote_code``.
+
+    ``trust_remote_code`` is always passed on explicitly: left unset,
+    transformers asks on the terminal whether to run a checkpoint's code
+    (and runs it on ``y``); here a checkpoint that needs its code simply
+    cannot be read.
+
+    Raises:
+        ConfigError: No readable config, or one that needs the checkpoint's
+            own code (saying how to allow it).
+    """
+    from transformers import AutoConfig
+
+    from trainers.common.config import ConfigError
+
+    path = os.fspath(path)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if not trust_remote_code and ("custom code" in str(err) or _local_config_has_auto_map(path)):
+            raise ConfigError(
+                f"{path!r} needs its own Python code to load (auto_map in its config); {REMOTE_CODE_HINT}"
+            ) from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"cannot read a model config at {path!r}: {first_line}") from err
+
+
+@contextlib.contextmanager
+def readable_weights(path: str) -> Iterator[None]:
+    """Turn a damaged weights file met while loading ``path`` into a :class:`ConfigError` naming it.
+
+    An empty or truncated ``*.safetensors`` (a copy or a save cut short)
+    otherwise ends a command with safetensors' own traceback.
+    """
+    from safetensors import SafetensorError
+
+    from trainers.common.config import ConfigError
+
+    try:
+        yield
+    except SafetensorError as err:
+        raise ConfigError(
+            f"cannot load the weights in {path!r}: a .safetensors file there is empty, truncated or damaged "
+            f"({err}); copy or save the checkpoint again"
+        ) from None
+
+
 def _resolve_dtype(dtype: Any) -> Any:
     import torch
 
@@ -160,12 +226,13 @@ def load_model_and_processor(
         is_vision``).
 
     Raises:
-        ValueError: No config can be read at ``path_or_id``, or neither Auto
-            model class fits it, or a VLM comes without an image processor,
-            or there is no chat template.
+        ValueError: No config can be read at ``path_or_id`` (a ``ConfigError``,
+            as for a checkpoint that needs its own code without
+            ``trust_remote_code``, or damaged weights), or neither Auto model
+            class fits it, or a VLM comes without an image processor, or
+            there is no chat template.
     """
     from transformers import (
-        AutoConfig,
         AutoModelForCausalLM,
         AutoModelForImageTextToText,
         AutoProcessor,
@@ -173,10 +240,7 @@ def load_model_and_processor(
     )
 
     path = os.fspath(path_or_id)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read a model config at {path!r}: {exc}") from exc
+    config = read_model_config(path, trust_remote_code=trust_remote_code)
 
     is_vision = is_vision_config(config)
     if is_vision is None:
@@ -186,9 +250,10 @@ def load_model_and_processor(
             "vision-language or text models only"
         )
     model_class = AutoModelForImageTextToText if is_vision else AutoModelForCausalLM
-    model = model_class.from_pretrained(
-        path, dtype=_resolve_dtype(dtype), trust_remote_code=trust_remote_code, **model_kwargs
-    )
+    with readable_weights(path):
+        model = model_class.from_pretrained(
+            path, dtype=_resolve_dtype(dtype), trust_remote_code=trust_remote_code, **model_kwargs
+        )
     if device is not None:
         model = model.to(device)
 

@@ -279,6 +279,13 @@ class ReportingSettings:
     dataloader_num_workers: int = field(
         default=0, metadata={"help": "Worker processes that encode batches (0 = in the training process)."}
     )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds an earlier run: its checkpoints, metrics and final "
+            "model are removed first (other files stay). Without it such a run is refused."
+        },
+    )
 
     def operations_errors(self, max_steps: int = -1) -> list[str]:
         """What is wrong with the logging and worker settings (``max_steps``: see subclasses)."""
@@ -315,4 +322,6 @@ class CheckpointSettings(ReportingSettings):
             errors.append(f"snapshot_steps past max_steps ({max_steps}) would never be written")
         if self.dataloader_num_workers < 0:
             errors.append("dataloader_num_workers must be >= 0")
+        if self.resume and self.overwrite:
+            errors.append("resume continues the run in output_dir and overwrite replaces it: give one of them")
         return errors

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gengym_core.run_safety import output_lock, replace_folder
+
 HELP = "write oracle SFT data (verified optimal answers or revision dialogues) of an env to disk"
 
 
@@ -43,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="verdict category of the wrong answers with --multi-turn (e.g. wrong_value); default: random",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the gengym data folder at --out (never another folder)"
+    )
     parser.add_argument(
         "--verify", action="store_true", help="read the written folder back and re-verify every example"
     )
@@ -52,7 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gengym_core.play import parse_env_kwargs
-    from trainers.common.cli_support import clear_output_folder, output_folder_taken
 
     try:
         env_kwargs = parse_env_kwargs(args.env_kwargs)
@@ -72,11 +75,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"gengym data: {err}", file=sys.stderr)
         return 2
     out: Path = args.out
-    if output_folder_taken("data", out, overwrite=args.overwrite):
-        return 2
+    with output_lock(out, beside=True):
+        return _write(args, config, out)
 
-    from trainers.data.oracle import OracleError, build_oracle_dataset, save_oracle_dataset
 
+def _write(args: argparse.Namespace, config, out: Path) -> int:
+    """Build the examples and put them in ``out`` (whole: written beside, then renamed in)."""
+    from trainers.common.cli_support import check_output_folder, saved_dataset_problem
+    from trainers.data.oracle import (
+        OracleError,
+        build_oracle_dataset,
+        features,
+        save_oracle_dataset,
+    )
+
+    check_output_folder(
+        out,
+        overwrite=args.overwrite,
+        kind="gengym data folder",
+        not_ours=lambda folder: saved_dataset_problem(folder, list(features())),
+    )
     try:
         dataset = build_oracle_dataset(config, progress=not args.no_progress)
     except ValueError as err:
@@ -85,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
     except OracleError as err:
         print(f"gengym data: nothing written, the env broke its oracle contract: {err}", file=sys.stderr)
         return 1
-    if args.overwrite:
-        clear_output_folder(out)
-    save_oracle_dataset(dataset, out)
+    replace_folder(out, lambda tmp: save_oracle_dataset(dataset, tmp))
     episodes = len(set(dataset["episode"]))
     print(f"wrote {len(dataset)} verified examples from {episodes} episodes of {config.env_id} to {out}")
     if args.verify:

@@ -44,6 +44,7 @@ from typing import Any
 
 from trl import DPOConfig, DPOTrainer
 
+from gengym_core.run_safety import output_lock
 from trainers.common.compute import count_parameters, init_tokens_of, rl_flops
 from trainers.common.hf_trainer_support import (
     FINAL_DIR,
@@ -54,7 +55,8 @@ from trainers.common.hf_trainer_support import (
     prepare_engine,
     read_chat_template,
     reset_zero3_loading,
-    resume_checkpoint,
+    start_run,
+    train_or_finish,
     training_callbacks,
     training_dtype,
     trl_training_kwargs,
@@ -73,6 +75,8 @@ from trainers.sft.sft_trainer import keep_last_labelled_run
 
 #: Pairs (the longest by text) encoded before training to catch overlong ones early.
 PREFLIGHT_PAIRS = 4
+#: The run's settings in ``output_dir`` (a resumed run must keep them).
+SETTINGS_FILE = "gengym_dpo_config.json"
 
 
 # -- the collator ----------------------------------------------------------------
@@ -163,13 +167,18 @@ def train_dpo(config: GengymDPOConfig) -> Path:
     """
     config.validate()
     config.check_runnable()
-    with reset_zero3_loading():
+    with output_lock(config.output_dir), reset_zero3_loading():
         return _train(config)
 
 
 def _train(config: GengymDPOConfig) -> Path:
     output_dir = Path(config.output_dir)
     chat_template = read_chat_template(config.chat_template_file)  # a bad path fails before any work
+
+    # 0. the run folder: a new run, a resumed one, or one that is already complete
+    run = start_run(config, output_dir, SETTINGS_FILE)
+    if run.finished is not None:
+        return run.finished
 
     # 1. data, and 2. the model's kind, from its config alone
     dataset, env_id, has_images, is_vision = load_pairs_for_model(
@@ -236,8 +245,8 @@ def _train(config: GengymDPOConfig) -> Path:
         extra_gflops=extra_gflops,
     )
     writer.trainer = trainer
-    write_run_settings(output_dir, "gengym_dpo_config.json", config)
-    trainer.train(resume_from_checkpoint=resume_checkpoint(config, output_dir))
+    write_run_settings(output_dir, SETTINGS_FILE, config)
+    train_or_finish(trainer, run)
 
     # 6. output
     return writer.write(output_dir / FINAL_DIR)

@@ -203,22 +203,14 @@ def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: boo
             is neither a VLM nor a causal LM, or a text-only model for an env
             that shows images.
     """
-    from transformers import AutoConfig
-
     from trainers.common.config import checkpoint_folder_problem
-    from trainers.common.modeling import is_vision_config
+    from trainers.common.modeling import is_vision_config, read_model_config
 
     if not spec:
         raise ValueError("give a checkpoint folder or hub id (or 'oracle' / 'random')")
     if problem := checkpoint_folder_problem(spec):
         raise ValueError(problem)
-    try:
-        config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"cannot read a model config at {spec!r} (expected a checkpoint folder with config.json, or a "
-            f"hub id): {err}"
-        ) from err
+    config = read_model_config(spec, trust_remote_code=trust_remote_code)
     is_vision = is_vision_config(config)
     if is_vision is None:
         raise ValueError(

@@ -2,7 +2,9 @@
 
 ``--model`` takes a checkpoint path or hub id, or ``oracle`` / ``random`` for
 the built-in baselines (these need no training extras). Writes
-``metrics.json``, ``report.md`` and sample transcripts to ``--output-dir``.
+``metrics.json``, ``report.md`` and sample transcripts as ``--output-dir``:
+one folder holds one evaluation (an earlier one there is replaced whole
+with ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", dest="old_backend_flag", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--transcripts", type=int, default=3, help="sample transcripts kept per variant")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the earlier evaluation in --output-dir (never another folder)"
+    )
 
 
 def _setting_problems(args: argparse.Namespace) -> list[str]:
@@ -61,6 +66,8 @@ def _setting_problems(args: argparse.Namespace) -> list[str]:
         problems.append("--temperature must be >= 0 (0 = greedy)")
     if args.transcripts < 0:
         problems.append("--transcripts must be >= 0")
+    if args.seed < 0:
+        problems.append(f"--seed must be >= 0, got {args.seed}")
     if args.generation_backend not in available_backends():
         problems.append(
             f"--generation-backend must be one of {', '.join(available_backends())}, "
@@ -74,7 +81,9 @@ def _setting_problems(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from gengym_core.registry import variants_of
-    from trainers.eval.evaluate import env_shows_images, evaluate, write_report
+    from gengym_core.run_safety import output_lock
+    from trainers.common.cli_support import check_output_folder
+    from trainers.eval.evaluate import evaluation_folder_problem
 
     try:
         known = variants_of(args.env)
@@ -90,11 +99,16 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         print("gengym eval: " + "; ".join(problems), file=sys.stderr)
         return 2
-    try:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        print(f"gengym eval: cannot create --output-dir {args.output_dir}: {err}", file=sys.stderr)
-        return 2
+    with output_lock(args.output_dir, beside=True):
+        check_output_folder(
+            args.output_dir, overwrite=args.overwrite, kind="gengym evaluation", not_ours=evaluation_folder_problem
+        )
+        return _evaluate(args, names, known)
+
+
+def _evaluate(args: argparse.Namespace, names: list[str], known: dict) -> int:
+    from trainers.eval.evaluate import env_shows_images, evaluate, write_report
+
     try:
         agent = _make_agent(args, shows_images=any(env_shows_images(args.env, known[n]) for n in names))
     except (ValueError, OSError, ImportError) as err:
@@ -118,12 +132,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         agent.close()
-    out = write_report(result, args.output_dir)
+    write_report(result, args.output_dir)
     for name, m in result.metrics.items():
         lo, hi = m["success_ci"]
         print(f"{name:>10}: success {100 * m['success_rate']:5.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]  "
               f"per-step {100 * m['per_step_accuracy']:5.1f}%")
-    print(f"report: {out / 'report.md'}")
+    print(f"report: {args.output_dir / 'report.md'}")
     return 0
 
 

@@ -198,12 +198,41 @@ def evaluate(
     return EvalResult(env_id=env_id, agent=getattr(agent, "name", type(agent).__name__), metrics=metrics, episodes=records, settings=settings)
 
 
+#: What an evaluation folder holds (:func:`write_report`).
+REPORT_FILES = ("metrics.json", "report.md", "transcripts")
+
+
+def evaluation_folder_problem(folder: Path) -> str:
+    """What makes ``folder`` other than an evaluation :func:`write_report` wrote (``""`` when it is one)."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return "no metrics.json of a gengym evaluation"
+    if not isinstance(metrics, dict) or not {"env_id", "agent", "variants"} <= metrics.keys():
+        return "its metrics.json is not a gengym evaluation's"
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in REPORT_FILES)
+    if foreign:
+        return f"it also holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}"
+    return ""
+
+
 def write_report(result: EvalResult, output_dir: str | Path) -> Path:
-    """Write ``metrics.json``, ``report.md`` and transcripts under ``output_dir``."""
+    """Write ``metrics.json``, ``report.md`` and transcripts as the folder ``output_dir``.
+
+    One folder holds one evaluation: the folder is written beside its place
+    and renamed in, replacing an earlier evaluation there whole (its
+    transcripts of other variants or agents included), and a run killed
+    meanwhile leaves the earlier one intact.
+    """
+    from gengym_core.run_safety import replace_folder
+
+    return replace_folder(output_dir, lambda tmp: _write_report_files(result, tmp))
+
+
+def _write_report_files(result: EvalResult, out: Path) -> None:
     from PIL import Image
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True)
     (out / "metrics.json").write_text(json.dumps(result.to_json(), indent=2))
     lines = [
         f"# Evaluation of `{result.agent}` on {result.env_id}",
@@ -241,4 +270,3 @@ def write_report(result: EvalResult, output_dir: str | Path) -> Path:
                 for turn in turns[:3]:
                     lines += ["```text", str(turn.get("answer", ""))[:600], "```", f"-> {turn.get('verdict')}: {turn.get('feedback', '')}", ""]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    return out

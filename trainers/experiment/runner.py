@@ -39,11 +39,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gengym_core.run_safety import atomic_write_text, replace_folder
 from trainers.common.compute import TRAINING_RECORD, gflops_of, read_training_record
 from trainers.common.config import checkpoint_folder_problem, raise_config_errors
 from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
@@ -266,16 +266,11 @@ class ExperimentConfig:
         folder and the device. A method's own sections may change while that
         method has not run. Anything else changes results already on disk.
         """
-        current = json.loads(json.dumps(dataclasses.asdict(self)))
+        from gengym_core.run_safety import changed_settings
+
         ran = set(previous.get("methods", []))
-        broken = []
-        for key, value in current.items():
-            if key in RESUMABLE_CHANGES or key not in previous or previous[key] == value:
-                continue
-            if key in METHOD_SETTINGS and not ran.intersection(METHOD_SETTINGS[key]):
-                continue
-            broken.append(key)
-        return broken
+        unused = {key for key, methods in METHOD_SETTINGS.items() if not ran.intersection(methods)}
+        return changed_settings(dataclasses.asdict(self), previous, free=RESUMABLE_CHANGES | unused)
 
     @property
     def variants(self) -> list[str]:
@@ -421,13 +416,23 @@ class ExperimentRunner:
 
     # ------------------------------------------------------------- stages
     def run(self) -> Path:
-        """Every stage, then plots and the summary; returns ``summary.md``."""
+        """Every stage, then plots and the summary; returns ``summary.md``.
+
+        The output folder is locked meanwhile: a second experiment into it
+        stops with a message naming this one.
+        """
+        from gengym_core.run_safety import output_lock
+
+        self.config.check_runnable()
+        with output_lock(self.out):
+            return self._run()
+
+    def _run(self) -> Path:
         cfg = self.config
-        cfg.check_runnable()
         self._check_resumable()
         self.out.mkdir(parents=True, exist_ok=True)
         if self.is_main:
-            (self.out / "experiment.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+            atomic_write_text(self.out / "experiment.json", json.dumps(dataclasses.asdict(cfg), indent=2))
         base = self._stage("base model", self.base_model)
         init = self._stage("format warm-up (init SFT)", lambda: self.init_checkpoint(base))
         self._stage("evaluate init", lambda: self.evaluate(init, list(cfg.methods), step=0))
@@ -506,7 +511,7 @@ class ExperimentRunner:
             return path
         from trainers.testing.tiny_models import build_tiny_model
 
-        _build_aside(path, lambda tmp: build_tiny_model(spec.split(":", 1)[1], tmp, seed=seed))
+        replace_folder(path, lambda tmp: build_tiny_model(spec.split(":", 1)[1], tmp, seed=seed))
         return path
 
     def init_checkpoint(self, base: Path | str) -> Path | str:
@@ -597,7 +602,7 @@ class ExperimentRunner:
         model = {"init": str(init), "base": str(base)}.get(self.config.pairs.get("model", ""))
         config = self.config.pairs_config(**({"model": model} if model is not None else {}))
         dataset, info = build_pairs_dataset(config, progress=False)
-        _build_aside(out, lambda tmp: save_pairs_dataset(dataset, info, tmp))
+        replace_folder(out, lambda tmp: save_pairs_dataset(dataset, info, tmp))
         self.log(f"   {len(dataset)} pairs ({info['source']}), rejected: {info['rejected_verdicts']}")
         return out
 
@@ -806,21 +811,6 @@ class ExperimentRunner:
             lines += [f"- {k}: {v:.0f} s" for k, v in self.timings.items()]
         summary.write_text("\n".join(lines) + "\n")
         return summary
-
-
-def _build_aside(path: Path, build: Callable[[Path], Any]) -> None:
-    """Write a folder with ``build(tmp)`` next to ``path``, then rename it to ``path``:
-    a folder at ``path`` is then either complete or absent, whenever the run is
-    killed (one left incomplete by an older runner is replaced)."""
-    import shutil
-
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    build(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
 
 
 def snapshot_steps(section: str, total: int, count: int) -> list[int]:

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gengym_core.run_safety import output_lock, replace_folder
+
 HELP = "write preference pairs (verifier-accepted vs refused answers) of an env to disk"
 
 
@@ -27,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", dest="num_pairs", type=int, default=None, help="number of pairs")
     parser.add_argument("--out", type=Path, required=True, help="output folder (save_to_disk format)")
     add_env_kwarg_argument(parser, "extra gym.make keyword argument (repeatable; JSON values)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the gengym pairs folder at --out (never another folder)"
+    )
     add_config_arguments(parser, PairsConfig, skip=(*ENV_FIELDS, "num_pairs"))
 
 
@@ -58,7 +62,6 @@ def resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainers.common.cli_support import clear_output_folder, output_folder_taken
     from trainers.common.config import ConfigError
 
     try:
@@ -67,19 +70,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"gengym pairs: {err}", file=sys.stderr)
         return 2
     out: Path = args.out
-    if output_folder_taken("pairs", out, overwrite=args.overwrite):
-        return 2
+    with output_lock(out, beside=True):
+        return _write(args, config, out)
 
-    from trainers.pairs.build import build_pairs_dataset, save_pairs_dataset
 
+def _write(args: argparse.Namespace, config, out: Path) -> int:
+    """Build the pairs and put them in ``out`` (whole: written beside, then renamed in)."""
+    from trainers.common.cli_support import check_output_folder, saved_dataset_problem
+    from trainers.pairs.build import PAIRS_INFO, build_pairs_dataset, features, save_pairs_dataset
+
+    check_output_folder(
+        out,
+        overwrite=args.overwrite,
+        kind="gengym pairs folder",
+        not_ours=lambda folder: saved_dataset_problem(folder, list(features()), extra_files=[PAIRS_INFO]),
+    )
     try:
         dataset, info = build_pairs_dataset(config, progress=config.progress_bar)
     except ValueError as err:
         print(f"gengym pairs: {err}", file=sys.stderr)
         return 2
-    if args.overwrite:
-        clear_output_folder(out)
-    save_pairs_dataset(dataset, info, out)
+    replace_folder(out, lambda tmp: save_pairs_dataset(dataset, info, tmp))
     categories = ", ".join(f"{k} {v}" for k, v in info["rejected_verdicts"].items())
     print(f"wrote {len(dataset)} re-verified pairs of {config.env_id} ({info['source']}) to {out}")
     print(f"rejected answers: {categories}")

@@ -14,15 +14,34 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from gengym_core.protocol import MAX_REWARD_MAGNITUDE, is_reward_value
 from trainers.common.config import names_local_folder, raise_config_errors
 from trainers.common.engine_config import EngineConfig
 from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
 from trainers.common.train_settings import offload_errors
 from trainers.generation import BackendName
+
+#: Settings a resumed PPO run may change: its length, how it saves and logs, how and where it samples.
+RESUMABLE_SETTINGS = frozenset(
+    {
+        "output_dir",
+        "resume",
+        "total_updates",
+        "save_every",
+        "keep_checkpoints",
+        "tensorboard",
+        "log_samples",
+        "device",
+        "generation_backend",
+        "gather_for_generation",
+        "reward_device",
+        "reward_batch_size",
+    }
+)
 
 
 @dataclass
@@ -204,6 +223,13 @@ class PPOConfig:
     def validate(self) -> None:
         """Check the settings; raise ``ValueError`` saying what to change."""
         errors = []
+        not_finite = [
+            f.name for f in fields(self) if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))
+        ]
+        if not_finite:
+            errors.append(f"{', '.join(not_finite)} must be finite (not nan or inf)")
+        if self.seed < 0:
+            errors.append(f"seed must be >= 0, got {self.seed}")
         if self.total_updates < 1:
             errors.append("total_updates must be at least 1")
         if self.num_envs < 1 or self.num_steps < 1:
@@ -231,8 +257,8 @@ class PPOConfig:
             errors.append("temperature must be >= 0, top_p in (0, 1], top_k >= 0")
         if self.max_new_tokens < 1 or self.max_prompt_length < 1:
             errors.append("max_new_tokens and max_prompt_length must be positive")
-        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
-            errors.append("learning_rate and max_grad_norm must be positive")
+        if not self.learning_rate > 0 or not self.max_grad_norm > 0 or not self.adam_eps > 0:
+            errors.append("learning_rate, adam_eps and max_grad_norm must be positive")
         if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
             errors.append("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
         if self.kl_coef < 0 or self.entropy_coef < 0 or self.value_coef < 0:
@@ -268,8 +294,8 @@ class PPOConfig:
             errors.append("reward_batch_size, reward_max_length and judge_max_new_tokens must be at least 1")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.reward_device):
             errors.append(f"reward_device must be auto, cpu, cuda or cuda:N, got {self.reward_device!r}")
-        if not math.isfinite(self.judge_default_reward):
-            errors.append("judge_default_reward must be a finite number")
+        if not is_reward_value(self.judge_default_reward):
+            errors.append(f"judge_default_reward must be a finite number, at most {MAX_REWARD_MAGNITUDE:g} in size")
         if self.judge_rubric_file and not Path(self.judge_rubric_file).is_file():
             errors.append(f"judge_rubric_file {self.judge_rubric_file!r} is not a file")
         raise_config_errors("invalid PPO settings", errors, ValueError)
@@ -371,17 +397,22 @@ class PPOConfig:
         return []
 
     def _resume_errors(self) -> list[str]:
-        """A resumed run must be launched like the run that wrote its last checkpoint;
-        a fresh one must not start over an earlier run's checkpoints (a later resume
-        would pick theirs)."""
+        """A resumed run must be launched like the run that wrote its last checkpoint,
+        with the settings it began with (bar :data:`RESUMABLE_SETTINGS`); a fresh one
+        must not start over an earlier run's checkpoints (a later resume would pick
+        theirs)."""
+        from gengym_core.run_safety import (
+            changed_settings,
+            changed_settings_message,
+            earlier_run_message,
+        )
+        from trainers.common.config import config_to_dict
+
         checkpoint = latest_checkpoint(Path(self.output_dir))
         if checkpoint is None:
             return []
         if not self.resume:
-            return [
-                f"output_dir {self.output_dir} holds checkpoints of an earlier run ({checkpoint.name}): pass "
-                "--resume to continue it, or choose another output_dir"
-            ]
+            return [earlier_run_message(self.output_dir, f"checkpoints/{checkpoint.name}", overwrite=False)]
         try:
             saved = json.loads((checkpoint / "engine" / "client_state.json").read_text())
         except (OSError, ValueError) as err:
@@ -393,6 +424,16 @@ class PPOConfig:
         processes = int(os.environ.get("WORLD_SIZE", "1")) if self.deepspeed != "none" else 1
         if int(saved.get("world_size", processes)) != processes:
             return [f"{checkpoint} was written by {saved['world_size']} processes; resume with as many"]
+        saved_file = Path(self.output_dir) / "config.json"
+        try:
+            saved = json.loads(saved_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        saved = saved if isinstance(saved, dict) else {}
+        now = config_to_dict(self)
+        changed = changed_settings(now, saved, free=RESUMABLE_SETTINGS)
+        if changed:
+            return [changed_settings_message(self.output_dir, saved_file, saved, now, changed, overwrite=False)]
         return []
 
     def reward_options(self) -> dict[str, Any]:
@@ -449,16 +490,15 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 def _model_kind(path: str) -> tuple[bool | None, str]:
     """``(is a vision-language model, problem)`` from a checkpoint's config alone."""
-    from transformers import AutoConfig
-
-    from trainers.common.modeling import is_vision_config
+    from trainers.common.config import ConfigError
+    from trainers.common.modeling import is_vision_config, read_model_config
 
     if names_local_folder(path) and not Path(path).expanduser().is_dir():
         return None, f"{path!r} is not a folder (give a local checkpoint folder or a hub id)"
     try:
-        model_config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        return None, f"cannot read a model config at {path!r}: {str(err).splitlines()[0]}"
+        model_config = read_model_config(path)
+    except ConfigError as err:
+        return None, str(err)
     kind = is_vision_config(model_config)
     if kind is None:
         return None, (
@@ -478,12 +518,12 @@ def _lora_target_errors(path: str, targets: str) -> list[str]:
     if targets.strip() == "all-linear":
         return []
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    from trainers.common.modeling import is_vision_config
+    from trainers.common.modeling import is_vision_config, read_model_config
 
     try:
-        model_config = AutoConfig.from_pretrained(path)
+        model_config = read_model_config(path)
         model_class = AutoModelForImageTextToText if is_vision_config(model_config) else AutoModelForCausalLM
         with torch.device("meta"):
             model = model_class.from_config(model_config)

@@ -515,8 +515,15 @@ class PPOTrainer:
 
 # ================================================================== functions
 def train_ppo(config: PPOConfig, reward_fn: RewardFunction | None = None) -> Path:
-    """Train with PPO; return the directory of the final policy."""
-    return PPOTrainer(config, reward_fn=reward_fn).train()
+    """Train with PPO; return the directory of the final policy.
+
+    The output folder is locked for the run: a second run into it stops
+    with a message naming this one.
+    """
+    from gengym_core.run_safety import output_lock
+
+    with output_lock(config.output_dir):
+        return PPOTrainer(config, reward_fn=reward_fn).train()
 
 
 def _seed(*parts: int) -> int:

@@ -202,11 +202,14 @@ def load_reward_model(
         model = RewardModel(loaded.model, head)
         processor, is_vision = loaded.processor, loaded.is_vision
     else:
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from trainers.common.config import ConfigError
+        from trainers.common.modeling import read_model_config, readable_weights
 
         try:
-            config = AutoConfig.from_pretrained(path)
-        except (OSError, ValueError) as err:
+            config = read_model_config(path)
+        except ConfigError as err:
             raise ValueError(
                 f"{path!r} is not a reward model: no {REWARD_MODEL_FILE} (write one with `gengym reward-model`) "
                 f"and no readable model config ({err})"
@@ -220,8 +223,9 @@ def load_reward_model(
             )
         if isinstance(dtype, str) and dtype != "auto":
             dtype = getattr(torch, dtype)
-        classifier = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
-        processor = AutoTokenizer.from_pretrained(path)
+        with readable_weights(path):
+            classifier = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype, trust_remote_code=False)
+        processor = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         prepare_tokenizer_for_generation(processor)
         if classifier.config.pad_token_id is None:
             classifier.config.pad_token_id = processor.pad_token_id

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from trl import RewardConfig, RewardTrainer
 
+from gengym_core.run_safety import output_lock, replace_folder
 from trainers.common.compute import TRAINING_RECORD, count_parameters, init_tokens_of, sft_flops
 from trainers.common.hf_trainer_support import (
     FINAL_DIR,
@@ -48,6 +49,8 @@ from trainers.common.hf_trainer_support import (
     prepare_engine,
     read_chat_template,
     reset_zero3_loading,
+    start_run,
+    train_or_finish,
     training_callbacks,
     training_dtype,
     trl_training_kwargs,
@@ -70,6 +73,8 @@ from trainers.reward_model.reward_config import GengymRewardModelConfig
 
 #: Pairs (the longest by text) encoded before training to catch overlong ones early.
 PREFLIGHT_PAIRS = 4
+#: The run's settings in ``output_dir``.
+SETTINGS_FILE = "gengym_reward_model_config.json"
 
 
 class RewardCollator:
@@ -130,12 +135,13 @@ def train_reward_model(config: GengymRewardModelConfig) -> Path:
     """
     config.validate()
     config.check_runnable()
-    with reset_zero3_loading():
+    with output_lock(config.output_dir), reset_zero3_loading():
         return _train(config)
 
 
 def _train(config: GengymRewardModelConfig) -> Path:
     output_dir = Path(config.output_dir)
+    run = start_run(config, output_dir, SETTINGS_FILE)  # no checkpoints: a new run (refused over an earlier one)
     chat_template = read_chat_template(config.chat_template_file)  # a bad path fails before any work
 
     # 1. data, and 2. the backbone's kind, from its config alone
@@ -174,8 +180,8 @@ def _train(config: GengymRewardModelConfig) -> Path:
         num_params=num_params,
         init_tokens=init_tokens_of(config.model),
     )
-    write_run_settings(output_dir, "gengym_reward_model_config.json", config)
-    trainer.train()
+    write_run_settings(output_dir, SETTINGS_FILE, config)
+    train_or_finish(trainer, run)
 
     # 6. output
     record = {
@@ -201,13 +207,13 @@ def _train(config: GengymRewardModelConfig) -> Path:
 
 def _write_final(trainer: GengymRewardTrainer, directory: Path, *, processor: Any, record: dict, zero3: bool) -> None:
     """Write the reward-model folder; under ZeRO-3 the weights are gathered once for it."""
-    import shutil
-
     model: RewardModel = trainer.accelerator.unwrap_model(trainer.model)
     with gathered_parameters(trainer, model, zero3=zero3, loaded=model.backbone):
-        if trainer.accelerator.is_main_process:
-            if directory.exists():
-                shutil.rmtree(directory)
-            save_reward_model(model, directory, processor=processor, record=record)
-            (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+        if trainer.accelerator.is_main_process:  # built beside its place and renamed in: whole or absent
+            replace_folder(directory, lambda building: _save(model, building, processor, record))
     trainer.accelerator.wait_for_everyone()
+
+
+def _save(model: RewardModel, directory: Path, processor: Any, record: dict) -> None:
+    save_reward_model(model, directory, processor=processor, record=record)
+    (directory / TRAINING_RECORD).write_text(json.dumps(record, indent=2))

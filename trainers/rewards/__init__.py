@@ -132,13 +132,12 @@ def reward_source_sees_images_problem(spec: str, env_has_images: bool) -> str:
     kind, arg = parse_reward_spec(spec)
     if kind not in ("reward-model", "judge") or not env_has_images:
         return ""
-    from transformers import AutoConfig
-
-    from trainers.common.modeling import is_vision_config
+    from trainers.common.config import ConfigError
+    from trainers.common.modeling import is_vision_config, read_model_config
 
     try:
-        model_config = AutoConfig.from_pretrained(str(arg))
-    except (OSError, ValueError):
+        model_config = read_model_config(str(arg))
+    except ConfigError:
         return ""
     if any(str(a).endswith("ForSequenceClassification") for a in model_config.architectures or []):
         is_vision = False
@@ -213,8 +212,6 @@ def validate_reward_weights(spec: str, weights: dict[str, float] | None) -> None
     Keys are ``"env"`` and the spec's kind (e.g. ``"judge"``); values finite
     numbers, not all zero. Empty weights mean the spec's source alone.
     """
-    import math
-
     if not weights:
         return
     kind, _ = parse_reward_spec(spec)
@@ -228,9 +225,14 @@ def validate_reward_weights(spec: str, weights: dict[str, float] | None) -> None
         raise ValueError(
             f"reward_weights keys must be {sorted(allowed)} for reward {spec!r}; unknown: {sorted(unknown)}"
         )
+    from gengym_core.protocol import MAX_REWARD_MAGNITUDE, is_reward_value
+
     for key, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"reward_weights[{key!r}] must be a finite number, got {value!r}")
+        if not is_reward_value(value):
+            raise ValueError(
+                f"reward_weights[{key!r}] must be a finite number, at most {MAX_REWARD_MAGNITUDE:g} in size; "
+                f"got {value!r}"
+            )
     if not any(weights.values()):
         raise ValueError("reward_weights are all zero: every turn would score 0")
 

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from trl import SFTConfig, SFTTrainer
 
+from gengym_core.run_safety import output_lock
 from trainers.common.compute import count_parameters, init_tokens_of, sft_flops
 from trainers.common.config import ConfigError
 from trainers.common.hf_trainer_support import (
@@ -56,7 +57,8 @@ from trainers.common.hf_trainer_support import (
     prepare_engine,
     read_chat_template,
     reset_zero3_loading,
-    resume_checkpoint,
+    start_run,
+    train_or_finish,
     training_callbacks,
     training_dtype,
     trl_training_kwargs,
@@ -76,6 +78,8 @@ from trainers.sft.sft_config import GengymSFTConfig
 #: Examples (the longest by text) encoded before training to catch sequences
 #: over ``max_length`` early; the collator still checks every batch.
 PREFLIGHT_EXAMPLES = 4
+#: The run's settings in ``output_dir`` (a resumed run must keep them).
+SETTINGS_FILE = "gengym_sft_config.json"
 
 
 # -- the collator ----------------------------------------------------------------
@@ -294,12 +298,17 @@ def train_sft(config: GengymSFTConfig) -> Path:
     """
     config.validate()
     config.check_runnable()
-    with reset_zero3_loading():
+    with output_lock(config.output_dir), reset_zero3_loading():
         return _train(config)
 
 
 def _train(config: GengymSFTConfig) -> Path:
     output_dir = Path(config.output_dir)
+
+    # 0. the run folder: a new run, a resumed one, or one that is already complete
+    run = start_run(config, output_dir, SETTINGS_FILE)
+    if run.finished is not None:
+        return run.finished
 
     # 1. data: a folder is read now; generated data are first tried on one
     # example, so that a wrong env setting or a model that cannot take the
@@ -373,8 +382,8 @@ def _train(config: GengymSFTConfig) -> Path:
         init_tokens=init_tokens_of(config.model),
     )
     writer.trainer = trainer
-    write_run_settings(output_dir, "gengym_sft_config.json", config)
-    trainer.train(resume_from_checkpoint=resume_checkpoint(config, output_dir))
+    write_run_settings(output_dir, SETTINGS_FILE, config)
+    train_or_finish(trainer, run)
 
     # 6. output
     return writer.write(output_dir / FINAL_DIR)
