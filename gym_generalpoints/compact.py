@@ -19,8 +19,10 @@ Answer::
 
     10 7 7 1:(10-7)*(1+7)
 
-the number each card counts, in the order the cards are shown, then ``:``
-and a formula over exactly those numbers (``= N`` may follow it). The
+the numbers the cards count (in any order; the oracle writes them from
+largest to smallest, a canonical order that does not depend on the order
+the cards were dealt in), then ``:`` and a formula over exactly those
+numbers (``= N`` may follow it). The
 number list plays the JSON answer's ``number`` field and the formula its
 ``formula`` field: both are judged by
 :func:`~gym_generalpoints.verifier.verify` with the same stages and rewards
@@ -214,8 +216,8 @@ def revision_text(task: str, turns: Sequence[tuple[str, str]]) -> str:
 
 
 def oracle_answer(hand: Hand, solution: str) -> str:
-    """The answer that states the hand's numbers and ``solution``."""
-    return answer_text(hand.values, solution)
+    """The answer that states the hand's numbers (largest first) and ``solution``."""
+    return answer_text(sorted(hand.values, reverse=True), solution)
 
 
 def wrong_compact_answer(hand: Hand, rng: np.random.Generator, verdict: str | None = None) -> str:
@@ -229,7 +231,7 @@ def wrong_compact_answer(hand: Hand, rng: np.random.Generator, verdict: str | No
     """
     for _ in range(100):
         data = json.loads(wrong_answer(hand, rng, verdict))
-        text = answer_text(data["number"], data["formula"])
+        text = answer_text(sorted(data["number"], reverse=True), data["formula"])
         judged = judge(hand, text)
         if judged.verdict != "correct" and (verdict is None or judged.verdict == verdict):
             return text
@@ -241,4 +243,4 @@ def random_compact_answer(
 ) -> str:
     """The random baseline's answer: random cards' numbers under the rule, a random formula."""
     data = json.loads(random_answer(hand_size, face_card_values, rng))
-    return answer_text(data["number"], data["formula"])
+    return answer_text(sorted(data["number"], reverse=True), data["formula"])
