@@ -172,7 +172,7 @@ def run_update(path: Path, args: argparse.Namespace, *, lora: bool, out: Path) -
         lora=lora,
         tensorboard=False,
         save_every=10**6,
-        generation_backend=args.backend,
+        generation_backend=args.generation_backend,
         device="cpu" if args.tiny else "cuda",
     )
     if torch.cuda.is_available():
@@ -233,7 +233,7 @@ def max_size(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 continue
             figures = workdir / f"attempt-{name}-{mode}.json"
             command = [sys.executable, __file__, "--attempt", str(path), "--json", str(figures),
-                       "--engine", args.engine, "--backend", args.backend, "--batch", str(args.batch),
+                       "--engine", args.engine, "--generation-backend", args.generation_backend, "--batch", str(args.batch),
                        "--steps", str(args.steps), "--micro-batch", str(args.micro_batch),
                        "--new-tokens", str(args.new_tokens)]
             command += ["--lora"] * (mode == "lora") + ["--tiny"] * args.tiny
@@ -271,6 +271,8 @@ def _free(device: str) -> None:
 
 
 def main() -> None:
+    from trainers.generation import available_backends
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny config on the CPU (smoke run)")
     parser.add_argument("--decoder", default="1.5b", choices=list(DECODER_SHAPES), help="decoder shape")
@@ -279,7 +281,9 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=4, help="sequences per forward/backward")
     parser.add_argument("--new-tokens", type=int, default=256, help="max new tokens per answer")
     parser.add_argument("--engine", default="zero3", choices=["zero3", "zero2", "none"])
-    parser.add_argument("--backend", default="hf", help="generation backend")
+    parser.add_argument(
+        "--generation-backend", default="hf", choices=available_backends(), help="generation backend"
+    )
     parser.add_argument("--max-size", action="store_true", help="search the largest trainable decoder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # One attempt of the size search, in its own process.

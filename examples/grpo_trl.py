@@ -18,8 +18,18 @@ Two modes:
     Works for text LMs and VLMs (image envs send their images the standard
     TRL way).
 
-Smoke run on a CPU, with tiny random models built offline (no download):
+In tools mode ``--max-tool-calls`` and ``--max-completion-length`` default
+to what the env's episodes need (the oracle's rollouts of 16 episodes, plus
+room for one wrong answer and half again the tokens, at least 512): V-IRL needs one tool
+call per rail point, so its rollouts are long (short routes: up to about 13
+calls and 2000 tokens). The adapter warns when the settings cannot hold an
+episode.
 
+Smoke run on a CPU, with tiny random models built offline (no download);
+``--scripted`` makes the tiny model's generation call the tool (a wrong
+answer, then the oracle's answers), so episodes are really played:
+
+    python examples/grpo_trl.py --tiny --scripted --env VIRL-L-v0 --mode tools --max-steps 1
     python examples/grpo_trl.py --tiny --env GeneralPoints-L-v0 --mode tools --max-steps 1
     python examples/grpo_trl.py --tiny --env GeneralPoints-VL-v0 --mode single-turn \\
         --env-kwarg image_size=64 --max-steps 1
@@ -68,12 +78,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--num-generations", type=int, default=4, help="completions per prompt")
     parser.add_argument("--batch-size", type=int, default=4, help="per-device train batch size")
-    parser.add_argument("--max-completion-length", type=int, default=256)
+    parser.add_argument(
+        "--max-completion-length",
+        type=int,
+        default=None,
+        help="completion tokens (default: 256 single-turn; tools mode: what the env's episodes need)",
+    )
     parser.add_argument(
         "--max-tool-calls",
         type=int,
-        default=5,
-        help="tool-calling iterations per rollout (tools mode)",
+        default=None,
+        help="tool-calling iterations per rollout (tools mode; default: what the env's episodes need)",
+    )
+    parser.add_argument(
+        "--scripted",
+        action="store_true",
+        help="with --tiny and tools mode: generation calls the tool (a wrong answer, then the oracle's)",
     )
     parser.add_argument("--learning-rate", type=float, default=1e-6)
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -82,6 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if bool(args.model) == bool(args.tiny):
         parser.error("give exactly one of --model and --tiny")
+    if args.scripted and not (args.tiny and args.mode == "tools"):
+        parser.error("--scripted needs --tiny and --mode tools")
     return args
 
 
@@ -110,6 +132,14 @@ def load_model(args: argparse.Namespace, image_env: bool) -> tuple[Any, Any]:
     return model, processing_class
 
 
+def env_kwargs_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The env's ``gym.make`` kwargs: the variant's, then ``--env-kwarg`` on top."""
+    from gengym_core.play import parse_env_kwargs
+    from gengym_core.single_turn import resolve_env_kwargs
+
+    return resolve_env_kwargs(args.env, parse_env_kwargs(args.env_kwargs), args.variant)
+
+
 def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
     """TRL's settings, the trainer's data arguments and whether the env shows images,
     all checked before any model loads.
@@ -117,11 +147,9 @@ def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
     Raises:
         ValueError: Settings the env, the adapters or TRL refuse.
     """
-    from gengym_core.play import parse_env_kwargs
-    from gengym_core.single_turn import resolve_env_kwargs
     from trainers.eval.evaluate import env_shows_images
 
-    env_kwargs = resolve_env_kwargs(args.env, parse_env_kwargs(args.env_kwargs), args.variant)
+    env_kwargs = env_kwargs_of(args)
     image_env = env_shows_images(args.env, env_kwargs)
     if args.tiny and image_env and args.mode == "tools":
         raise ValueError(
@@ -137,17 +165,24 @@ def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
     from trainers.adapters import (
         env_success,
         single_turn_dataset,
+        suggested_tool_settings,
         tool_env_factory,
         tool_prompt_dataset,
         verifier_reward,
     )
 
+    max_tool_calls, max_length = args.max_tool_calls, args.max_completion_length
+    if args.mode == "tools" and (max_tool_calls is None or max_length is None):
+        needs = suggested_tool_settings(args.env, env_kwargs=env_kwargs)
+        max_tool_calls = max_tool_calls or needs.tool_calls + 1
+        max_length = max_length or max(512, 64 * -(-needs.completion_tokens * 3 // 2 // 64))
+        print(f"{args.env}: max_tool_calling_iterations={max_tool_calls}, max_completion_length={max_length}")
     config = GRPOConfig(
         output_dir=str(args.output_dir),
         max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size,
         num_generations=args.num_generations,
-        max_completion_length=args.max_completion_length,
+        max_completion_length=max_length or 256,
         learning_rate=args.learning_rate,
         temperature=args.temperature,
         seed=args.seed,
@@ -157,14 +192,14 @@ def setup(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        max_tool_calling_iterations=args.max_tool_calls if args.mode == "tools" else None,
+        max_tool_calling_iterations=max_tool_calls if args.mode == "tools" else None,
         # Success is logged beside the env reward but not trained on (weight 0).
         reward_weights=[0.0] if args.mode == "tools" else None,
     )
     if args.mode == "tools":
         data = {
             "train_dataset": tool_prompt_dataset(args.env, args.num_prompts, seed=args.seed),
-            "environment_factory": tool_env_factory(args.env, env_kwargs=env_kwargs),
+            "environment_factory": tool_env_factory(args.env, env_kwargs=env_kwargs, grpo_args=config),
             "reward_funcs": [env_success],
         }
     else:
@@ -197,6 +232,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from trl import GRPOTrainer
 
     model, processing_class = load_model(args, image_env)
+    if args.scripted:
+        from trainers.testing.scripted_policy import ScriptedToolPolicy, script_tool_calls
+
+        seeds = data["train_dataset"]["seed"]
+        script_tool_calls(model, processing_class, ScriptedToolPolicy(args.env, seeds, env_kwargs_of(args)))
     trainer = GRPOTrainer(model=model, args=config, processing_class=processing_class, **data)
     trainer.train()
     metrics = [entry for entry in trainer.state.log_history if "loss" in entry]

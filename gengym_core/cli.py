@@ -81,7 +81,8 @@ def close_process_group() -> None:
     A process that leaves with the group open can abort in its communication
     threads while another is still saving (``terminate called without an
     active exception``, SIGABRT), and the launcher then reports the whole run
-    as failed. Nothing happens without torch or outside a launch.
+    as failed. Nothing happens without torch or outside a launch. Launcher
+    variables the trainers invented for a single-process group go with it.
     """
     torch = sys.modules.get("torch")
     if torch is None:
@@ -90,6 +91,9 @@ def close_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    engine = sys.modules.get("trainers.common.engine")
+    if engine is not None:
+        engine.forget_invented_launch_env()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

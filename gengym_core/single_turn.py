@@ -134,6 +134,8 @@ class GeneralPointsScorer(_FrozenScorer):
         target: The number to make.
         face_card_values: What J, Q and K count.
         check_cards: Whether the answer's ``cards`` field is judged (image mode).
+        check_numbers: Whether its ``number`` field is judged.
+        check_stated_result: Whether a trailing ``= N`` is judged.
         rewards: Reward of each verdict (fields of
             ``gym_generalpoints.GeneralPointsRewards``).
         solutions: Known solutions; only kept when the optional prefix reward
@@ -148,6 +150,8 @@ class GeneralPointsScorer(_FrozenScorer):
     check_cards: bool
     rewards: Mapping[str, float | None] = field(hash=False)
     solutions: tuple[str, ...] = ()
+    check_numbers: bool = True
+    check_stated_result: bool = True
 
     def judge(self, answer: Any) -> Judged:
         """Judge one raw answer with :func:`gym_generalpoints.verifier.verify`."""
@@ -162,6 +166,8 @@ class GeneralPointsScorer(_FrozenScorer):
             answer,  # as the env passes it: non-strings are judged illegal
             rewards=GeneralPointsRewards(**self.rewards),
             check_cards=self.check_cards,
+            check_numbers=self.check_numbers,
+            check_stated_result=self.check_stated_result,
             solutions=self.solutions,
         )
         return Judged(float(judgement.reward), judgement.verdict, judgement.feedback)
@@ -188,6 +194,9 @@ class GeneralPointsScorer(_FrozenScorer):
             check_cards=_bool(data, "check_cards"),
             rewards=rewards,
             solutions=tuple(_str_list(data, "solutions")) if "solutions" in data else (),
+            # Scorers written before these settings judged both.
+            check_numbers=_bool(data, "check_numbers") if "check_numbers" in data else True,
+            check_stated_result=_bool(data, "check_stated_result") if "check_stated_result" in data else True,
         )
 
 
@@ -417,25 +426,18 @@ def _gp_scorer(env: Any, info: dict[str, Any]) -> GeneralPointsScorer:
         check_cards=bool(config.cards_checked),
         rewards=rewards,
         solutions=tuple(env.unwrapped.solutions()) if rewards.get("prefix") is not None else (),
+        check_numbers=bool(config.numbers_checked),
+        check_stated_result=bool(config.check_stated_result),
     )
 
 
 def _virl_scorer(env: Any, info: dict[str, Any]) -> VirlScorer:
-    # The step info describes the point just judged, not the next one, so the
-    # current point is read off the oracle's answer with the verifier's own
-    # parsers; the result is then checked to accept that very answer.
-    from gengym_core.answers import get_field
-    from gym_virl.verifier import ANSWER_KEYS, claims_intersection, parse_action, read_answer
-
-    core = env.unwrapped
-    space = info["action_space"]
-    oracle = read_answer(core.oracle_answer())
-    observation, action = get_field(oracle, ANSWER_KEYS[0]), get_field(oracle, ANSWER_KEYS[2])
+    # The info (of reset or of the latest step) describes the point the env is at now.
     return VirlScorer(
-        gold_action=parse_action(action, space),
-        at_intersection=claims_intersection(observation),
-        action_space=space,
-        rewards=asdict(core.config.rewards),
+        gold_action=info["gold_action"],
+        at_intersection=bool(info["at_intersection"]),
+        action_space=info["action_space"],
+        rewards=asdict(env.unwrapped.config.rewards),
     )
 
 
@@ -587,7 +589,6 @@ def iter_single_turn_tasks(
         )
     kwargs = resolve_env_kwargs(env_id, env_kwargs, variant)
     env = make(env_id, **kwargs)
-    core = env.unwrapped
     produced = episode = 0
     try:
         while produced < num_tasks:
@@ -597,31 +598,90 @@ def iter_single_turn_tasks(
             while not done and produced < num_tasks:
                 if max_steps_per_episode is not None and step >= max_steps_per_episode:
                     break
-                scorer = scorer_for(
-                    env, info, env_id=env_id, env_kwargs=kwargs, reset_seed=reset_seed, step=step
-                )
-                oracle = core.oracle_answer()
-                yield SingleTurnTask(
-                    env_id=env_id,
-                    env_kwargs=dict(kwargs),
-                    seed=seed,
-                    episode=episode,
-                    episode_seed=reset_seed,
-                    step=step,
-                    messages=copy_messages(core.chat_messages()),
-                    images=[np.asarray(image, dtype=np.uint8) for image in core.chat_images()],
-                    scorer=scorer,
-                    oracle_answer=oracle,
-                )
+                yield _task_here(env, info, env_id, kwargs, seed, episode, reset_seed, step)
                 produced += 1
-                _, _, terminated, truncated, info = env.step(oracle)
-                if info.get("verdict") != "correct":
-                    raise RuntimeError(
-                        f"{env_id} (episode seed {reset_seed}, step {step}): the env rejects the oracle's answer "
-                        f"({info.get('verdict')}: {info.get('feedback')})"
-                    )
-                done = terminated or truncated
+                info, done = _oracle_step(env, env_id, reset_seed, step)
                 step += 1
             episode += 1
     finally:
         env.close()
+
+
+def _task_here(
+    env: Any, info: dict[str, Any], env_id: str, kwargs: dict[str, Any], seed: int, episode: int,
+    reset_seed: int, step: int,
+) -> SingleTurnTask:
+    """The task at the env's current state (``info``: the latest reset or step info)."""
+    core = env.unwrapped
+    scorer = scorer_for(env, info, env_id=env_id, env_kwargs=kwargs, reset_seed=reset_seed, step=step)
+    return SingleTurnTask(
+        env_id=env_id,
+        env_kwargs=dict(kwargs),
+        seed=seed,
+        episode=episode,
+        episode_seed=reset_seed,
+        step=step,
+        messages=copy_messages(core.chat_messages()),
+        images=[np.asarray(image, dtype=np.uint8) for image in core.chat_images()],
+        scorer=scorer,
+        oracle_answer=core.oracle_answer(),
+    )
+
+
+def _oracle_step(env: Any, env_id: str, reset_seed: int, step: int) -> tuple[dict[str, Any], bool]:
+    """Step the oracle's answer; return the step info and whether the episode ended."""
+    _, _, terminated, truncated, info = env.step(env.unwrapped.oracle_answer())
+    if info.get("verdict") != "correct":
+        raise RuntimeError(
+            f"{env_id} (episode seed {reset_seed}, step {step}): the env rejects the oracle's answer "
+            f"({info.get('verdict')}: {info.get('feedback')})"
+        )
+    return info, bool(terminated or truncated)
+
+
+def single_turn_task(
+    env: Any,
+    episode: int,
+    *,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    seed: int = 0,
+    step: int | str = 0,
+) -> SingleTurnTask:
+    """Task ``episode`` of a task set, by index: a pure function of ``(seed, episode, step)``.
+
+    The random-access counterpart of :func:`iter_single_turn_tasks` (same
+    episode seeds, same tasks). ``env`` is an env made with ``env_id`` and
+    ``env_kwargs`` (reused across calls; reset here).
+
+    Args:
+        step: Which task step of the episode: an index, or ``"random"`` for
+            one drawn uniformly from the episode's steps with a generator
+            seeded by ``(seed, episode)`` (V-IRL: any rail point; one-step
+            families: always 0).
+
+    Raises:
+        ValueError: A negative episode, an unknown ``step`` or one past the
+            episode's end.
+        RuntimeError: The oracle's answer is rejected (an env bug).
+    """
+    if isinstance(episode, bool) or not isinstance(episode, int) or episode < 0:
+        raise ValueError(f"episode must be a non-negative integer, got {episode!r}")
+    reset_seed = episode_seed(seed, episode)
+    kwargs = dict(env_kwargs)
+    if step == "random":
+        _, info = env.reset(seed=reset_seed)
+        length, done = 0, False
+        while not done:
+            info, done = _oracle_step(env, env_id, reset_seed, length)
+            length += 1
+        rng = np.random.default_rng(np.random.SeedSequence([seed, episode, 1]))
+        step = int(rng.integers(length))
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be a non-negative integer or 'random', got {step!r}")
+    _, info = env.reset(seed=reset_seed)
+    for k in range(step):
+        info, done = _oracle_step(env, env_id, reset_seed, k)
+        if done:
+            raise ValueError(f"{env_id}: episode {episode} has only {k + 1} task steps, not {step + 1}")
+    return _task_here(env, info, env_id, kwargs, seed, episode, reset_seed, step)

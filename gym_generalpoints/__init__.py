@@ -33,6 +33,10 @@ from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry
 
+# A chat session of GeneralPoints (gengym_core.session) is the env's own chat_messages():
+# the task, then each answer and the verifier's feedback on it, already a growing
+# conversation; so the family's session rule is the protocol's.
+from gengym_core.session import protocol_conversation as session_conversation
 from gym_generalpoints.config import GeneralPointsConfig
 from gym_generalpoints.env import GeneralPointsEnv
 from gym_generalpoints.verifier import VERDICTS, GeneralPointsRewards
@@ -44,6 +48,7 @@ __all__ = [
     "GeneralPointsConfig",
     "GeneralPointsEnv",
     "GeneralPointsRewards",
+    "session_conversation",
     "variant_kwargs",
 ]
 

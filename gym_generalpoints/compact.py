@@ -163,11 +163,17 @@ def judge(
     text: object,
     *,
     rewards: GeneralPointsRewards = DEFAULT_REWARDS,
+    check_numbers: bool = False,
+    check_stated_result: bool = False,
     solutions: Sequence[str] = (),
 ) -> CompactJudgement:
     """Judge a compact answer with the verifier (same stages, same rewards).
 
-    Never raises: an answer that is not ``numbers:formula`` is ``illegal``.
+    ``check_numbers`` and ``check_stated_result`` are the verifier's: by
+    default, as for text-mode JSON answers, the number list is not judged
+    (the formula must still use exactly the cards' numbers) and a trailing
+    ``= N`` is ignored. Never raises: an answer that is not
+    ``numbers:formula`` is ``illegal``.
     """
     try:
         numbers, formula = parse_answer(text)
@@ -175,7 +181,15 @@ def judge(
         judged = Judgement(rewards.illegal, "illegal", f"Your answer could not be read: {err}.")
         return CompactJudgement(judged, None)
     fields = json.dumps({"number": list(numbers), "formula": formula})
-    return CompactJudgement(verify(hand, fields, rewards=rewards, solutions=solutions), numbers)
+    judged = verify(
+        hand,
+        fields,
+        rewards=rewards,
+        check_numbers=check_numbers,
+        check_stated_result=check_stated_result,
+        solutions=solutions,
+    )
+    return CompactJudgement(judged, numbers)
 
 
 def _number_changes(wrong: Sequence[int], right: Sequence[int]) -> str:
@@ -195,8 +209,9 @@ def feedback(hand: Hand, judged: CompactJudgement) -> str:
         text = str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
         return f"{FEEDBACK_MARK}={text}"
     if j.verdict == "wrong_numbers":
+        # The list when it was judged and is wrong, else the formula's numbers.
         listed = judged.numbers or ()
-        if sorted(listed) != sorted(hand.values):
+        if j.numbers_correct is False:
             return f"{FEEDBACK_MARK}N" + _number_changes(listed, hand.values)
         return f"{FEEDBACK_MARK}N" + _number_changes(j.formula_numbers or (), hand.values)
     if j.verdict == "budget":
@@ -220,7 +235,14 @@ def oracle_answer(hand: Hand, solution: str) -> str:
     return answer_text(sorted(hand.values, reverse=True), solution)
 
 
-def wrong_compact_answer(hand: Hand, rng: np.random.Generator, verdict: str | None = None) -> str:
+def wrong_compact_answer(
+    hand: Hand,
+    rng: np.random.Generator,
+    verdict: str | None = None,
+    *,
+    check_numbers: bool = False,
+    check_stated_result: bool = False,
+) -> str:
     """A compact answer the verifier rejects with ``verdict`` (``None``: one at random).
 
     Built from :func:`~gym_generalpoints.sampling.wrong_answer` (the JSON
@@ -229,10 +251,11 @@ def wrong_compact_answer(hand: Hand, rng: np.random.Generator, verdict: str | No
     Raises:
         ValueError: The verdict cannot occur in text mode.
     """
+    checks = {"check_numbers": check_numbers, "check_stated_result": check_stated_result}
     for _ in range(100):
-        data = json.loads(wrong_answer(hand, rng, verdict))
+        data = json.loads(wrong_answer(hand, rng, verdict, **checks))
         text = answer_text(sorted(data["number"], reverse=True), data["formula"])
-        judged = judge(hand, text)
+        judged = judge(hand, text, **checks)
         if judged.verdict != "correct" and (verdict is None or judged.verdict == verdict):
             return text
     raise RuntimeError(f"found no {verdict} compact answer for {hand.ranks}")

@@ -55,6 +55,14 @@ class GeneralPointsConfig:
         check_cards: Judge the answer's ``cards`` field. ``None`` (default)
             checks it in ``VL`` mode only: in ``L`` mode the prompt lists the
             cards, and the paper's -1.5 recognition penalty is image-only.
+        check_numbers: Judge the answer's ``number`` field. ``None``
+            (default) checks it in ``VL`` mode only, as the reference code
+            meant to (it computed the field there but never compared it:
+            defect 4) and never did in ``L`` mode; ``True`` judges it in
+            both modes.
+        check_stated_result: Judge a trailing ``= N`` after the formula (a
+            false one is a wrong value). ``False`` (default) ignores
+            everything from the first ``=`` on, as the reference code does.
         rewards: Reward of each verdict.
         max_echo_chars: Longest part of the previous answer quoted in the next
             observation.
@@ -76,6 +84,8 @@ class GeneralPointsConfig:
     position_jitter: float = 0.0
     verify_iter: int = 5
     check_cards: bool | None = None
+    check_numbers: bool | None = None
+    check_stated_result: bool = False
     rewards: GeneralPointsRewards = field(default_factory=GeneralPointsRewards)
     max_echo_chars: int = 1000
     compact: bool = False
@@ -163,6 +173,11 @@ class GeneralPointsConfig:
             "check_cards must be true, false or null",
         )
         need(
+            self.check_numbers is None or isinstance(self.check_numbers, bool),
+            "check_numbers must be true, false or null",
+        )
+        need(isinstance(self.check_stated_result, bool), "check_stated_result must be true or false")
+        need(
             isinstance(self.rewards, GeneralPointsRewards),
             "rewards must be a GeneralPointsRewards or a mapping of its fields",
         )
@@ -189,6 +204,11 @@ class GeneralPointsConfig:
     def cards_checked(self) -> bool:
         """Whether the answer's ``cards`` field is judged."""
         return self.image if self.check_cards is None else self.check_cards
+
+    @property
+    def numbers_checked(self) -> bool:
+        """Whether the answer's ``number`` field is judged."""
+        return self.image if self.check_numbers is None else self.check_numbers
 
     def deal_rules(self) -> DealRules:
         """What a deal under this configuration must satisfy."""

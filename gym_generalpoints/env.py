@@ -62,9 +62,13 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     also recognise them.
 
     Episodes are multi-turn *sequential revision*: a wrong answer is judged,
-    and the next observation shows the task again with the previous answer
-    and the verifier's feedback, until the answer is correct or the budget of
-    ``verify_iter`` verified attempts is spent.
+    and the model tries again, until the answer is correct or the budget of
+    ``verify_iter`` verified attempts is spent. The conversation
+    (``chat_messages()``: the task, then each answer and a user turn saying
+    why it was not accepted) is what the paper's code shows the model, and
+    what gengym's trainers show by default; the observation's text is the
+    same turn as one self-contained prompt (the task, the previous answer and
+    the verifier's feedback), for agents that read one prompt a turn.
 
     ## Action Space
 
@@ -86,15 +90,20 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     ## Rewards
 
     Paper defaults, configurable with ``rewards``: +5 correct; -1 a legal
-    formula over exactly the cards' numbers with the wrong value (or a false
-    ``= N``); -2 the ``number`` list or the formula's numbers are not exactly
-    the cards' numbers (unused, repeated or foreign); -1.5 the ``cards`` list
-    names other cards (image mode); -3 an unreadable answer or an illegal
-    formula; -1 for answering after the budget. When an answer has several
-    faults the feedback lists all of them and the reward is that of the first
-    failing stage in the order illegal, wrong cards, wrong numbers, wrong
-    value. An optional ``prefix`` reward (off by default) reproduces the
-    reference's +1 for an incomplete formula that starts a known solution.
+    formula over exactly the cards' numbers with the wrong value; -2 the
+    formula's numbers are not exactly the cards' numbers (unused, repeated
+    or foreign) or, where the ``number`` list is judged (image mode by
+    default; ``check_numbers``), it does not list them; -1.5 the ``cards``
+    list names other cards (image mode); -3 an unreadable answer or an
+    illegal formula; -1 for answering after the budget. As in the paper's
+    code, what follows ``=`` in the formula is ignored
+    (``check_stated_result=True`` judges a false ``= N`` as a wrong value).
+    When an answer has several faults the feedback lists all of them and
+    the reward is that of the first failing stage in the reference's order:
+    wrong cards, illegal, wrong numbers, wrong value. An optional ``prefix``
+    reward (off by default) reproduces the reference's +1 for an incomplete
+    formula that starts a known solution. ``docs/reference-differences.md``
+    lists where judging differs from the paper's code.
 
     ## Episode End
 
@@ -127,7 +136,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     ``target``, ``face_card_values``, ``hand_size``, ``require_face_card``,
     ``suit_colors`` (``all``/``black``/``red``), ``card_style``
     (``classic``/``minimal``), ``table_color``, ``image_size``,
-    ``position_jitter``, ``verify_iter``, ``check_cards``, ``rewards``,
+    ``position_jitter``, ``verify_iter``, ``check_cards``,
+    ``check_numbers``, ``check_stated_result``, ``rewards``,
     ``max_echo_chars``, ``compact`` (the one-line text format of
     ``gym_generalpoints.compact``: task ``J10 Q10 K10 T24|K 7 7 A``, answer
     ``10 7 7 1:(10-7)*(1+7)``, short feedback, revision observations that
@@ -150,7 +160,15 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     ## Version History
 
     * v0: Initial version: text and image modes, exact solver and verifier,
-      sequential revision, rule and visual variants; the compact text format.
+      sequential revision, rule and visual variants.
+    * v0, revised (same id; not yet released): judging follows the paper's
+      code where the paper is silent. Image mode judges the cards first;
+      text mode no longer judges the ``number`` list (``check_numbers=True``
+      restores it); a trailing ``= N`` is ignored (``check_stated_result=True``
+      judges it). The conversation's feedback turns say which attempt was not
+      accepted and why, and the trainers show the whole conversation by
+      default (``prompt_format="chat"``). The compact text format
+      (``compact=True``, ``GeneralPoints-L-compact-v0``).
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 1}
@@ -279,7 +297,12 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
                 feedback = compact.FEEDBACK_MARK + "B"
         elif cfg.compact:
             judged = compact.judge(
-                self._hand, action, rewards=cfg.rewards, solutions=self._solutions
+                self._hand,
+                action,
+                rewards=cfg.rewards,
+                check_numbers=cfg.numbers_checked,
+                check_stated_result=cfg.check_stated_result,
+                solutions=self._solutions,
             )
             reward, verdict = judged.reward, judged.verdict
             feedback = compact.feedback(self._hand, judged)
@@ -290,6 +313,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
                 action,
                 rewards=cfg.rewards,
                 check_cards=cfg.cards_checked,
+                check_numbers=cfg.numbers_checked,
+                check_stated_result=cfg.check_stated_result,
                 solutions=self._solutions,
             )
             reward, verdict, feedback = judgement.reward, judgement.verdict, judgement.feedback
@@ -360,10 +385,22 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         """
         if self._hand is None or self._done:
             raise RuntimeError("no task is open: call reset() first")
-        if self._config.compact:
-            return compact.wrong_compact_answer(self._hand, np.random.default_rng(rng), verdict)
+        cfg = self._config
+        if cfg.compact:
+            return compact.wrong_compact_answer(
+                self._hand,
+                np.random.default_rng(rng),
+                verdict,
+                check_numbers=cfg.numbers_checked,
+                check_stated_result=cfg.check_stated_result,
+            )
         return wrong_answer(
-            self._hand, np.random.default_rng(rng), verdict, check_cards=self._config.cards_checked
+            self._hand,
+            np.random.default_rng(rng),
+            verdict,
+            check_cards=cfg.cards_checked,
+            check_numbers=cfg.numbers_checked,
+            check_stated_result=cfg.check_stated_result,
         )
 
     def sample_random_answer(self, rng: np.random.Generator) -> str:

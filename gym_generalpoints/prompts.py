@@ -80,8 +80,18 @@ def revision_request(attempt: int, budget: int) -> str:
 
 
 def feedback_message(feedback: str, attempt: int, budget: int) -> str:
-    """The user turn that answers a wrong attempt in the chat conversation."""
-    return f"Feedback on attempt {attempt} of {budget}: {feedback}\n\n{revision_request(attempt, budget)}"
+    """The user turn that answers a wrong attempt in the chat conversation.
+
+    One such turn follows every wrong answer, so the conversation keeps every
+    attempt and why it failed, as the paper's code does.
+
+    Example:
+        >>> print(feedback_message("The formula 2*3 equals 6, not 24.", 1, 5))
+        Attempt 1 of 5 was not accepted: The formula 2*3 equals 6, not 24.
+        <BLANKLINE>
+        Revise your answer (4 verified attempts left) and reply with a corrected JSON object.
+    """
+    return f"Attempt {attempt} of {budget} was not accepted: {feedback}\n\n{revision_request(attempt, budget)}"
 
 
 def revision_prompt(

@@ -142,7 +142,13 @@ _BUILDERS: dict[str, Callable[[Hand, np.random.Generator], str]] = {
 
 
 def wrong_answer(
-    hand: Hand, rng: np.random.Generator, verdict: str | None = None, *, check_cards: bool = False
+    hand: Hand,
+    rng: np.random.Generator,
+    verdict: str | None = None,
+    *,
+    check_cards: bool = False,
+    check_numbers: bool | None = None,
+    check_stated_result: bool = False,
 ) -> str:
     """A well-formed answer the verifier rejects with ``verdict``.
 
@@ -153,6 +159,9 @@ def wrong_answer(
             that can occur at random.
         check_cards: Whether cards are judged (image mode); ``wrong_cards``
             can only occur when they are.
+        check_numbers: Whether the ``number`` field is judged (``None``: as
+            ``check_cards``), as in :func:`~gym_generalpoints.verifier.verify`.
+        check_stated_result: Whether a trailing ``= N`` is judged.
 
     Raises:
         ValueError: The verdict cannot occur here.
@@ -168,6 +177,8 @@ def wrong_answer(
     build = _BUILDERS[verdict]
     for _ in range(_TRIES):
         text = build(hand, rng)
-        if verify(hand, text, check_cards=check_cards).verdict == verdict:
+        judged = verify(hand, text, check_cards=check_cards, check_numbers=check_numbers,
+                        check_stated_result=check_stated_result)
+        if judged.verdict == verdict:
             return text
     raise RuntimeError(f"found no {verdict} answer for {hand.ranks} in {_TRIES} tries")

@@ -12,8 +12,10 @@ typographic ``×``, ``÷`` and ``−`` (U+2212) are read as ``*``, ``/`` and
 ``-``. Only whole numbers without leading zeros and the four binary
 operators are accepted: no unary minus (every card is used as dealt, so
 ``-`` must stand between two operands), no powers, no decimal points, no
-implicit multiplication. One trailing ``= N`` is accepted; if ``N`` is not
-what the formula equals, that is a wrong value. The value is computed
+implicit multiplication. A trailing ``= N`` is ignored, as the reference
+code ignores everything from the first ``=`` on; with
+``check_stated_result`` only one ``= <whole number>`` may follow, and an
+``N`` that is not what the formula equals is a wrong value. The value is computed
 exactly (ints, and :class:`fractions.Fraction` once a division appears), so
 ``8/(3-8/3)`` is exactly 24. Length (:data:`MAX_FORMULA_CHARS`) and
 parenthesis depth (:data:`MAX_FORMULA_DEPTH`) are bounded before parsing,
@@ -25,16 +27,17 @@ Stages and rewards (paper defaults, configurable through
 found is reported in the feedback; the reward and verdict are those of the
 *first* failing stage, in this order:
 
-1. ``illegal`` (-3): no readable JSON object, a missing or ill-typed key, or
-   an illegal formula (characters, syntax, unary minus, division by zero).
-2. ``wrong_cards`` (-1.5, only where cards are checked -- image mode by
+1. ``wrong_cards`` (-1.5, only where cards are checked -- image mode by
    default): the ``cards`` list is not the dealt cards (compared as a
    multiset of ranks; suits may be given and are ignored). Recognition comes
-   before arithmetic: numbers derived from misread cards are a consequence,
-   not a second offence.
-3. ``wrong_numbers`` (-2): the ``number`` list is not what the dealt cards
-   count under the rule, or the formula does not use each card's number
-   exactly once (unused, repeated or foreign numbers).
+   first, as in the reference code: what follows from misread cards is a
+   consequence, not a second offence.
+2. ``illegal`` (-3): no readable JSON object, a missing or ill-typed key, or
+   an illegal formula (characters, syntax, unary minus, division by zero).
+3. ``wrong_numbers`` (-2): the formula does not use each card's number
+   exactly once (unused, repeated or foreign numbers), or, where numbers are
+   checked (image mode by default), the ``number`` list is not what the
+   dealt cards count under the rule.
 4. ``wrong_value`` (-1): a legal formula over exactly the right numbers whose
    value is not the target.
 5. ``correct`` (+5).
@@ -196,7 +199,7 @@ class Judgement:
         cards_correct: Whether ``cards`` named the dealt cards; ``None`` when
             cards were not checked or the answer could not be read.
         numbers_correct: Whether ``number`` listed the cards' values; ``None``
-            when the answer could not be read.
+            when numbers were not checked or the answer could not be read.
         value: The formula's exact value, when it is legal.
         formula_numbers: The numbers the formula uses, in order, when legal.
         prefix_credit: The answer earned the optional prefix reward.
@@ -550,6 +553,8 @@ def verify(
     *,
     rewards: GeneralPointsRewards = DEFAULT_REWARDS,
     check_cards: bool = False,
+    check_numbers: bool | None = None,
+    check_stated_result: bool = False,
     solutions: Sequence[str] = (),
 ) -> Judgement:
     """Judge one raw model answer against a hand.
@@ -563,6 +568,12 @@ def verify(
         rewards: Reward of each verdict.
         check_cards: Judge the ``cards`` field (image mode); when ``False``
             the field may be absent and is ignored.
+        check_numbers: Judge the ``number`` field; when ``False`` the field
+            may be absent and is ignored. ``None`` (default): as
+            ``check_cards`` (the reference judges neither in text mode).
+        check_stated_result: Judge a trailing ``= N`` (a false one is a
+            wrong value); when ``False`` everything from the first ``=`` on
+            is ignored, as in the reference.
         solutions: Known solutions, used only for ``rewards.prefix``.
 
     Returns:
@@ -574,6 +585,8 @@ def verify(
         feedback = f"Your answer could not be read: {_quote(err.message, 160)}. Reply with one JSON object with the keys cards, number and formula."
         return Judgement(rewards.illegal, "illegal", feedback)
 
+    if check_numbers is None:
+        check_numbers = check_cards
     problems: list[str] = []
     missing = []
     fields: dict[str, Any] = {}
@@ -581,7 +594,7 @@ def verify(
         try:
             fields[key] = answer[key] if key in answer else get_field(answer, key)
         except KeyError:
-            if key != "cards" or check_cards:
+            if (key != "cards" or check_cards) and (key != "number" or check_numbers):
                 missing.append(key)
     if missing:
         found = ", ".join(_quote(str(k), 20) for k in list(answer)[:6]) or "none"
@@ -596,7 +609,7 @@ def verify(
     # In image mode, name hidden card numbers only once the model has read the cards.
     reveal = not check_cards or bool(cards_correct)
     numbers_correct: bool | None = None
-    if "number" in fields:
+    if "number" in fields and check_numbers:
         numbers_correct = _check_number_field(hand, fields["number"], reveal, problems)
 
     value: Fraction | None = None
@@ -604,6 +617,8 @@ def verify(
     illegal = bool(missing)
     formula_numbers_ok = value_ok = False
     formula = fields.get("formula")
+    if not check_stated_result and isinstance(formula, str):
+        formula = formula.partition("=")[0]
     if "formula" in fields:
         try:
             value, used, claimed = evaluate_formula(formula)
@@ -624,7 +639,8 @@ def verify(
             else:
                 value_ok = True
             cards_ok = bool(cards_correct) or not check_cards
-            if formula_numbers_ok and numbers_correct and value_ok and cards_ok and not missing:
+            numbers_ok = bool(numbers_correct) or not check_numbers
+            if formula_numbers_ok and numbers_ok and value_ok and cards_ok and not missing:
                 return Judgement(
                     rewards.correct,
                     "correct",
@@ -635,11 +651,11 @@ def verify(
                     used,
                 )
 
-    if illegal:
-        verdict = "illegal"
-    elif cards_correct is False:
+    if cards_correct is False:
         verdict = "wrong_cards"
-    elif not (numbers_correct and formula_numbers_ok):
+    elif illegal:
+        verdict = "illegal"
+    elif not formula_numbers_ok or (check_numbers and not numbers_correct):
         verdict = "wrong_numbers"
     else:
         verdict = "wrong_value"

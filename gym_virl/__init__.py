@@ -27,6 +27,7 @@ Example:
 
 from gymnasium.envs.registration import register
 
+from gym_virl.session import session_conversation
 from gym_virl.verifier import VERDICTS, VirlRewards
 
 #: Evaluation-protocol variants, per env id: variant name -> ``gym.make``
@@ -47,4 +48,4 @@ VARIANTS: dict[str, dict[str, dict[str, object]]] = {
 register(id="VIRL-L-v0", entry_point="gym_virl.env:VirlEnv", kwargs={"modality": "text"})
 register(id="VIRL-VL-v0", entry_point="gym_virl.env:VirlEnv", kwargs={"modality": "image"})
 
-__all__ = ["VARIANTS", "VERDICTS", "VirlRewards"]
+__all__ = ["VARIANTS", "VERDICTS", "VirlRewards", "session_conversation"]

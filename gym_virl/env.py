@@ -19,9 +19,18 @@ from gym_virl.prompts import (
     history_observation_line,
     oracle_answer_text,
     prompt_header,
+    retry_prompt,
 )
 from gym_virl.render.styles import DEFAULT_STYLE, resolve_styles
-from gym_virl.routes import ROUTE_PRESETS, RailPoint, Route, RouteConfig, route_for
+from gym_virl.routes import (
+    RAIL_RULES,
+    ROUTE_PRESETS,
+    RailPoint,
+    Route,
+    RouteConfig,
+    reference_route_for,
+    route_for,
+)
 from gym_virl.sampling import random_answer, wrong_answer
 from gym_virl.verifier import VirlRewards, judge_answer, recognition_correct
 
@@ -33,6 +42,10 @@ MAX_PROMPT_CHARS: int = 65_536
 MAX_ANSWER_IN_CHAT: int = 8_192
 #: Reset option keys.
 RESET_OPTIONS: tuple[str, ...] = ("route", "city_style", "action_space")
+#: Info keys of the rail point just judged, after a step (the same keys without
+#: the prefix describe the point the agent is at).
+JUDGED_INFO_KEYS: tuple[str, ...] = ("judged_gold_action", "judged_rail_index", "judged_is_key_point",
+                                     "judged_at_intersection", "judged_instruction_index")
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,17 @@ class VirlConfig:
         rewards: Reward for each verdict.
         data_dir: Folder with real V-IRL route data; replaces the generated
             city (see :mod:`gym_virl.realdata`).
+        rail_rules: How the rail, gold actions and turn words are made:
+            ``"reference"`` as the paper's code does (forward points at 1/5
+            .. 4/5 of each leg, dropped at random each episode; a heading
+            drawn each episode where the route gives none; always
+            ``turn_direction(x)`` at a key point; relative words from the
+            turn's angle), or ``"gengym"`` (forward points at 1/6 .. 5/6,
+            fixed per route; a first turn of 45 or 90 degrees;
+            ``forward()`` where a key point keeps the compass word; relative
+            words from compass steps). ``None`` (default): reference with
+            ``data_dir``, gengym on generated cities, whose turns the
+            compass words then describe exactly.
     """
 
     modality: str = "text"
@@ -73,6 +97,7 @@ class VirlConfig:
     tries_per_point: int = 2
     rewards: VirlRewards = field(default_factory=VirlRewards)
     data_dir: str | None = None
+    rail_rules: str | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot work."""
@@ -97,6 +122,15 @@ class VirlConfig:
                 raise ValueError(f"{name} must be a whole number {bounds}, got {value!r}")
         if not isinstance(self.rewards, VirlRewards):
             raise ValueError("rewards must be a VirlRewards")
+        if self.rail_rules is not None and self.rail_rules not in RAIL_RULES:
+            raise ValueError(f"rail_rules must be one of {RAIL_RULES} or None, got {self.rail_rules!r}")
+
+    @property
+    def effective_rail_rules(self) -> str:
+        """The rail rules in use: ``rail_rules``, or reference with ``data_dir`` and gengym without."""
+        if self.rail_rules is not None:
+            return self.rail_rules
+        return "reference" if self.data_dir else "gengym"
 
     @property
     def effective_split(self) -> str:
@@ -149,16 +183,21 @@ class VirlEnv(gym.Env):
     at each position must name the one right action. Cities, routes,
     instructions and street views are generated (a pure function of the city
     seed and the route), or loaded from real V-IRL data with ``data_dir``.
+    ``rail_rules`` chooses how the rail and its gold actions are laid out:
+    as the paper's code does (the default for real data: forward points and,
+    where the route gives none, the starting heading drawn anew each
+    episode), or gengym's fixed rails (the default for generated cities).
 
     ## Action Space
 
     ``FreeText``: the model's raw answer, any string (anything else is judged
     ``illegal``; the transcript keeps its ``repr``). It should be a JSON
     object with ``current observation``, ``current instruction`` and
-    ``action``; the action is one of ``forward()``, ``turn_direction(x)``
-    and ``stop()``, where ``x`` is a compass word (``north`` ...
-    ``northwest``) in the absolute action space, or ``left``, ``right``,
-    ``slightly left``, ``slightly right`` in the relative one.
+    ``action`` (only ``action`` is required, as in the paper's code); the
+    action is one of ``forward()``, ``turn_direction(x)`` and ``stop()``,
+    where ``x`` is a compass word (``north`` ... ``northwest``) in the
+    absolute action space, or ``left``, ``right``, ``slightly left``,
+    ``slightly right`` in the relative one.
 
     ## Observation Space
 
@@ -174,10 +213,13 @@ class VirlEnv(gym.Env):
 
     ## Rewards
 
-    +1 right action (the agent moves on); -1 wrong action; -1.5 false claim
-    about being at an intersection; -1 unreadable answer or an action
-    outside the action space; -1 for calling again after the tries at a rail
-    point are used up. All set by ``rewards``.
+    The paper's table: +1 right action (the agent moves on, whatever the
+    answer says about the intersection); -1 wrong action; -1.5 wrong action
+    with a false claim about being at an intersection (judged against the
+    rail point's flag); -1 unreadable answer or an action outside the action
+    space; -1 for calling again after the tries at a rail point are used up.
+    All set by ``rewards``. ``docs/reference-differences.md`` lists where
+    judging differs from the paper's code.
 
     ## Episode End
 
@@ -187,16 +229,21 @@ class VirlEnv(gym.Env):
 
     ## Info
 
-    On every step: ``verdict`` (one of ``correct``, ``wrong_action``,
+    After ``reset`` and every ``step``, describing the observation returned
+    with it (the rail point the agent is at now): ``gold_action``,
+    ``rail_index``, ``is_key_point``, ``at_intersection``,
+    ``instruction_index`` (1-based); and ``rail_length``, ``route_id``,
+    ``route_index``, ``split``, ``city_style``, ``action_space``,
+    ``rail_rules`` and ``success``. After ``step`` also the answer's
+    ``verdict`` (one of ``correct``, ``wrong_action``,
     ``wrong_intersection``, ``illegal``, ``budget``), ``feedback``,
-    ``success``, ``attempt`` (1-based at this rail point), ``correct``
-    (this answer was right), ``gold_action``, ``rail_index``,
-    ``rail_length``, ``is_key_point``, ``at_intersection``,
-    ``instruction_index`` (1-based), ``route_id``, ``route_index``,
-    ``split``, ``city_style`` and ``action_space``; in image mode also
-    ``recognition_correct`` (whether the answer's observation named exactly
-    the route landmarks in view; ``None`` when it could not be read). Reset
-    info has the same route keys.
+    ``attempt`` (1-based at the judged rail point) and ``correct`` (this
+    answer was right); the judged rail point's fields as ``judged_gold_action``,
+    ``judged_rail_index``, ``judged_is_key_point``,
+    ``judged_at_intersection`` and ``judged_instruction_index``; in image
+    mode ``recognition_correct`` (whether the answer's observation named
+    exactly the route landmarks in view; ``None`` when it could not be
+    read).
 
     ## Arguments
 
@@ -211,7 +258,9 @@ class VirlEnv(gym.Env):
     (V-IRL's 40-150 m, 1-2 turns) or ``"long"`` (3-8 turns).
     ``view_size``: pixels per view (default 640, like the reference).
     ``tries_per_point`` (default 2), ``rewards`` (a ``VirlRewards`` or dict),
-    ``data_dir`` (real V-IRL data), ``render_mode`` (``"rgb_array"``: the
+    ``data_dir`` (real V-IRL data), ``rail_rules`` (``"reference"`` or
+    ``"gengym"``; default: reference with ``data_dir``, gengym without),
+    ``render_mode`` (``"rgb_array"``: the
     street-view grid, in both modes; ``"ansi"``: the prompt and a status
     line). ``reset(options=...)`` takes ``"route"`` (route N of the split; a
     clear error when out of range), ``"city_style"`` and ``"action_space"``.
@@ -224,6 +273,14 @@ class VirlEnv(gym.Env):
     ## Version History
 
     * v0: initial release.
+    * v0, revised (same id; not yet released): real data is laid out and
+      labelled as the paper's code does (``rail_rules="reference"``; the
+      earlier rails are ``rail_rules="gengym"``, still the default on
+      generated cities). Answers are judged by the paper's table: only
+      ``action`` is required and the right action earns +1 whatever the
+      intersection claim. The info of ``step`` describes the returned
+      observation (it used to describe the point just judged, now under
+      ``judged_*``).
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 2}
@@ -233,6 +290,7 @@ class VirlEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.config = make_config(**kwargs)
+        self._rail_rules = self.config.effective_rail_rules
         self._dataset = None
         if self.config.data_dir is not None:
             from gym_virl.realdata import load_dataset
@@ -260,13 +318,17 @@ class VirlEnv(gym.Env):
         """
         split = split or self.config.effective_split
         if self._dataset is not None:
-            return len(self._dataset.split_indices(split, action_space or self.config.action_space))
+            return len(self._dataset.split_indices(split, action_space or self.config.action_space,
+                                                   self.config.effective_rail_rules))
         return self.config.train_routes if split == "train" else self.config.test_routes
 
     def _load_route(self, index: int, action_space: str) -> Route:
-        split = self.config.effective_split
+        """The episode's route; under the reference rules its rail is drawn with ``np_random``."""
+        split, rules = self.config.effective_split, self.config.effective_rail_rules
         if self._dataset is not None:
-            return self._dataset.route(split, index, action_space)
+            return self._dataset.route(split, index, action_space, rules, self.np_random)
+        if rules == "reference":
+            return reference_route_for(self.config.city_seed, split, index, self.np_random, self.config.route_config)
         return route_for(self.config.city_seed, split, index, self.config.route_config)
 
     # ------------------------------------------------------------------ gym API
@@ -351,15 +413,16 @@ class VirlEnv(gym.Env):
             in_view = tuple(name for name, _ in point.observed.landmarks)
             recognised = recognition_correct(judgement.observation, in_view, self._landmark_names)
         reward = self.config.rewards.for_verdict(verdict)
-        info = self._route_info(point)
-        info.update(
-            verdict=verdict,
-            feedback=feedback,
-            attempt=self._attempt,
-            correct=verdict == "correct",
-        )
+        judged_index = self._rail_index
+        judged = self._point_values(judged_index, point, gold)
+        answer_info: dict[str, Any] = {
+            "verdict": verdict,
+            "feedback": feedback,
+            "attempt": self._attempt,
+            "correct": verdict == "correct",
+        }
         if self.config.modality == "image":
-            info["recognition_correct"] = recognised
+            answer_info["recognition_correct"] = recognised
         self._transcript.append(
             {
                 "prompt": prompt,
@@ -389,9 +452,13 @@ class VirlEnv(gym.Env):
         elif verdict != "budget":
             self._wrong.append((answer, feedback))
         self._done = terminated or truncated
-        info["success"] = self._success
         if not self._done:
             self._prompt = self._make_prompt()
+        # The info goes with the observation returned: its point fields describe the
+        # point the agent is at now; the point just judged is under judged_*.
+        info = self._route_info(judged if self._rail_index == judged_index else None)
+        info.update(zip(JUDGED_INFO_KEYS, judged, strict=True))
+        info.update(answer_info)
         return self._observation(), reward, terminated, truncated, info
 
     def render(self):
@@ -449,7 +516,7 @@ class VirlEnv(gym.Env):
         messages = [user_message(self._first_prompt, num_images=n_img)]
         for answer, feedback in self._wrong:
             messages.append(assistant_message(answer[:MAX_ANSWER_IN_CHAT]))
-            messages.append(user_message(f"{feedback} Answer again in the same JSON format."))
+            messages.append(user_message(retry_prompt(feedback)))
         if self._done and self._last_answer is not None:
             messages.append(assistant_message(self._last_answer[:MAX_ANSWER_IN_CHAT]))
         return copy_messages(messages)
@@ -476,7 +543,7 @@ class VirlEnv(gym.Env):
         if not self._wrong:
             return first
         answer, feedback = self._wrong[-1]
-        note = f"Your answer: {to_prompt_text(answer, 300)}\n{feedback} Answer again in the same JSON format."
+        note = f"Your answer: {to_prompt_text(answer, 300)}\n{retry_prompt(feedback)}"
         return build_prompt(self._header, self._history, current, step_no, feedback=note)
 
     def _observation(self) -> dict[str, Any]:
@@ -490,37 +557,47 @@ class VirlEnv(gym.Env):
         if self._route is None:
             raise RuntimeError("call reset() first")
         if self._image is None:
-            point = self._route.rail[self._rail_index]
-            self._image = self._render_point(point)
+            self._image = self._render_point(self._rail_index)
         return self._image
 
-    def _render_point(self, point: RailPoint) -> np.ndarray:
+    def _render_point(self, index: int) -> np.ndarray:
+        """The street-view grid at rail point ``index`` of the current route."""
         if self._dataset is not None:
-            return self._dataset.render_point(self._route, self._rail_index, self.config.view_size)
+            return self._dataset.render_point(self._route, index, self.config.view_size)
+        point = self._route.rail[index]
         from gym_virl.city.generate import city_for_seed
         from gym_virl.render.streetview import render_views
 
         city = city_for_seed(self.config.city_seed)
         return render_views(city, self._style, point.position, point.heading, self.config.view_size)
 
-    def _route_info(self, point: RailPoint | None = None) -> dict[str, Any]:
+    def _route_info(self, here: tuple[Any, ...] | None = None) -> dict[str, Any]:
+        """The route's info keys and those of the rail point the agent is at
+        (``here``: their values, when already known)."""
         assert self._route is not None
-        if point is None:
-            point = self._route.rail[self._rail_index]
+        gold, index, key_point, at_intersection, instruction = here or self._point_values(self._rail_index)
         return {
             "route_id": self._route.route_id,
             "route_index": self._route_index,
             "split": self.config.effective_split,
             "city_style": self._style,
             "action_space": self._action_space_name,
-            "gold_action": point.gold_action(self._action_space_name),
-            "rail_index": self._rail_index,
+            "rail_rules": self._rail_rules,
+            "gold_action": gold,
+            "rail_index": index,
+            "is_key_point": key_point,
+            "at_intersection": at_intersection,
+            "instruction_index": instruction,
             "rail_length": len(self._route.rail),
-            "is_key_point": point.key_point is not None,
-            "at_intersection": point.observed.at_intersection,
-            "instruction_index": point.instruction + 1,
             "success": self._success,
         }
+
+    def _point_values(self, index: int, point: RailPoint | None = None, gold: str | None = None) -> tuple[Any, ...]:
+        """Gold action, index, key point?, at an intersection?, instruction number of rail point ``index``."""
+        assert self._route is not None
+        point = point or self._route.rail[index]
+        return (gold or point.gold_action(self._action_space_name), index, point.key_point is not None,
+                point.observed.at_intersection, point.instruction + 1)
 
     def _ansi(self) -> str:
         if self._route is None:

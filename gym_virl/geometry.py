@@ -185,6 +185,32 @@ def relative_turn_word(to_index: int, from_index: int) -> str | None:
     return RELATIVE_TURNS.get(compass_steps(to_index, from_index))
 
 
+def angle_turn_word(turn_deg: float) -> str | None:
+    """The relative-action word for a turn of ``turn_deg`` degrees, by the reference's angle rule.
+
+    The reference code names a turn by its angle: more than 45 degrees is
+    ``left`` or ``right``, anything else ``slightly left`` or ``slightly
+    right`` (exactly 45 degrees is still "slightly"). Here the angle is
+    wrapped into ``(-180, 180]`` first (the reference did not wrap: defect 5),
+    so a U-turn is ``right``, and a turn of 0 degrees has no word (``None``):
+    the reference called it ``slightly left``.
+
+    Example:
+        >>> [angle_turn_word(a) for a in (30, 60, -90, 135, 180, -45, 0)]
+        ['slightly right', 'right', 'left', 'right', 'right', 'slightly left', None]
+        >>> angle_turn_word(10 - 350)  # 350 -> 10 degrees: 20 degrees to the right
+        'slightly right'
+    """
+    d = angle_diff(turn_deg, 0.0)
+    if d == 0.0:
+        return None
+    if d < -45.0:
+        return "left"
+    if d > 45.0:
+        return "right"
+    return "slightly left" if d < 0 else "slightly right"
+
+
 def relative_side(heading_deg: float, target_bearing: float) -> str:
     """Where something at ``target_bearing`` stands for someone facing ``heading_deg``.
 
@@ -220,6 +246,29 @@ def latlng_to_local(
     x = math.radians(lng - lng0) * EARTH_RADIUS_M * math.cos(math.radians(lat0))
     y = math.radians(lat - lat0) * EARTH_RADIUS_M
     return (x, y)
+
+
+#: WGS84 ellipsoid: equatorial radius (m) and flattening.
+WGS84_A: float = 6_378_137.0
+WGS84_F: float = 1 / 298.257223563
+
+
+def ellipsoid_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Distance in metres between two nearby ``(lat, lng)`` points on the WGS84 ellipsoid.
+
+    Uses the ellipsoid's radii of curvature at the mean latitude: within a
+    millimetre of the geodesic distance over the few hundred metres of a leg
+    (the reference code measures legs with geodesics; a sphere is off by up
+    to 0.5%).
+    """
+    e2 = WGS84_F * (2 - WGS84_F)
+    phi = math.radians((a[0] + b[0]) / 2)
+    w = 1 - e2 * math.sin(phi) ** 2
+    meridian = WGS84_A * (1 - e2) / w**1.5
+    normal = WGS84_A / math.sqrt(w)
+    dy = math.radians(b[0] - a[0]) * meridian
+    dx = math.radians(b[1] - a[1]) * normal * math.cos(phi)
+    return math.hypot(dx, dy)
 
 
 def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -117,6 +117,27 @@ def build_prompt(header: str, history: list[str], current: str, step: int,
     return text
 
 
+def retry_prompt(feedback: str) -> str:
+    """The user turn after a wrong answer: the verifier's feedback and a request to answer again."""
+    return f"{feedback} Answer again in the same JSON format."
+
+
+def next_point_prompt(step: int, current: str) -> str:
+    """The user turn of a chat session after a right answer: only the new observation.
+
+    The instructions, the action space and the answer format were in the
+    session's first turn and the earlier observations and actions are in the
+    conversation itself, so none of them is repeated.
+
+    Example:
+        >>> print(next_point_prompt(2, "No landmark nearby. You are not at an intersection."))
+        Correct. [Current observation]
+        O_2: No landmark nearby. You are not at an intersection.
+        Answer with the JSON object for this step.
+    """
+    return f"Correct. [Current observation]\nO_{step}: {current}\nAnswer with the JSON object for this step."
+
+
 def oracle_answer_text(route: Route, point: RailPoint, action_space: str) -> str:
     """The oracle's JSON answer at ``point``: truthful observation, current
     instruction and the gold action."""

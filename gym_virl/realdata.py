@@ -19,13 +19,34 @@ like a JSON object with quoted keys and string values and a trailing comma
 ``"to_next_intersection_heading": "90 (east)"``. A block's landmark stands at
 the end of its leg; the last block names the destination.
 
-The rail is built like the generated one: the key points, plus up to
-``interpolation_points`` points per leg (each dropped with probability
-``drop_probability``), with the same gold actions. Where ``init_heading`` is
-0 the starting heading is drawn (deterministically per route) so that the
-first turn is 45 or 90 degrees. A route whose turns cannot be said in the
-relative action space (135 or 180 degrees) is left out of the relative
-variant's splits; :meth:`VirlDataset.excluded` says which and why.
+Two sets of rules lay out the rail (the env's ``rail_rules``):
+
+* ``"reference"`` (the default for real data) labels the route as the
+  paper's code does, except for its listed defects. Each episode starts
+  facing ``init_heading``, or a heading drawn from the whole degrees 0..359
+  where it is 0. Every key point before the destination has
+  ``turn_direction(x)`` as its gold action, also where the route goes
+  straight on; relative words follow the turn's angle (more than 45
+  degrees: left or right, else slightly left or right; wrapped at 360
+  degrees, and a 0-degree turn is ``forward()`` in the relative space).
+  Forward points are tried at the fractions 1/5 .. 5/5 of each leg; one
+  within 8 m of either end of its leg is left out (so at most 4 per leg),
+  and each of the others is dropped with probability 0.5, drawn anew each
+  episode from the env's random generator. Where the folder has
+  ``gps_pano_mapping.pkl`` the points are first moved to their nearest
+  panorama within 20 m (a forward point without one is left out), as the
+  reference does, in text mode too. Distances are measured on the WGS84
+  ellipsoid.
+* ``"gengym"`` builds the rail like a generated one: up to 5 forward
+  points per leg at ``j / 6``, dropped once per route; ``forward()`` at a
+  key point where the compass word does not change; relative words from
+  compass steps. Where ``init_heading`` is 0 the starting heading is drawn
+  (deterministically per route) so that the first turn is 45 or 90
+  degrees. A route whose turns cannot be said in the relative action space
+  (135 or 180 degrees) is left out of the relative variant's splits;
+  :meth:`VirlDataset.excluded` says which and why.
+
+``docs/reference-differences.md`` lists every difference from the paper's code.
 
 Safety. The pickle is read with :class:`RestrictedUnpickler`, which builds
 only plain containers, numbers and strings and refuses every global (so no
@@ -42,6 +63,7 @@ import math
 import pickle
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -54,6 +76,7 @@ from gym_virl.geometry import (
     COMPASS,
     RELATIVE_SIDES,
     compass_steps,
+    ellipsoid_distance_m,
     haversine_m,
     latlng_to_local,
     snap_bearing,
@@ -61,14 +84,18 @@ from gym_virl.geometry import (
 )
 from gym_virl.routes import (
     FORWARD,
+    REFERENCE_CLEARANCE_M,
     STOP,
     TURN,
+    ForwardCandidate,
     Observed,
     RailPoint,
     Route,
     RouteConfig,
     move_sentence,
     pair_split,
+    reference_fractions,
+    reference_route,
     turn_sentence,
 )
 
@@ -81,7 +108,7 @@ PANO_RADIUS_M: float = 20.0
 MAX_LEG_M: float = 100_000.0
 #: Largest panorama accepted, in pixels (width x height).
 MAX_PANO_PIXELS: int = 64_000_000
-#: Rail parameters for real routes (the reference's 5 points, dropped with p = 0.5).
+#: Rail parameters for real routes (the reference's 5 candidates a leg, dropped with p = 0.5).
 REAL_RAIL = RouteConfig()
 
 
@@ -461,6 +488,7 @@ class VirlDataset:
         self._file = info_path.name
         self._mapping: tuple[np.ndarray, list[str]] | None = None
         self._panos: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+        self._candidates: dict[int, tuple[tuple[ForwardCandidate | None, ...], ...]] = {}
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -471,9 +499,13 @@ class VirlDataset:
         state["_panos"] = OrderedDict()
         return state
 
-    def excluded(self, action_space: str) -> dict[int, str]:
-        """Routes left out of ``action_space``'s splits, with the reason."""
-        if action_space == "absolute":
+    def excluded(self, action_space: str, rail_rules: str = "gengym") -> dict[int, str]:
+        """Routes left out of ``action_space``'s splits, with the reason.
+
+        Only gengym's rules leave routes out: the reference rules have a
+        relative word for every turn.
+        """
+        if action_space == "absolute" or rail_rules == "reference":
             return {}
         return {
             k: "a turn of 135 or 180 degrees has no relative action"
@@ -481,9 +513,9 @@ class VirlDataset:
             if not r.relative_compatible()
         }
 
-    def split_indices(self, split: str, action_space: str = "absolute") -> list[int]:
+    def split_indices(self, split: str, action_space: str = "absolute", rail_rules: str = "gengym") -> list[int]:
         """Route indices of ``split`` (``"train"``, ``"test"`` or ``"all"``)."""
-        excluded = self.excluded(action_space)
+        excluded = self.excluded(action_space, rail_rules)
         out = []
         for k, raw in enumerate(self._raw):
             if k in excluded:
@@ -492,12 +524,84 @@ class VirlDataset:
                 out.append(k)
         return out
 
-    def route(self, split: str, index: int, action_space: str = "absolute") -> Route:
-        """Route number ``index`` of ``split``."""
-        indices = self.split_indices(split, action_space)
+    def route(self, split: str, index: int, action_space: str = "absolute", rail_rules: str = "gengym",
+              rng: np.random.Generator | None = None) -> Route:
+        """Route number ``index`` of ``split``.
+
+        Under the ``"reference"`` rules the route is laid out for one episode
+        with ``rng`` (the starting heading where the file gives none, and
+        which forward points are dropped); under ``"gengym"`` it is fixed.
+        """
+        indices = self.split_indices(split, action_space, rail_rules)
         if not 0 <= index < len(indices):
             raise ValueError(f"route {index} is out of range: split {split!r} has {len(indices)} routes")
-        return self._routes[indices[index]]
+        k = indices[index]
+        if rail_rules == "gengym":
+            return self._routes[k]
+        if rng is None:
+            raise ValueError("the reference rules draw each episode's rail: pass rng")
+        init = self._raw[k].init_heading or float(rng.integers(360))
+        keep = rng.random((len(self._raw[k].key_points), REAL_RAIL.interpolation_points)) >= REAL_RAIL.drop_probability
+        return self.reference_layout(k, init, keep)
+
+    def reference_layout(self, k: int, init_heading: float, keep: np.ndarray) -> Route:
+        """Route ``k`` (an index into the file) laid out by the reference rules.
+
+        Args:
+            k: The route's position in ``route_infos.json``.
+            init_heading: Bearing faced at the start.
+            keep: ``(legs, 5)`` booleans: which forward-point candidates
+                survive the random drop (those too close to a key point
+                never do).
+        """
+        return reference_route(self._routes[k], init_heading=init_heading, start_observed=Observed((), False, 0),
+                               candidates=self.reference_candidates(k), keep=keep)
+
+    def reference_candidates(self, k: int) -> tuple[tuple[ForwardCandidate | None, ...], ...]:
+        """Forward-point candidates of route ``k`` under the reference rules (cached).
+
+        At :func:`~gym_virl.routes.reference_fractions` of each leg,
+        interpolated in latitude and longitude; with a pano mapping, every
+        point is first moved to its nearest panorama within
+        :data:`PANO_RADIUS_M` (``None`` for a forward point without one).
+        A candidate within 8 m of either (moved) end of its leg is ``None``.
+        """
+        cached = self._candidates.get(k)
+        if cached is not None:
+            return cached
+        raw = self._raw[k]
+        relocate = self._relocator()
+        keys = (raw.start,) + raw.key_points
+        moved = [relocate(p) or p for p in keys]
+        out = []
+        for leg in range(len(raw.key_points)):
+            a, b = keys[leg], keys[leg + 1]
+            row: list[ForwardCandidate | None] = []
+            for t in reference_fractions(REAL_RAIL.interpolation_points):
+                geo = relocate((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])))
+                if (geo is None or ellipsoid_distance_m(moved[leg], b) <= 5.0
+                        or min(ellipsoid_distance_m(geo, moved[leg]), ellipsoid_distance_m(geo, moved[leg + 1]))
+                        <= REFERENCE_CLEARANCE_M):
+                    row.append(None)
+                    continue
+                row.append(ForwardCandidate(latlng_to_local(*geo, raw.start), Observed((), False, 0), geo))
+            out.append(tuple(row))
+        self._candidates[k] = result = tuple(out)
+        return result
+
+    def _relocator(self) -> Callable[[tuple[float, float]], tuple[float, float] | None]:
+        """Moves a point to its nearest panorama (``None`` if none is near); identity without a mapping."""
+        if not (self.root / "gps_pano_mapping.pkl").is_file():
+            return lambda p: p
+
+        def relocate(p: tuple[float, float]) -> tuple[float, float] | None:
+            k, dist = self._nearest_pano(*p)
+            if dist >= PANO_RADIUS_M:  # the reference relocates within strictly less
+                return None
+            coords = self._pano_index()[0]
+            return (float(coords[k, 0]), float(coords[k, 1]))
+
+        return relocate
 
     # -- imagery --------------------------------------------------------------
 
@@ -519,18 +623,23 @@ class VirlDataset:
         Raises:
             FileNotFoundError: No panorama lies within the radius.
         """
-        coords, ids = self._pano_index()
-        lat0 = math.radians(lat)
-        dy = np.radians(coords[:, 0] - lat) * 6_371_008.8
-        dx = np.radians(coords[:, 1] - lng) * 6_371_008.8 * math.cos(lat0)
-        k = int(np.argmin(dx * dx + dy * dy))
-        dist = haversine_m((lat, lng), (float(coords[k, 0]), float(coords[k, 1])))
+        ids = self._pano_index()[1]
+        k, dist = self._nearest_pano(lat, lng)
         if dist > PANO_RADIUS_M:
             raise FileNotFoundError(
                 f"no panorama within {PANO_RADIUS_M:g} m of ({lat:.6f}, {lng:.6f}) in "
                 f"{self.root / 'gps_pano_mapping.pkl'} (nearest: {ids[k]} at {dist:.0f} m)"
             )
         return ids[k]
+
+    def _nearest_pano(self, lat: float, lng: float) -> tuple[int, float]:
+        """Index of the mapped point nearest to ``(lat, lng)`` and its distance in metres."""
+        coords = self._pano_index()[0]
+        lat0 = math.radians(lat)
+        dy = np.radians(coords[:, 0] - lat) * 6_371_008.8
+        dx = np.radians(coords[:, 1] - lng) * 6_371_008.8 * math.cos(lat0)
+        k = int(np.argmin(dx * dx + dy * dy))
+        return k, haversine_m((lat, lng), (float(coords[k, 0]), float(coords[k, 1])))
 
     def _load_pano(self, pano_id: str) -> tuple[np.ndarray, float]:
         cached = self._panos.get(pano_id)

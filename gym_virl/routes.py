@@ -22,12 +22,21 @@ Turns are restricted to 45 and 90 degrees (as announced after snapping to
 the eight compass directions), so every gold action has an equivalent in
 the relative action space (``left``, ``right``, ``slightly left``,
 ``slightly right``): absolute and relative gold actions always agree.
+
+That is gengym's way of laying out a rail (``rail_rules="gengym"``).
+:func:`reference_route` lays out the same route as the paper's code does
+(``rail_rules="reference"``, the default for real data): a starting heading
+and the forward points drawn per episode, relative words from the turn's
+angle. ``docs/reference-differences.md`` compares the two.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -37,12 +46,14 @@ from gym_virl.city.generate import City, Place, city_for_seed
 from gym_virl.geometry import (
     COMPASS,
     angle_diff,
+    angle_turn_word,
     bearing_between,
     compass_steps,
     distance,
     relative_side,
     relative_turn_word,
     snap_bearing,
+    wrap360,
 )
 
 #: Action kinds of the navigation task.
@@ -64,8 +75,10 @@ class RouteConfig:
         max_distance: Longest straight-line distance start -> destination.
         max_path_length: Longest walk along the route.
         min_leg: Shortest walk between consecutive key points.
-        interpolation_points: Forward points placed evenly along each leg
-            before dropping (the reference uses 5).
+        interpolation_points: Forward points tried along each leg before
+            dropping: at ``j / (n + 1)`` under gengym's rules, at ``i / n``
+            under the reference's (which uses 5; the last is the leg's end,
+            so at most ``n - 1`` remain).
         drop_probability: Chance that each interpolated point is dropped
             (the reference uses 0.5).
         node_clearance: Interpolated points, start and destination keep at
@@ -144,6 +157,9 @@ class RailPoint:
         key_point: Index of the key point this rail point is, else ``None``.
         instruction: Index of the instruction sentence being carried out.
         observed: What can be seen here.
+        relative_action: For a turn whose relative gold action the route
+            fixes (the reference rules: the word follows the turn's angle),
+            that action; ``None`` derives it from the compass steps.
     """
 
     position: tuple[float, float]
@@ -154,13 +170,15 @@ class RailPoint:
     key_point: int | None
     instruction: int
     observed: Observed
+    relative_action: str | None = None
 
     def gold_action(self, action_space: str = "absolute") -> str:
         """The gold action as text in ``action_space`` (``"absolute"`` or ``"relative"``).
 
         Raises:
             ValueError: The turn cannot be said in the relative action space
-                (only possible for real route data; see :mod:`gym_virl.realdata`).
+                (only possible for real route data under gengym's rules; see
+                :mod:`gym_virl.realdata`).
         """
         if self.action == FORWARD:
             return "forward()"
@@ -168,6 +186,8 @@ class RailPoint:
             return "stop()"
         if action_space == "absolute":
             return f"turn_direction({COMPASS[self.target]})"
+        if self.relative_action is not None:
+            return self.relative_action
         word = relative_turn_word(self.target, self.compass)
         if word is None:
             raise ValueError(
@@ -254,12 +274,29 @@ def turn_sentence(first: bool, from_compass: int, to_compass: int) -> str:
     """
     steps = compass_steps(to_compass, from_compass)
     if steps == 0:
-        return f"Continue straight, facing {COMPASS[to_compass]}."
+        return worded_turn_sentence(first, None, to_compass)
     word = relative_turn_word(to_compass, from_compass)
     if word is None:
         word = "around" if steps == 4 else ("sharply right" if steps > 0 else "sharply left")
+    return worded_turn_sentence(first, word, to_compass)
+
+
+def worded_turn_sentence(first: bool, word: str | None, to_compass: int) -> str:
+    """The turn sentence of a leg with a given relative word (``None``: no turn).
+
+    Example:
+        >>> worded_turn_sentence(False, "slightly right", 1)
+        'Turn slightly right to face northeast.'
+    """
+    if word is None:
+        return f"Continue straight, facing {COMPASS[to_compass]}."
     lead = "First, turn" if first else "Turn"
     return f"{lead} {word} to face {COMPASS[to_compass]}."
+
+
+#: How :func:`move_sentence` gives a leg's length, right after "Move forward".
+_DISTANCE_TEXT = " about {} meters"
+_DISTANCE = re.compile(re.escape(_DISTANCE_TEXT).replace(r"\{\}", r"\d+"))
 
 
 def move_sentence(landmark: str | None, side: str | None, to_destination: bool,
@@ -272,7 +309,7 @@ def move_sentence(landmark: str | None, side: str | None, to_destination: bool,
         >>> move_sentence("Teal Cafe", "right", True, None)
         'Move forward until you reach your destination, Teal Cafe, on your right.'
     """
-    dist = f" about {int(round(meters / 10.0) * 10)} meters" if meters else ""
+    dist = _DISTANCE_TEXT.format(int(round(meters / 10.0) * 10)) if meters else ""
     if to_destination:
         where = f", {landmark}," if landmark else ""
         on = f" on your {side}" if side else ""
@@ -636,6 +673,164 @@ def generate_route(city: City, route_seed: int, *, split: str = "train",
         f"no route found in city {city.seed} for seed {route_seed} after {config.max_attempts} draws; "
         "loosen the route config"
     )
+
+
+# ---------------------------------------------------------------------------
+# the reference code's rules
+# ---------------------------------------------------------------------------
+
+#: How a route's rail, gold actions and turn words are made (the env's ``rail_rules``):
+#: ``"reference"`` as the paper's code does, ``"gengym"`` this package's own way.
+RAIL_RULES: tuple[str, ...] = ("reference", "gengym")
+#: Under the reference rules, forward points this close to either end of their leg are left out.
+REFERENCE_CLEARANCE_M: float = 8.0
+
+
+@dataclass(frozen=True)
+class ForwardCandidate:
+    """A place along a leg where the reference rules may put a forward point.
+
+    Attributes:
+        position: East-north metres.
+        observed: What can be seen there.
+        geo: ``(lat, lng)`` for real data (to find its panorama), else ``None``.
+    """
+
+    position: tuple[float, float]
+    observed: Observed
+    geo: tuple[float, float] | None = None
+
+
+def reference_fractions(n: int) -> tuple[float, ...]:
+    """Where along a leg the reference rules try forward points: ``i / n``, ``i = 1..n``.
+
+    The last is the leg's end, always within :data:`REFERENCE_CLEARANCE_M` of
+    it, so at most ``n - 1`` forward points survive per leg.
+
+    Example:
+        >>> reference_fractions(5)
+        (0.2, 0.4, 0.6, 0.8, 1.0)
+    """
+    return tuple(i / n for i in range(1, n + 1))
+
+
+def _turn_action(turn_deg: float) -> str:
+    word = angle_turn_word(turn_deg)
+    return "forward()" if word is None else f"turn_direction({word})"
+
+
+def reference_route(route: Route, *, init_heading: float, start_observed: Observed,
+                    candidates: Sequence[Sequence[ForwardCandidate | None]], keep: np.ndarray) -> Route:
+    """``route`` laid out by the reference code's rules for one episode.
+
+    The key points, their observations, the landmarks and the move-forward
+    sentences of ``route`` stay; the rest follows the reference:
+
+    * the agent starts at the first key point facing ``init_heading``
+      (which ``start_observed`` describes);
+    * every key point before the destination has ``turn_direction(x)``
+      towards the next leg as its gold action, also where the next leg goes
+      straight on; in the relative action space the word follows the turn's
+      angle (:func:`~gym_virl.geometry.angle_turn_word`: wrapped at 360
+      degrees, and ``forward()`` for a turn of 0 degrees, which the reference
+      called "slightly left"); the turn sentences use the same words;
+    * the move-forward sentences give no distance, as the reference's do;
+    * forward points: ``candidates[leg][i]`` (``None`` where the candidate
+      is excluded whatever the draw) wherever ``keep[leg, i]``.
+
+    Args:
+        route: The route (any rail; only its key points are used).
+        init_heading: Bearing faced at the start.
+        start_observed: What can be seen at the start facing ``init_heading``.
+        candidates: Per leg, the candidates at :func:`reference_fractions`.
+        keep: ``(legs, candidates per leg)`` booleans: the episode's draw.
+    """
+    n_legs = len(route.key_points) - 1
+    if len(candidates) != n_legs or np.shape(keep)[0] != n_legs:
+        raise ValueError(f"expected candidates and keep flags for {n_legs} legs")
+    by_key = {p.key_point: (p, g) for p, g in zip(route.rail, route.geo or [None] * len(route.rail), strict=True)
+              if p.key_point is not None}
+    headings = (init_heading,) + route.leg_headings
+    init_compass = snap_bearing(init_heading)
+    sentences: list[str] = []
+    for leg in range(n_legs):
+        word = angle_turn_word(headings[leg + 1] - headings[leg])
+        sentences.append(worded_turn_sentence(leg == 0, word, route.leg_compass[leg]))
+        sentences.append(_DISTANCE.sub("", route.instructions[2 * leg + 1], count=1))
+    rail = [RailPoint(route.key_points[0], wrap360(init_heading), init_compass, TURN, route.leg_compass[0], 0, 0,
+                      start_observed, _turn_action(headings[1] - headings[0]))]
+    geo = [by_key[0][1]]
+    for leg in range(n_legs):
+        heading, compass = route.leg_headings[leg], route.leg_compass[leg]
+        for i, cand in enumerate(candidates[leg]):
+            if cand is not None and keep[leg][i]:
+                rail.append(RailPoint(cand.position, heading, compass, FORWARD, None, None, 2 * leg + 1,
+                                      cand.observed))
+                geo.append(cand.geo)
+        end, end_geo = by_key[leg + 1]
+        if leg < n_legs - 1:
+            rail.append(RailPoint(end.position, heading, compass, TURN, route.leg_compass[leg + 1], leg + 1,
+                                  2 * (leg + 1), end.observed, _turn_action(headings[leg + 2] - heading)))
+        else:
+            rail.append(RailPoint(end.position, heading, compass, STOP, None, leg + 1, 2 * leg + 1, end.observed))
+        geo.append(end_geo)
+    return dataclasses.replace(
+        route,
+        init_heading=wrap360(init_heading),
+        init_compass=init_compass,
+        instructions=tuple(sentences),
+        rail=tuple(rail),
+        geo=tuple(geo) if route.geo else (),
+    )
+
+
+@lru_cache(maxsize=1024)
+def reference_candidates(city_seed: int, split: str, index: int, config: RouteConfig = SHORT_ROUTES,
+                         test_fraction: float = 0.2) -> tuple[tuple[ForwardCandidate | None, ...], ...]:
+    """Forward-point candidates of a generated route under the reference rules (cached).
+
+    At :func:`reference_fractions` of each leg; a candidate within
+    :data:`REFERENCE_CLEARANCE_M` of either end of its leg is ``None``, and so
+    is one near an intersection the route passes (the rail would wrongly say
+    it is not at an intersection there).
+    """
+    route = route_for(city_seed, split, index, config, test_fraction)
+    city = city_for_seed(city_seed)
+    landmarks = [city.place_by_name[n] for n in route.landmarks if n]
+    out = []
+    for leg, (a, b) in enumerate(zip(route.key_points, route.key_points[1:], strict=False)):
+        row: list[ForwardCandidate | None] = []
+        for t in reference_fractions(config.interpolation_points):
+            p = (a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
+            if (min(distance(p, a), distance(p, b)) <= REFERENCE_CLEARANCE_M
+                    or _near_intersection(city, p, config.node_clearance)):
+                row.append(None)
+                continue
+            row.append(ForwardCandidate(p, _observe(city, p, route.leg_headings[leg], landmarks, config, False, 0)))
+        out.append(tuple(row))
+    return tuple(out)
+
+
+def reference_route_for(city_seed: int, split: str, index: int, rng: np.random.Generator,
+                        config: RouteConfig = SHORT_ROUTES, test_fraction: float = 0.2) -> Route:
+    """Route number ``index`` of ``split`` laid out by the reference rules, drawn with ``rng``.
+
+    Generated routes give no starting heading, which the reference treats as
+    "any": it is drawn uniformly from the whole degrees 0..359. Then each
+    forward-point candidate is kept with probability ``1 - drop_probability``.
+    """
+    route = route_for(city_seed, split, index, config, test_fraction)
+    init = float(rng.integers(360))
+    keep = rng.random((len(route.key_points) - 1, config.interpolation_points)) >= config.drop_probability
+    return reference_route(route, init_heading=init, start_observed=start_observation(city_seed, route, init, config),
+                           candidates=reference_candidates(city_seed, split, index, config, test_fraction), keep=keep)
+
+
+def start_observation(city_seed: int, route: Route, heading: float, config: RouteConfig = SHORT_ROUTES) -> Observed:
+    """What can be seen at the start of a generated route facing ``heading``."""
+    city = city_for_seed(city_seed)
+    landmarks = [city.place_by_name[n] for n in route.landmarks if n]
+    return _observe(city, route.key_points[0], heading, landmarks, config, False, 0)
 
 
 @lru_cache(maxsize=4096)

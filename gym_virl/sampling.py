@@ -63,9 +63,10 @@ def wrong_answer(route: Route, point: RailPoint, action_space: str, rng: np.rand
     """A well-formed answer the verifier rejects at ``point`` with ``verdict``.
 
     ``verdict`` is ``"wrong_action"`` (true observation, another legal
-    action), ``"wrong_intersection"`` (the opposite intersection claim) or
-    ``"illegal"`` (an action outside the action space); ``None`` picks one at
-    random.
+    action), ``"wrong_intersection"`` (another legal action with the
+    opposite intersection claim: with the right action the claim is not
+    judged) or ``"illegal"`` (true observation, an action outside the action
+    space); ``None`` picks one at random.
 
     Raises:
         ValueError: ``verdict`` is not one of :data:`WRONG_VERDICTS`.
@@ -77,13 +78,13 @@ def wrong_answer(route: Route, point: RailPoint, action_space: str, rng: np.rand
     gold = point.gold_action(action_space)
     truth = observation_text(point.observed)
     instruction = _instruction(route, point)
+    others = [a for a in all_actions(action_space) if a != gold]
     if verdict == "wrong_action":
-        choices = [a for a in all_actions(action_space) if a != gold]
-        text = _answer(truth, instruction, choices[int(rng.integers(len(choices)))])
+        text = _answer(truth, instruction, others[int(rng.integers(len(others)))])
     elif verdict == "wrong_intersection":
         flipped = Observed(point.observed.landmarks, not point.observed.at_intersection,
                            point.observed.ways or 4)
-        text = _answer(observation_text(flipped), instruction, gold)
+        text = _answer(observation_text(flipped), instruction, others[int(rng.integers(len(others)))])
     else:
         options = list(_ILLEGAL_ACTIONS)
         if action_space == "relative":

@@ -3,23 +3,28 @@
 The model answers with a JSON object holding ``current observation``,
 ``current instruction`` and ``action``. Parsing is tolerant (code fences,
 trailing commas, single quotes, prose around the object: see
-:func:`gengym_core.answers.parse_json_answer`); judging is strict:
+:func:`gengym_core.answers.parse_json_answer`); judging follows the paper's
+reward table (Appendix A.3: +1 for the right action, which moves the agent
+on; -1 for a wrong action; -1.5 for a wrong claim about being at an
+intersection) and, where the paper is silent, the reference code:
 
-1. The text must hold an object with all three keys as strings, else the
-   verdict is ``"illegal"``.
-2. The ``action`` must be one of the action space's actions (whitespace,
-   case and quotes around the argument are forgiven:
-   ``"Turn_Direction( North )"`` reads as ``turn_direction(north)``), else
-   ``"illegal"``.
-3. ``current observation`` must say correctly whether the agent is at an
-   intersection, else ``"wrong_intersection"``. The claim is read as "at an
-   intersection" when the text mentions an intersection (or crossing or
-   junction) that is not negated nearby before it ("not at an
-   intersection", "no intersection"). The reference compared the claim
-   with the landmark text instead of the intersection flag (defect 7); here
-   it is checked against the rail point's true flag, and before the action,
-   so a right action does not excuse a false observation.
-4. The action must equal the gold action, else ``"wrong_action"``.
+1. The text must hold an object with an ``action`` string, else the
+   verdict is ``"illegal"``. Only ``action`` is required, as in the
+   reference; a ``current observation`` that is given must be a string.
+2. If the action equals the gold action (whitespace, case and quotes
+   around the argument are forgiven: ``"Turn_Direction( North )"`` reads as
+   ``turn_direction(north)``), the verdict is ``"correct"``, whatever the
+   observation says: the paper rewards the right action.
+3. Otherwise, if ``current observation`` says wrongly whether the agent is
+   at an intersection, the verdict is ``"wrong_intersection"``. The claim
+   is read as "at an intersection" when the text mentions an intersection
+   (or crossing or junction) that is not negated nearby before it ("not at
+   an intersection", "no intersection"); a missing observation claims
+   nothing. The reference compared the claim with the landmark text
+   instead of the intersection flag (defect 7); here it is checked against
+   the rail point's true flag.
+4. Otherwise the verdict is ``"illegal"`` for an action outside the
+   action space and ``"wrong_action"`` for a legal one.
 
 Verdicts and their default rewards (all configurable through :class:`VirlRewards`):
 
@@ -29,8 +34,8 @@ verdict              reward  meaning
 ``correct``          +1      right action; the agent moves on
 ``wrong_action``     -1      a legal action, but not the right one
 ``wrong_intersection`` -1.5  false claim about being at an intersection
-``illegal``          -1      no readable answer, a missing key, or an action
-                             outside the action space
+``illegal``          -1      no readable answer, no ``action`` string, or an
+                             action outside the action space
 ``budget``           -1      the tries at this rail point were used up; the
                              episode is truncated (set by the env)
 ==================== ======= ==============================================
@@ -244,16 +249,19 @@ def judge_answer(text: str, gold_action: str, at_intersection: bool,
 
     Never raises on model output: anything unreadable is ``"illegal"``. The
     feedback is printable ASCII of bounded length, whatever the answer held.
+    See the module docstring for the order of the checks.
 
     Example:
         >>> ok = '{"current observation": "No landmark nearby. Not at an intersection.", '
         >>> ok += '"current instruction": "Move forward.", "action": "forward()"}'
         >>> judge_answer(ok, "forward()", False).verdict
         'correct'
-        >>> judge_answer(ok, "forward()", True).verdict
+        >>> judge_answer(ok, "stop()", True).verdict
         'wrong_intersection'
         >>> judge_answer(ok, "stop()", False).verdict
         'wrong_action'
+        >>> judge_answer('{"action": "forward()"}', "forward()", True).verdict
+        'correct'
         >>> judge_answer("go north", "forward()", False).verdict
         'illegal'
     """
@@ -263,21 +271,26 @@ def judge_answer(text: str, gold_action: str, at_intersection: bool,
         # The parser's message may quote the model's text: keep the prompt ASCII.
         message = to_prompt_text(err.message, 2 * ECHO_CHARS)
         return Judgement("illegal", f"Your answer could not be read: {message}.")
-    values = {}
-    for key in ANSWER_KEYS:
-        try:
-            value = get_field(answer, key)
-        except KeyError:
-            return Judgement("illegal", f'Your answer has no "{key}" key.')
-        if not isinstance(value, str):
-            return Judgement("illegal", f'The value of "{key}" must be a string.')
-        values[key] = value
-    observation = values["current observation"]
     try:
-        action = parse_action(values["action"], action_space)
+        raw_action = get_field(answer, "action")
+    except KeyError:
+        return Judgement("illegal", 'Your answer has no "action" key.')
+    if not isinstance(raw_action, str):
+        return Judgement("illegal", 'The value of "action" must be a string.')
+    try:
+        observation = get_field(answer, "current observation")
+    except KeyError:
+        observation = None
+    if observation is not None and not isinstance(observation, str):
+        return Judgement("illegal", 'The value of "current observation" must be a string.')
+    try:
+        action: str | None = parse_action(raw_action, action_space)
+        action_error = ""
     except ActionFormatError as err:
-        return Judgement("illegal", f"Illegal action: {err}.", observation=observation)
-    claim = claims_intersection(observation)
+        action, action_error = None, str(err)
+    claim = claims_intersection(observation) if observation else False
+    if action == gold_action:
+        return Judgement("correct", "", action, claim, observation)
     if claim != at_intersection:
         what = (
             "You said you are at an intersection, but you are not."
@@ -285,16 +298,16 @@ def judge_answer(text: str, gold_action: str, at_intersection: bool,
             else "You did not say that you are at an intersection, but you are."
         )
         return Judgement("wrong_intersection", f"Wrong observation: {what}", action, claim, observation)
-    if action != gold_action:
-        return Judgement(
-            "wrong_action",
-            f"Wrong action: {action} is not the right move here. Check which instruction "
-            "you are on and what you observe.",
-            action,
-            claim,
-            observation,
-        )
-    return Judgement("correct", "", action, claim, observation)
+    if action is None:
+        return Judgement("illegal", f"Illegal action: {action_error}.", None, claim, observation)
+    return Judgement(
+        "wrong_action",
+        f"Wrong action: {action} is not the right move here. Check which instruction "
+        "you are on and what you observe.",
+        action,
+        claim,
+        observation,
+    )
 
 
 def landmarks_named(observation: str, names: tuple[str, ...] | list[str]) -> frozenset[str]:

@@ -71,7 +71,7 @@ def test_gp_multi_turn_submissions_feedback_and_reward():
     wrong = core.sample_wrong_answer(np.random.default_rng(0), "wrong_value")
     reply = env.submit_answer(wrong)
     assert reply.startswith("Verdict: wrong_value (reward -1).")
-    assert "Feedback on attempt 1 of 5" in reply and "Revise your answer" in reply
+    assert "Attempt 1 of 5 was not accepted" in reply and "Revise your answer" in reply
     assert not env.done and env.episode_return == -1.0
     reply = env.submit_answer(core.oracle_answer())
     assert reply.startswith("Verdict: correct (reward +5).") and "episode is over" in reply
@@ -90,9 +90,54 @@ def test_virl_episode_is_walked_through_the_tool():
     while not env.done:
         replies.append(env.submit_answer(core.oracle_answer()))
     assert env.success and env.get_reward() == float(len(replies))
-    # After a correct step the tool shows the next rail point's prompt, history included.
-    assert "[Current observation]" in replies[0] and "A_1:" in replies[0]
+    # After a correct step the tool shows only the next rail point's observation:
+    # the instructions and the history are already in the conversation.
+    assert replies[0].startswith("Verdict: correct (reward +1).\n\nCorrect. [Current observation]\nO_2: ")
+    assert all("[Instructions]" not in r and "A_1:" not in r for r in replies)
+    assert max(len(r) for r in replies) < 300  # bounded: the rollout grows linearly
     assert replies[-1].endswith("The task is solved; the episode is over.")
+
+
+def test_tool_budget_warnings_for_long_routes(monkeypatch):
+    """Settings that cannot hold a V-IRL episode are named, with what to set instead."""
+    from types import SimpleNamespace
+
+    from trainers.adapters import grpo_env
+
+    monkeypatch.setattr(grpo_env, "_WARNED", set())
+    tight = SimpleNamespace(max_tool_calling_iterations=2, max_completion_length=64)
+    with pytest.warns(UserWarning) as caught:
+        factory = tool_env_factory("VIRL-L-v0", grpo_args=tight, probe_episodes=4)
+    text = " ".join(str(w.message) for w in caught)
+    assert "max_tool_calling_iterations=2" in text and "max_tool_calling_iterations >=" in text
+    assert "max_completion_length=64" in text
+    monkeypatch.setattr(grpo_env, "_WARNED", set())
+    env = factory()
+    with pytest.warns(UserWarning) as caught:
+        env.reset(**_row(3))
+    assert any("needs" in str(w.message) and "tool calls" in str(w.message) for w in caught)
+    needs = env._needs(3)
+    assert needs.tool_calls == len(_oracle_walk("VIRL-L-v0", 3)) and needs.completion_tokens > 64
+    monkeypatch.setattr(grpo_env, "_WARNED", set())
+    roomy = SimpleNamespace(max_tool_calling_iterations=16, max_completion_length=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tool_env_factory("VIRL-L-v0", grpo_args=roomy, probe_episodes=8)().reset(**_row(3))
+        tool_env_factory("GeneralPoints-L-v0", grpo_args=SimpleNamespace(
+            max_tool_calling_iterations=1, max_completion_length=512))().reset(**_row(3))
+
+
+def _oracle_walk(env_id: str, seed: int) -> list[str]:
+    from gengym_core.registry import make
+
+    env = make(env_id)
+    env.reset(seed=seed)
+    answers, done = [], False
+    while not done:
+        answers.append(env.unwrapped.oracle_answer())
+        _, _, terminated, truncated, _ = env.step(answers[-1])
+        done = terminated or truncated
+    return answers
 
 
 @pytest.mark.parametrize("env_id, reward", [("GeneralPoints-L-v0", -3.0), ("VIRL-L-v0", -1.0)])
@@ -425,19 +470,41 @@ def _example(name: str):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--env", "GeneralPoints-L-v0", "--mode", "tools"],
-        ["--env", "GeneralPoints-VL-v0", "--mode", "single-turn", "--env-kwarg", "image_size=64"],
+        ["--env", "GeneralPoints-L-v0", "--mode", "tools", "--max-completion-length", "24"],
+        ["--env", "GeneralPoints-VL-v0", "--mode", "single-turn", "--env-kwarg", "image_size=64",
+         "--max-completion-length", "24"],
     ],
 )
 def test_grpo_example_trains_a_step(argv, tmp_path, monkeypatch):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
-    common = ["--tiny", "--max-steps", "1", "--num-prompts", "2", "--max-completion-length", "24"]
+    common = ["--tiny", "--max-steps", "1", "--num-prompts", "2"]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore")
         last = _example("grpo_trl").main(argv + common + ["--output-dir", str(tmp_path)])
     assert (
         "loss" in last and last["reward"] == -3.0
     )  # a silent or unreadable answer, judged illegal
+
+
+@pytest.mark.parametrize("env_id", ["VIRL-L-v0", "GeneralPoints-L-v0"])
+def test_grpo_example_scripted_policy_calls_the_tool(env_id, tmp_path, monkeypatch, capsys):
+    """The smoke run really plays episodes: a wrong answer, then the oracle's, through the tool."""
+    from trainers.adapters import grpo_env
+
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    monkeypatch.setattr(grpo_env, "_WARNED", set())
+    argv = ["--tiny", "--scripted", "--env", env_id, "--mode", "tools", "--max-steps", "1",
+            "--num-prompts", "2", "--output-dir", str(tmp_path)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("error", message=".*(tool calls|completion tokens)")  # settings fit
+        last = _example("grpo_trl").main(argv)
+    assert "max_tool_calling_iterations=" in capsys.readouterr().out
+    assert last["tools/call_frequency"] >= 2 and last["tools/failure_frequency"] == 0
+    assert last["rewards/env_success/mean"] == 1.0
+    # One wrong answer (a negative reward), then every step right (+5 GeneralPoints, +1 a rail point).
+    best = 5.0 if env_id == "GeneralPoints-L-v0" else last["tools/call_frequency"] - 1
+    assert 0 < last["reward"] < best
 
 
 def test_grpo_example_rejects_bad_arguments(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """Text spaces, chat helpers and the gengym command line (gengym_core)."""
 
 import argparse
+import os
 import pickle
 import re
 import subprocess
@@ -171,3 +172,23 @@ def test_cli_closes_a_launch_process_group_after_a_command():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "closed" in out.stdout, out.stderr[-2000:]
+
+
+def test_closing_a_single_process_group_drops_the_launcher_variables_it_invented():
+    # Left behind, they would make the next trainer in the process (accelerate)
+    # start a group of its own on port 29500, which another run may hold.
+    pytest.importorskip("deepspeed")
+    code = (
+        "import os\n"
+        "os.environ['LOCAL_RANK'] = '0'  # given by the caller: stays\n"
+        "from trainers.common.engine import init_distributed\n"
+        "from gengym_core.cli import close_process_group\n"
+        "init_distributed('gloo')\n"
+        "assert os.environ['WORLD_SIZE'] == '1' and os.environ['RANK'] == '0'\n"
+        "close_process_group()\n"
+        "left = sorted(k for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k in os.environ)\n"
+        "print('left', left)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "left ['LOCAL_RANK']" in out.stdout, out.stderr[-2000:]

@@ -175,11 +175,14 @@ def test_cli_rejects_malformed_checkpoints_and_settings_before_loading(tiny_mode
         (("",), "give a checkpoint folder"),
         ((str(text_model), "--max-new-tokens", "0"), "--max-new-tokens"),
         ((str(text_model), "--temperature", "-1"), "--temperature"),
-        ((str(text_model), "--backend", "nope"), "--backend must be one of"),
+        ((str(text_model), "--backend", "nope"), "--generation-backend must be one of"),
     ]
     for args, message in cases:
         code, err = fails(*args)
         assert code == 2 and message in err, (args, err)
+    with pytest.raises(SystemExit) as exit_info:  # argparse lists the choices
+        fails(str(text_model), "--generation-backend", "nope")
+    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
     code, err = fails(str(text_model), env="GeneralPoints-VL-v0")
     assert code == 2 and "text-only model but the env shows images" in err
     code, err = fails("oracle", "--output-dir", str(text_model / "config.json"))
@@ -190,7 +193,7 @@ def test_cli_rejects_malformed_checkpoints_and_settings_before_loading(tiny_mode
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
-        code, err = fails(str(text_model), "--backend", "vllm")
+        code, err = fails(str(text_model), "--generation-backend", "vllm")
         assert code == 2 and "vLLM" in err
     assert not (tmp_path / "out" / "metrics.json").exists()
 

@@ -24,6 +24,7 @@ from trainers.generation.base import SamplingParams  # noqa: E402
 from trainers.generation.static import (  # noqa: E402
     StaticBackendConfig,
     StaticGenerationBackend,
+    cache_input_name,
     find_host_syncs,
     sample_tokens,
     truncation_mask,
@@ -64,7 +65,12 @@ def assert_same(expected, got, *, logprob_atol: float = 1e-4) -> None:
 
 # ------------------------------------------------------------------ registry
 def test_backends_are_registered():
+    import typing
+
+    from trainers.generation import BackendName
+
     assert {"hf", "static", "vllm"} <= set(available_backends())
+    assert sorted(typing.get_args(BackendName)) == available_backends()  # the CLI's choices
     with pytest.raises(ValueError, match="unknown generation backend"):
         make_backend("nope", None, None)
 
@@ -505,6 +511,63 @@ def test_inputs_the_static_step_cannot_follow_use_the_generic_loop(tiny_model):
     assert backend.last_decoder == "generic"
     assert any("'logits_to_keep' changes" in r for r in backend.fallback_reasons)
     assert_same(expected, got)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llava", "mllama", "idefics3"])
+def test_the_cache_goes_under_the_name_the_model_reads(tiny_model, family):
+    """transformers 5.24 renamed the cache input; the old name loses to the new one when both are set."""
+    import inspect
+
+    model = tiny_model(family).model
+    assert cache_input_name() in inspect.signature(model.forward).parameters
+
+
+def test_an_untested_transformers_release_generates_with_hf(tiny_model, monkeypatch, caplog):
+    import transformers
+
+    loaded = tiny_model("qwen2")
+    inputs = prompts(loaded)
+    expected = make_backend("hf", loaded.model, loaded.processor).generate(inputs, GREEDY)
+    monkeypatch.setattr(transformers, "__version__", "5.99.0")
+    with caplog.at_level(logging.WARNING, logger="trainers.generation.static"):
+        backend = make_backend("static", loaded.model, loaded.processor)
+    assert_same(expected, backend.generate(inputs, GREEDY))
+    assert backend.last_decoder == "hf"
+    (reason,) = backend.fallback_reasons
+    assert "transformers 5.99.0 is outside" in reason and "generating with hf" in caplog.text
+
+    trusted = make_backend("static", loaded.model, loaded.processor, allow_untested_transformers=True)
+    assert_same(expected, trusted.generate(inputs, GREEDY))
+    assert trusted.last_decoder == "static-eager" and not trusted.fallback_reasons
+
+
+def test_a_decode_cache_that_does_not_advance_hands_the_call_to_hf(tiny_model, monkeypatch):
+    """A model that decodes on a cache other than the backend's (as when transformers renamed
+    the cache input) gives wrong tokens without raising; the backend must notice and redo the call."""
+    import copy
+
+    from trainers.generation import static
+
+    loaded = tiny_model("qwen2")
+    inputs = prompts(loaded)
+    hf = make_backend("hf", loaded.model, loaded.processor)
+    expected = hf.generate(inputs, GREEDY)
+    decoys: dict[int, object] = {}
+    original = static._StaticState.model_inputs
+
+    def elsewhere(self):
+        step_inputs = original(self)
+        step_inputs[self.cache_key] = decoys.setdefault(id(self), copy.deepcopy(self.cache))
+        return step_inputs
+
+    monkeypatch.setattr(static._StaticState, "model_inputs", elsewhere)
+    backend = make_backend("static", loaded.model, loaded.processor)
+    assert_same(expected, backend.generate(inputs, GREEDY))
+    assert backend.last_decoder == "hf"
+    assert any("did not follow the decode steps" in r for r in backend.fallback_reasons)
+    other = prompts(loaded, texts=("stop", "ok then"), seed=1)
+    assert_same(hf.generate(other, GREEDY), backend.generate(other, GREEDY))  # stays on hf
+    assert backend.last_decoder == "hf" and decoys
 
 
 def test_rollout_phase_releases_caches_and_weights_changes_are_seen(tiny_model):

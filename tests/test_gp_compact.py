@@ -53,10 +53,10 @@ def test_parse_answer_rejects_anything_else(text):
         ("10 7 7 1:(10-7)*(1+7) = 24", "correct", "#OK"),
         ("10 7 7 1:10+7+7+1", "wrong_value", "#=25"),
         ("10 7 7 1:10/7+7-1", "wrong_value", "#=52/7"),
-        ("10 7 7 1:(10-7)*(1+7) = 25", "wrong_value", "#=24"),
+        ("10 7 7 1:(10-7)*(1+7) = 25", "correct", "#OK"),  # "= N" ignored, as for JSON answers
         ("11 7 7 1:(11-7)*(1+7)", "wrong_numbers", "#N-11+10"),
         ("10 7 7 1:(10-7)*(7+7)", "wrong_numbers", "#N-7+1"),
-        ("10 7 7:(10-7)*(1+7)", "wrong_numbers", "#N+1"),
+        ("10 7 7:(10-7)*(1+7)", "correct", "#OK"),  # the list is not judged in text mode by default
         ("10 7 7 1:(K-7)*(1+7)", "illegal", "#X"),
         ("10 7 7 1:-(10-7)*(1+7)", "illegal", "#X"),
         ("no answer", "illegal", "#X"),
@@ -74,6 +74,22 @@ def test_judge_uses_the_verifiers_stages_and_rewards(text, verdict, fb):
         return
     # The same number list and formula as a JSON answer get the same verdict.
     assert verify(HAND, json.dumps({"number": list(numbers), "formula": formula})).verdict == verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "checks", "verdict", "fb"),
+    [
+        ("10 7 7 1:(10-7)*(1+7) = 25", {"check_stated_result": True}, "wrong_value", "#=24"),
+        ("10 7 7:(10-7)*(1+7)", {"check_numbers": True}, "wrong_numbers", "#N+1"),
+        ("11 7 7 1:(10-7)*(1+7)", {"check_numbers": True}, "wrong_numbers", "#N-11+10"),
+    ],
+)
+def test_judge_takes_the_verifiers_checks(text, checks, verdict, fb):
+    judged = compact.judge(HAND, text, **checks)
+    assert (judged.verdict, compact.feedback(HAND, judged)) == (verdict, fb)
+    env = gym.make(ENV_ID, **checks)
+    env.reset(options={"cards": ["KS", "7H", "7D", "AC"]})
+    assert env.step(text)[4]["feedback"] == fb
 
 
 def test_judge_passes_custom_rewards():

@@ -255,6 +255,31 @@ def test_success_terminates_after_revisions():
     ]
 
 
+def test_judging_follows_the_reference_unless_told_otherwise():
+    hand = {"cards": ["AS", "7H", "KD", "2C"]}
+
+    def reward(env_id, answer, **kwargs):
+        env = gym.make(env_id, image_size=96, **kwargs)
+        env.reset(seed=0, options=hand)
+        return env.step(json.dumps(answer))[1]
+
+    right = {"cards": ["A", "7", "K", "2"], "number": [1, 7, 10, 2], "formula": "7*2+10*1"}
+    # Text mode: the number field is not judged (the reference never reads it there) ...
+    assert reward("GeneralPoints-L-v0", right | {"number": [1, 7, 13, 2]}) == 5.0
+    assert reward("GeneralPoints-L-v0", right | {"number": [1, 7, 13, 2]}, check_numbers=True) == -2.0
+    # ... image mode judges it (the reference meant to: defect 4) unless told not to.
+    assert reward("GeneralPoints-VL-v0", right | {"number": [1, 7, 13, 2]}) == -2.0
+    assert reward("GeneralPoints-VL-v0", right | {"number": [1, 7, 13, 2]}, check_numbers=False) == 5.0
+    # What follows "=" is ignored, as in the reference, unless check_stated_result.
+    assert reward("GeneralPoints-L-v0", right | {"formula": "7*2+10*1 = 25"}) == 5.0
+    assert reward("GeneralPoints-L-v0", right | {"formula": "7*2+10*1 = 25"}, check_stated_result=True) == -1.0
+    # Image mode: misread cards cost -1.5 whatever the formula, as in the reference.
+    assert reward("GeneralPoints-VL-v0", right | {"cards": ["A", "7", "Q", "3"], "formula": "7*2+("}) == -1.5
+    for bad in ({"check_numbers": "yes"}, {"check_stated_result": None}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            gym.make("GeneralPoints-L-v0", **bad)
+
+
 @pytest.mark.parametrize("env_id", JSON_IDS)
 def test_chat_messages_transcript_and_images(env_id):
     image = "VL" in env_id
@@ -273,7 +298,7 @@ def test_chat_messages_transcript_and_images(env_id):
     messages = core.chat_messages()
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
     assert message_text(messages[1]) == "first try" and message_text(messages[3]) == WRONG
-    assert "Feedback on attempt 2 of 5" in message_text(messages[4])
+    assert "Attempt 2 of 5 was not accepted" in message_text(messages[4])
     assert count_images(messages) == (1 if image else 0)
     messages[0]["content"].clear()  # a copy: the env is unaffected
     assert core.chat_messages()[0]["content"]

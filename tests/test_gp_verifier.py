@@ -83,21 +83,18 @@ HAND_MADE = [
     # (formula, verdict) for the hand A 7 K 2 = 1, 7, 10, 2.
     ("7*2+10*1", "correct"),
     ("7*2+10*1 = 24", "correct"),
+    ("7*2+10*1 = 25", "correct"),  # what follows "=" is ignored, as in the reference
     ("  7 * 2 +\t10 * 1\n", "correct"),
     ("((7*2)+(10*1))", "correct"),
     ("7\u00d72+10\u00f71", "correct"),
     ("(7\u22121)*(10/2)", "wrong_value"),
     ("(7+1)*(10-2)", "wrong_value"),
-    ("7*2+10*1 = 25", "wrong_value"),
     ("10/2*7+1", "wrong_value"),
     ("7*2+10", "wrong_numbers"),
     ("7*2+10*1*1", "wrong_numbers"),
     ("7*2+10+0*1", "wrong_numbers"),
     ("24", "wrong_numbers"),
     ("12*2", "wrong_numbers"),
-    ("7*2+10*1 == 24", "illegal"),
-    ("7*2+10*1 = 24 = 24", "illegal"),
-    ("24 = 7*2+10*1", "illegal"),
     ("7**2", "illegal"),
     ("7//2+10*1", "illegal"),
     ("-7+2*10+1", "illegal"),
@@ -131,10 +128,33 @@ def test_hand_made_formulas(formula, verdict):
     j = verify(HAND, answer(formula))
     assert (j.verdict, j.reward) == (verdict, REWARD[verdict]), j.feedback
     assert j.feedback and j.feedback.isascii()
+    if "=" not in formula:
+        assert verify(HAND, answer(formula), check_stated_result=True).verdict == verdict
+
+
+STATED_RESULTS = [
+    # (formula, verdict by default (the reference ignores "=" on), verdict with check_stated_result)
+    ("7*2+10*1 = 24", "correct", "correct"),
+    ("7*2+10*1 = 25", "correct", "wrong_value"),
+    ("7*2+10*1 == 24", "correct", "illegal"),
+    ("7*2+10*1 = 24 = 24", "correct", "illegal"),
+    ("7*2+10*1 = twenty-four", "correct", "illegal"),
+    ("(7+1)*(10-2) = 24", "wrong_value", "wrong_value"),
+    ("24 = 7*2+10*1", "wrong_numbers", "illegal"),
+]
+
+
+@pytest.mark.parametrize(("formula", "verdict", "strict"), STATED_RESULTS)
+def test_a_stated_result_is_judged_only_on_request(formula, verdict, strict):
+    assert verify(HAND, answer(formula)).verdict == verdict
+    j = verify(HAND, answer(formula), check_stated_result=True)
+    assert j.verdict == strict, j.feedback
 
 
 FIELD_CASES = [
-    # (answer object, verdict) -- the formula is right unless said otherwise.
+    # (answer object, verdict with the number field judged) -- the formula is right
+    # unless said otherwise. By default text mode judges neither cards nor numbers
+    # (as the reference), so only the formula decides there.
     ({"number": [1, 7, 10, 2], "formula": "7*2+10*1"}, "correct"),  # text mode ignores cards
     ({"cards": ["Q", "Q", "Q"], "number": [1, 7, 10, 2], "formula": "7*2+10*1"}, "correct"),
     ({"number": [2, 10, 7, 1], "formula": "7*2+10*1"}, "correct"),  # any order
@@ -163,8 +183,13 @@ FIELD_CASES = [
 
 @pytest.mark.parametrize(("obj", "verdict"), FIELD_CASES)
 def test_answer_fields_in_text_mode(obj, verdict):
-    j = verify(HAND, json.dumps(obj))
+    j = verify(HAND, json.dumps(obj), check_numbers=True)
     assert j.verdict == verdict, j.feedback
+    # Unjudged, the number field only matters through the formula.
+    formula_only = verify(HAND, json.dumps({"formula": obj.get("formula", obj.get("FORMULA"))})).verdict
+    default = verify(HAND, json.dumps(obj))
+    assert default.verdict == ("illegal" if "formula" not in obj and "FORMULA" not in obj else formula_only)
+    assert default.numbers_correct is None
 
 
 IMAGE_CASES = [
@@ -180,7 +205,9 @@ IMAGE_CASES = [
     (["A", "7", "K", "2"], [1, 7, 13, 2], "7*2+10*1", "wrong_numbers"),  # reference defect 4
     (["A", "7", "K", "2"], [1, 7, 10, 2], "7*2+10+1", "wrong_value"),
     (["A", "7", "K", "2"], [1, 7, 10, 2], "7*2+10+", "illegal"),
-    (["A", "7", "Q", "3"], [1, 7, 10, 3], "7*2+10+", "illegal"),
+    # Cards come first, as in the reference: misread cards with an illegal formula.
+    (["A", "7", "Q", "3"], [1, 7, 10, 3], "7*2+10+", "wrong_cards"),
+    (["A", "7", "Q", "2"], [1, 7, 10, 2], "7 x 2 + 10", "wrong_cards"),
 ]
 
 
@@ -198,7 +225,7 @@ def test_missing_cards_key_is_illegal_only_when_cards_are_checked():
 
 
 def test_feedback_lists_every_problem_and_names_numbers_precisely():
-    j = verify(HAND, answer("(7+7+5)*2", number=[1, 7, 13, 2]))
+    j = verify(HAND, answer("(7+7+5)*2", number=[1, 7, 13, 2]), check_numbers=True)
     assert j.verdict == "wrong_numbers"
     for expected in [
         "lists 13",
@@ -420,9 +447,12 @@ ADVERSARIAL = [
 def test_hostile_text_gets_a_negative_reward_fast(text):
     start = time.perf_counter()
     for check_cards in (False, True):
-        j = verify(HAND, text, check_cards=check_cards)
+        j = verify(HAND, text, check_cards=check_cards, check_numbers=True)
         assert j.reward < 0 and j.verdict in VERDICTS and j.verdict != "correct"
         assert isinstance(j.feedback, str) and j.feedback.isascii() and len(j.feedback) < 4000
+    # Text mode judges only the formula by default: a few of these hold a right one.
+    j = verify(HAND, text)
+    assert j.verdict in VERDICTS and j.feedback.isascii() and (j.reward < 0 or "7*2+10*1" in str(text))
     assert time.perf_counter() - start < 1.0
 
 

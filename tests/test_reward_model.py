@@ -176,7 +176,8 @@ def ppo_config(policy: Path, out: Path, **overrides) -> PPOConfig:
 def test_ppo_against_the_reward_model_updates_and_charges_its_compute(text_reward_model, tiny_model_path, tmp_path):
     policy = tiny_model_path("qwen2")
     spec = f"reward-model:{text_reward_model}"
-    trainer = PPOTrainer(ppo_config(policy, tmp_path / "rlhf", reward=spec,
+    # One user message per turn, so that each logged prompt can be scored again below.
+    trainer = PPOTrainer(ppo_config(policy, tmp_path / "rlhf", reward=spec, prompt_format="observation",
                                     reward_weights={"reward-model": 1.0, "env": 0.5}))
     with trainer.engine.full_state_dict() as state:
         before = {k: v.clone() for k, v in state.items()}
@@ -198,7 +199,7 @@ def test_ppo_against_the_reward_model_updates_and_charges_its_compute(text_rewar
         assert sample["reward"] == pytest.approx(score + 0.5 * table.for_verdict(sample["verdict"]), abs=1e-4)
 
     # The same run with the verifier's reward differs in compute by exactly the reward model's forwards.
-    plain = PPOTrainer(ppo_config(policy, tmp_path / "env"))
+    plain = PPOTrainer(ppo_config(policy, tmp_path / "env", prompt_format="observation"))
     plain.train()
     scoring = trainer.reward_fn.source.compute
     assert scoring.tokens > 0

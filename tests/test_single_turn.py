@@ -8,6 +8,7 @@ oracle, wrong, random and junk answers, in every registered env.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import subprocess
@@ -255,6 +256,18 @@ def test_bad_scorer_json_is_a_clear_error(text, match):
 
 def test_scorer_json_is_not_code():
     assert scorer_from_json(GOOD_GP.to_json()) == GOOD_GP
+
+
+def test_gp_scorer_judges_as_its_env_and_reads_older_json():
+    right = {"cards": ["A", "7", "K", "2"], "number": [1, 7, 13, 2], "formula": "7*2+10*1 = 25"}
+    task = next(iter_single_turn_tasks("GeneralPoints-L-v0", 1, seed=0))
+    assert (task.scorer.check_numbers, task.scorer.check_stated_result) == (False, False)
+    lenient = dataclasses.replace(GOOD_GP, check_numbers=False, check_stated_result=False)
+    assert lenient(json.dumps(right)) == 5.0 and scorer_from_json(lenient.to_json()) == lenient
+    # Scorers written before the two settings existed judged both fields.
+    old = json.loads(GOOD_GP.to_json())
+    del old["check_numbers"], old["check_stated_result"]
+    assert scorer_from_json(json.dumps(old))(json.dumps(right)) == -2.0
     with pytest.raises(ValueError):
         scorer_from_json(b"cos\nsystem\n(S'echo hi'\ntR.")  # pickle bytes are refused, never loaded
 
@@ -267,7 +280,9 @@ def test_virl_scorer_reads_turns_and_claims():
         "action": "Turn_Direction( West )",
     }
     assert scorer(json.dumps(good)) == 1.0
-    assert scorer.judge(json.dumps({**good, "current observation": "No landmark."})).verdict == (
+    # The right action earns +1 whatever the claim; a wrong one with a false claim -1.5.
+    assert scorer.judge(json.dumps({**good, "current observation": "No landmark."})).verdict == "correct"
+    assert scorer.judge(json.dumps({"current observation": "No landmark.", "action": "forward()"})).verdict == (
         "wrong_intersection"
     )
     assert scorer.judge(json.dumps({**good, "action": "forward()"})).verdict == "wrong_action"
@@ -294,3 +309,26 @@ def test_bad_arguments(kwargs, error):
         list(iter_single_turn_tasks("GeneralPoints-L-v0", **kwargs))
     with pytest.raises(ValueError, match="unknown gengym env"):
         list(iter_single_turn_tasks("GeneralPoints-XL-v0", 1))
+
+
+@pytest.mark.parametrize("env_id", ["GeneralPoints-L-v0", "VIRL-L-v0"])
+def test_tasks_by_index_match_the_iterated_tasks(env_id):
+    from gengym_core.registry import make
+    from gengym_core.single_turn import single_turn_task
+
+    env = make(env_id)
+    listed = list(iter_single_turn_tasks(env_id, 12, seed=3))
+    for task in listed[::3]:
+        again = single_turn_task(env, task.episode, env_id=env_id, env_kwargs={}, seed=3, step=task.step)
+        assert again.messages == task.messages and again.scorer == task.scorer
+    drawn = [single_turn_task(env, e, env_id=env_id, env_kwargs={}, seed=3, step="random") for e in range(6)]
+    assert [t.step for t in drawn] == [
+        single_turn_task(env, e, env_id=env_id, env_kwargs={}, seed=3, step="random").step for e in range(6)
+    ]
+    assert all(t.score(t.oracle_answer) > 0 for t in drawn)
+    if env_id == "VIRL-L-v0":
+        assert len({t.step for t in drawn}) > 1
+    with pytest.raises(ValueError, match="task steps"):
+        single_turn_task(env, 0, env_id=env_id, env_kwargs={}, seed=3, step=99)
+    with pytest.raises(ValueError):
+        single_turn_task(env, -1, env_id=env_id, env_kwargs={}, seed=3)

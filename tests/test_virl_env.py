@@ -228,22 +228,49 @@ def test_rewards_budget_and_feedback():
 def test_info_keys_history_and_transcript():
     env = make("VIRL-L-v0")
     obs, info = env.reset(seed=0, options={"route": 2})
-    keys = {"route_id", "route_index", "split", "city_style", "action_space", "gold_action", "rail_index",
-            "rail_length", "is_key_point", "at_intersection", "instruction_index", "success"}
+    keys = {"route_id", "route_index", "split", "city_style", "action_space", "rail_rules", "gold_action",
+            "rail_index", "rail_length", "is_key_point", "at_intersection", "instruction_index", "success"}
     assert keys <= set(info)
     assert info["is_key_point"] and info["gold_action"].startswith("turn_direction(")
     u = env.unwrapped
     gold0 = info["gold_action"]
     env.step("bad answer")
     obs, _, _, _, info = env.step(u.oracle_answer())
-    assert keys | {"verdict", "feedback", "attempt", "correct"} <= set(info)
-    assert info["rail_index"] == 0 and info["attempt"] == 2 and info["gold_action"] == gold0
+    judged = {"judged_gold_action", "judged_rail_index", "judged_is_key_point", "judged_at_intersection",
+              "judged_instruction_index"}
+    assert keys | judged | {"verdict", "feedback", "attempt", "correct"} <= set(info)
+    assert info["judged_rail_index"] == 0 and info["attempt"] == 2 and info["judged_gold_action"] == gold0
+    assert info["rail_index"] == 1 and info["judged_is_key_point"]
     assert f"A_1: {gold0}" in obs["text"] and "O_2:" in obs["text"]
     assert "[Feedback" not in obs["text"]
     t = u.transcript()
     assert [x["verdict"] for x in t] == ["illegal", "correct"]
     assert {"prompt", "answer", "reward", "verdict", "feedback", "rail_index", "gold_action"} <= set(t[0])
     json.dumps(t)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"rail_rules": "reference"}, {"action_space": "relative"}])
+def test_info_describes_the_observation_it_comes_with(kwargs):
+    # Expert labels taken from info["gold_action"] must fit the observation returned
+    # with that info (the step info used to describe the point just judged).
+    env = make("VIRL-L-v0", **kwargs)
+    for route in range(8):
+        obs, info = env.reset(seed=route, options={"route": route})
+        pairs = []
+        while True:
+            assert info["gold_action"] in env.unwrapped.oracle_answer()
+            pairs.append((obs["text"], info["gold_action"], info["rail_index"]))
+            label = json.loads(env.unwrapped.oracle_answer()) | {"action": info["gold_action"]}
+            obs, _, te, tr, info = env.step(json.dumps(label))
+            assert info["verdict"] == "correct"
+            if not te:
+                assert info["rail_index"] == pairs[-1][2] + 1
+            assert (info["judged_gold_action"], info["judged_rail_index"]) == pairs[-1][1:]
+            if te or tr:
+                break
+        assert te and info["success"] and len(pairs) == info["rail_length"]
+        # Finished at the destination: the final info still describes the stop point.
+        assert info["gold_action"] == "stop()" == info["judged_gold_action"]
 
 
 def test_vl_history_does_not_leak_landmark_names():

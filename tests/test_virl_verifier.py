@@ -75,25 +75,35 @@ def test_claims_intersection(text, claim):
 
 def test_judging_order_and_verdicts():
     assert judge_answer(_answer(), "forward()", False).verdict == "correct"
-    # A false intersection claim costs -1.5 even with the right action (reference
-    # defect 7 checked the landmark text instead of the intersection flag).
-    assert judge_answer(_answer(), "forward()", True).verdict == "wrong_intersection"
+    # The paper rewards the right action (+1, the agent moves on) whatever the
+    # observation says, as the reference does.
+    assert judge_answer(_answer(), "forward()", True).verdict == "correct"
     at = _answer("turn_direction(east)", "Teal Cafe is on your left. You are at a 4-way intersection.")
     assert judge_answer(at, "turn_direction(east)", True).verdict == "correct"
-    assert judge_answer(at, "turn_direction(east)", False).verdict == "wrong_intersection"
+    assert judge_answer(at, "turn_direction(east)", False).verdict == "correct"
+    # With a wrong action, a false claim costs -1.5: it is judged against the
+    # intersection flag (reference defect 7 checked the landmark text instead).
     assert judge_answer(at, "turn_direction(west)", True).verdict == "wrong_action"
+    assert judge_answer(at, "turn_direction(west)", False).verdict == "wrong_intersection"
+    assert judge_answer(_answer("stop()"), "forward()", True).verdict == "wrong_intersection"
     j = judge_answer(_answer("stop()"), "forward()", False)
     assert j.verdict == "wrong_action" and "stop()" in j.feedback
     # Tolerant parsing: fences, single quotes, trailing commas, prose around it.
     messy = ("Let me think.\n```json\n{'current observation': 'No landmark nearby, not at an "
              "intersection', 'current instruction': '3.', 'action': 'Forward()',}\n```")
     assert judge_answer(messy, "forward()", False).verdict == "correct"
-    # Strict keys and types.
-    assert judge_answer('{"action": "forward()"}', "forward()", False).verdict == "illegal"
+    # Only the action is required, as in the reference; a missing observation
+    # claims nothing, so it is wrong at an intersection.
+    assert judge_answer('{"action": "forward()"}', "forward()", True).verdict == "correct"
+    assert judge_answer('{"action": "stop()"}', "forward()", False).verdict == "wrong_action"
+    assert judge_answer('{"action": "stop()"}', "forward()", True).verdict == "wrong_intersection"
+    assert judge_answer('{"current observation": "x"}', "forward()", False).verdict == "illegal"
     no_obs = json.dumps({"current instruction": "x", "action": "forward()", "current observation": 3})
     assert judge_answer(no_obs, "forward()", False).verdict == "illegal"
     bad = judge_answer(_answer("turn_direction(up)"), "forward()", False)
     assert bad.verdict == "illegal" and "north" in bad.feedback
+    # An action outside the space with a false claim: the claim's -1.5, as for any wrong action.
+    assert judge_answer(_answer("jump()"), "forward()", True).verdict == "wrong_intersection"
     assert judge_answer(_answer("turn_direction(left)"), "turn_direction(left)", False,
                         "relative").verdict == "correct"
     assert set(VERDICTS) == {"correct", "wrong_action", "wrong_intersection", "illegal", "budget"}

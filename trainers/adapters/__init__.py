@@ -25,6 +25,8 @@ _EXPORTS = {
     "ToolEnvConfig": "trainers.adapters.grpo_env",
     "tool_env_factory": "trainers.adapters.grpo_env",
     "env_success": "trainers.adapters.grpo_env",
+    "RolloutNeeds": "trainers.adapters.grpo_env",
+    "suggested_tool_settings": "trainers.adapters.grpo_env",
     "TOOL_INSTRUCTION": "trainers.adapters.grpo_data",
     "tool_prompt_dataset": "trainers.adapters.grpo_data",
     "single_turn_dataset": "trainers.adapters.grpo_data",

@@ -13,10 +13,13 @@ that contract:
     block (``{"type": "image", "image": PIL.Image}``) before it.
 ``submit_answer(answer)``
     The one tool. Steps the answer through the env (the env's own verifier
-    judges it) and returns the verdict, its reward and what the env shows
-    next: the verifier's feedback and, while the episode runs, the next
-    turn's text (GeneralPoints: "revise your answer"; V-IRL: the next rail
-    point's prompt, with its street views in image envs).
+    judges it) and returns the verdict, its reward and, while the episode
+    runs, only the new turn of the env's chat session
+    (:class:`gengym_core.session.ChatSession`): GeneralPoints: the
+    verifier's feedback and "revise your answer"; V-IRL: the next rail
+    point's observation (with its street views in image envs), or the
+    feedback after a wrong answer. Nothing already in the conversation is
+    repeated, so a V-IRL rollout grows linearly with its rail points.
 ``get_reward()``
     The episode return: the sum of the env rewards of every submitted
     answer. A rollout that submitted nothing is judged as one empty answer
@@ -31,6 +34,15 @@ group gets the same hand or route, and different rows different ones. Build
 the rows with :func:`trainers.adapters.grpo_data.tool_prompt_dataset`, which
 derives row ``i``'s seed as :func:`gengym_core.single_turn.episode_seed`
 ``(seed, i)``.
+
+Budget. TRL stops a rollout after ``max_tool_calling_iterations`` tool calls
+and cuts tool results that no longer fit ``max_completion_length`` (after
+the env already judged the answer). A V-IRL episode needs one call per rail
+point. Given the ``GRPOConfig`` (``tool_env_factory(..., grpo_args=args)``),
+the adapter plays the oracle's episode from each reset seed and warns
+(once per kind) when a route needs more calls than allowed, or when its
+oracle rollout (answers and tool results) would not fit the completion
+length, estimated at :data:`CHARS_PER_TOKEN` characters a token.
 
 Everything an instance exposes besides the tool is a property or private, so
 TRL turns nothing else into a tool. The env itself never imports torch.
@@ -52,10 +64,17 @@ from typing import Any
 
 import numpy as np
 
-from gengym_core.chat import count_images, message_text
+from gengym_core.session import ChatSession, to_hf_messages
 
 #: Longest text of a non-string tool argument that is passed on to the env.
 MAX_ARGUMENT_CHARS = 65_536
+#: Characters per token assumed when estimating whether a rollout fits the
+#: completion length (English and JSON text with BPE tokenizers: about 3-4).
+CHARS_PER_TOKEN = 4
+#: Tokens assumed for the tool-call markup around each answer and result.
+TOOL_CALL_OVERHEAD_TOKENS = 40
+#: Warnings already given in this process (one per env id and kind).
+_WARNED: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -71,12 +90,18 @@ class ToolEnvConfig:
             ``None`` (default): yes for image ("VL") envs. ``False`` gives a
             text-only model the text of a VL env (which in GeneralPoints-VL
             does not list the cards).
+        max_tool_calls: TRL's ``max_tool_calling_iterations``; when set,
+            resets warn if the episode needs more tool calls than this.
+        max_completion_length: TRL's ``max_completion_length``; when set,
+            resets warn if the oracle's rollout would not fit.
     """
 
     env_id: str
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     variant: str = ""
     images: bool | None = None
+    max_tool_calls: int | None = None
+    max_completion_length: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -89,6 +114,25 @@ class ToolEnvConfig:
             raise ValueError(f"env_kwargs must be a mapping, got {self.env_kwargs!r}")
         if self.images not in (None, True, False):
             raise ValueError(f"images must be true, false or null, got {self.images!r}")
+        for name in ("max_tool_calls", "max_completion_length"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or null, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RolloutNeeds:
+    """What the oracle's rollout of one episode takes in TRL's tool loop.
+
+    Attributes:
+        tool_calls: Answers an episode solved without a mistake needs (V-IRL:
+            one per rail point).
+        completion_tokens: Estimated tokens of that rollout's completion: the
+            answers, the tool results and the tool-call markup.
+    """
+
+    tool_calls: int
+    completion_tokens: int
 
 
 def _reset_seed(row: Mapping[str, Any]) -> int:
@@ -119,10 +163,76 @@ def _answer_text(answer: Any) -> str:
     return text[:MAX_ARGUMENT_CHARS]
 
 
-def _image_block(image: np.ndarray) -> dict[str, Any]:
-    from PIL import Image
+def _blocks(messages: list[dict[str, Any]], text: str | None = None) -> str | list[dict[str, Any]]:
+    """Session messages as what TRL takes: plain text, or image blocks then the text."""
+    hf, images = to_hf_messages(messages)
+    texts = [part["text"] for m in hf for part in m["content"] if part["type"] == "text"]
+    joined = "\n\n".join(t for t in ([text] if text else []) + texts if t)
+    if not images:
+        return joined
+    return [*({"type": "image", "image": image} for image in images), {"type": "text", "text": joined}]
 
-    return {"type": "image", "image": Image.fromarray(np.asarray(image, dtype=np.uint8))}
+
+def _reply(verdict: str, reward: float, feedback: str, new: list[dict[str, Any]], *, done: bool,
+           success: bool) -> str | list[dict[str, Any]]:
+    """The tool result: verdict and reward, then the session's new turn (or how it ended)."""
+    head = f"Verdict: {verdict} (reward {reward:+g})."
+    if not done:
+        return _blocks(new, head)
+    ending = " The task is solved; the episode is over." if success else " The episode is over."
+    return f"{head} {feedback}".rstrip() + ending if feedback else head + ending
+
+
+def _text_length(result: str | list[dict[str, Any]]) -> int:
+    if isinstance(result, str):
+        return len(result)
+    return sum(len(block.get("text", "")) for block in result)
+
+
+def rollout_needs(session: ChatSession, seed: int) -> RolloutNeeds:
+    """Play the oracle's episode from ``seed`` in ``session``; measure its tool rollout."""
+    session.reset(seed=seed)
+    core = session.env.unwrapped
+    calls = chars = 0
+    while not session.done:
+        answer = core.oracle_answer()
+        new, reward, done, info = session.step(answer)
+        result = _reply(str(info.get("verdict")), reward, str(info.get("feedback", "")), new,
+                        done=done, success=session.success)
+        calls += 1
+        chars += len(answer) + _text_length(result)
+    tokens = -(-chars // CHARS_PER_TOKEN) + calls * TOOL_CALL_OVERHEAD_TOKENS
+    return RolloutNeeds(calls, tokens)
+
+
+def _warn_once(env_id: str, kind: str, message: str) -> None:
+    if (env_id, kind) in _WARNED:
+        return
+    _WARNED.add((env_id, kind))
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def check_rollout_budget(config: ToolEnvConfig, needs: RolloutNeeds, seed: int | str) -> None:
+    """Warn (once per env id and kind) when TRL's limits cannot hold the oracle's rollout."""
+    calls, limit = needs.tool_calls, config.max_tool_calls
+    if limit is not None and calls > limit:
+        _warn_once(
+            config.env_id, "calls",
+            f"{config.env_id}: the episode of seed {seed} needs {calls} tool calls (one per answer, "
+            f"without mistakes), but max_tool_calling_iterations={limit}: TRL ends the rollout "
+            f"before the episode can be solved. Set max_tool_calling_iterations >= {calls} "
+            "(docs/integrations.md lists settings that fit).",
+        )
+    tokens, length = needs.completion_tokens, config.max_completion_length
+    if length is not None and tokens > length:
+        _warn_once(
+            config.env_id, "length",
+            f"{config.env_id}: the oracle's rollout of seed {seed} takes about {tokens} completion "
+            f"tokens (answers, tool results and tool-call markup, at ~{CHARS_PER_TOKEN} characters "
+            f"a token), more than max_completion_length={length}: TRL drops tool results that do "
+            "not fit, after the env judged the answer. Raise max_completion_length "
+            "(docs/integrations.md lists settings that fit).",
+        )
 
 
 class GengymToolEnv:
@@ -149,6 +259,8 @@ class GengymToolEnv:
         self._env = make(config.env_id, **resolve_env_kwargs(config.env_id, config.env_kwargs, config.variant))
         has_image = "image" in getattr(self._env.observation_space, "spaces", {})
         self._images = has_image if config.images is None else config.images
+        self._session = ChatSession(config.env_id, env=self._env, images=self._images)
+        self._probe: ChatSession | None = None
         self._seed: int | None = None
         self._return = 0.0
         self._submissions = 0
@@ -171,15 +283,14 @@ class GengymToolEnv:
             ValueError: The row has no usable ``seed``.
         """
         seed = _reset_seed(row)
-        obs, _ = self._env.reset(seed=seed)
+        cfg = self._config
+        if cfg.max_tool_calls is not None or cfg.max_completion_length is not None:
+            check_rollout_budget(cfg, self._needs(seed), seed)
+        opening = self._session.reset(seed=seed)
         self._seed = seed
         self._return, self._submissions = 0.0, 0
         self._done = self._success = False
-        if not self._images:
-            return obs["text"]
-        core = self._env.unwrapped
-        images = core.chat_images()
-        return [*(_image_block(image) for image in images), {"type": "text", "text": obs["text"]}]
+        return _blocks(opening)
 
     def submit_answer(self, answer: str) -> str | list:
         """Submit your answer to the task for verification.
@@ -197,21 +308,7 @@ class GengymToolEnv:
                 f"The episode is already over ({'solved' if self._success else 'not solved'}); "
                 "this answer was not judged."
             )
-        text = self._step(_answer_text(answer))
-        core = self._env.unwrapped
-        if self._done:
-            return text + (
-                " The task is solved; the episode is over."
-                if self._success
-                else " The episode is over."
-            )
-        following = core.chat_messages()[-1]
-        text = f"{text}\n\n{message_text(following)}"
-        count = count_images([following]) if self._images else 0
-        if not count:
-            return text
-        images = core.chat_images()[-count:]
-        return [*(_image_block(image) for image in images), {"type": "text", "text": text}]
+        return self._step(_answer_text(answer))
 
     def get_reward(self) -> float:
         """The episode return: the sum of the rewards of every submitted answer.
@@ -271,15 +368,21 @@ class GengymToolEnv:
 
     # ---------------------------------------------------------------- internals
 
-    def _step(self, answer: str) -> str:
-        _, reward, terminated, truncated, info = self._env.step(answer)
+    def _step(self, answer: str) -> str | list[dict[str, Any]]:
+        new, reward, done, info = self._session.step(answer)
         self._submissions += 1
-        self._return += float(reward)
-        self._done = bool(terminated or truncated)
+        self._return += reward
+        self._done = done
         self._success = bool(info.get("success", False))
-        head = f"Verdict: {info['verdict']} (reward {float(reward):+g})."
         feedback = str(info.get("feedback", "")).strip()
-        return f"{head} {feedback}" if feedback else head
+        return _reply(str(info["verdict"]), reward, feedback, new, done=done, success=self._success)
+
+    def _needs(self, seed: int) -> RolloutNeeds:
+        """The oracle's rollout from ``seed``, played in a text-only scratch session."""
+        if self._probe is None:
+            cfg = self._config
+            self._probe = ChatSession(cfg.env_id, variant=cfg.variant, images=False, **cfg.env_kwargs)
+        return rollout_needs(self._probe, seed)
 
 
 def tool_env_factory(
@@ -288,22 +391,39 @@ def tool_env_factory(
     env_kwargs: Mapping[str, Any] | None = None,
     variant: str = "",
     images: bool | None = None,
+    grpo_args: Any = None,
+    probe_episodes: int = 16,
 ) -> Callable[[], GengymToolEnv]:
     """An ``environment_factory`` for ``GRPOTrainer``: each call makes a fresh :class:`GengymToolEnv`.
 
     The settings are checked now (an env is made once and dropped), so a bad
-    id or option fails before the trainer loads a model.
+    id or option fails before the trainer loads a model. With ``grpo_args``
+    (the run's ``GRPOConfig``), its ``max_tool_calling_iterations`` and
+    ``max_completion_length`` are checked against the oracle's rollouts of
+    ``probe_episodes`` episodes now, and against each episode at its reset
+    (warnings, see the module docstring).
 
     Raises:
         TRLVersionError: The installed TRL cannot run the adapter.
         ValueError: Unknown env id or variant, or settings the env refuses.
     """
+    from gengym_core.single_turn import episode_seed
     from trainers.adapters.trl_support import require_trl_environment_factory
 
     require_trl_environment_factory()
-    config = ToolEnvConfig(env_id, dict(env_kwargs or {}), variant, images)
+    limits = {}
+    if grpo_args is not None:
+        limits = {
+            "max_tool_calls": getattr(grpo_args, "max_tool_calling_iterations", None),
+            "max_completion_length": getattr(grpo_args, "max_completion_length", None),
+        }
+    config = ToolEnvConfig(env_id, dict(env_kwargs or {}), variant, images, **limits)
     probe = GengymToolEnv(config)
     sends_images = probe._images
+    if limits and probe_episodes > 0:
+        needs = [probe._needs(episode_seed(0, i)) for i in range(probe_episodes)]
+        worst = RolloutNeeds(max(n.tool_calls for n in needs), max(n.completion_tokens for n in needs))
+        check_rollout_budget(config, worst, f"(worst of {probe_episodes} probed episodes)")
     probe.env.close()
     if sends_images:
         warnings.warn(
@@ -317,6 +437,32 @@ def tool_env_factory(
             stacklevel=2,
         )
     return functools.partial(GengymToolEnv, config)
+
+
+def suggested_tool_settings(
+    env_id: str,
+    *,
+    env_kwargs: Mapping[str, Any] | None = None,
+    variant: str = "",
+    episodes: int = 16,
+) -> RolloutNeeds:
+    """The most tool calls and completion tokens the oracle's rollouts of ``episodes`` episodes take.
+
+    A policy that makes mistakes needs more: one call per extra answer, and
+    its reasoning's tokens. ``examples/grpo_trl.py`` adds room for one wrong
+    answer and half again the tokens.
+
+    Raises:
+        ValueError: Unknown env id or variant, or settings the env refuses.
+    """
+    from gengym_core.single_turn import episode_seed
+
+    session = ChatSession(env_id, variant=variant, images=False, **dict(env_kwargs or {}))
+    try:
+        needs = [rollout_needs(session, episode_seed(0, i)) for i in range(max(1, episodes))]
+    finally:
+        session.close()
+    return RolloutNeeds(max(n.tool_calls for n in needs), max(n.completion_tokens for n in needs))
 
 
 def env_success(environments: list[Any] | None = None, **kwargs: Any) -> list[float | None]:

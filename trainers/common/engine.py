@@ -31,6 +31,21 @@ from trainers.common.engine_config import (
 __all__ = ["DEEPSPEED_CONFIG_DIR", "EngineConfig", "TrainEngine", "ZeroStage", "deepspeed_config", "init_distributed"]
 
 
+#: Launcher variables :func:`init_distributed` set itself for a plain
+#: single-process start. They describe that process group only: once it is
+#: closed they must go, or the next trainer in the same process (accelerate
+#: reads them) would start a "multi-CPU" group on its default port 29500,
+#: which any other run on the machine may hold.
+_INVENTED_LAUNCH_ENV: list[str] = []
+
+
+def forget_invented_launch_env() -> None:
+    """Drop the launcher variables :func:`init_distributed` invented (after the group is closed)."""
+    for key in _INVENTED_LAUNCH_ENV:
+        os.environ.pop(key, None)
+    _INVENTED_LAUNCH_ENV.clear()
+
+
 def init_distributed(backend: str | None = None) -> tuple[int, int, int]:
     """Initialise torch.distributed the way `deepspeed` and `accelerate launch`
     expect, or as a single process when started plainly.
@@ -41,10 +56,10 @@ def init_distributed(backend: str | None = None) -> tuple[int, int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        os.environ.setdefault("RANK", "0")
-        os.environ.setdefault("LOCAL_RANK", "0")
-        os.environ.setdefault("WORLD_SIZE", "1")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+            if key not in os.environ:
+                os.environ[key] = value
+                _INVENTED_LAUNCH_ENV.append(key)
         chose_port = "MASTER_PORT" not in os.environ
         if chose_port:
             os.environ["MASTER_PORT"] = str(_free_port())

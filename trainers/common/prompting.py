@@ -10,15 +10,22 @@ from gengym_core.chat import Message, user_message
 
 #: Accepted values of ``prompt_format``.
 PROMPT_FORMATS = ("observation", "chat")
+#: What trainers, evaluation and pairs use unless told otherwise: the paper's
+#: code shows the model the whole conversation.
+DEFAULT_PROMPT_FORMAT = "chat"
 
 
 def turn_prompt(env: Any, obs: dict[str, Any], prompt_format: str) -> tuple[list[Message], list[np.ndarray]]:
     """The conversation and images the policy answers for an env's current state.
 
-    ``"observation"`` (the paper's way) sends the observation as one user
-    turn: its prompt text already carries the task, the earlier answer and
-    the verifier's feedback. ``"chat"`` sends the env's whole conversation,
-    earlier answers as assistant turns and feedback as user turns.
+    ``"chat"`` (the default, and the paper's way) sends the episode as a chat
+    session (:func:`gengym_core.session.conversation`, the same conversation
+    a ``ChatSession`` and the TRL tool adapter build): the first
+    observation, then each earlier answer as an assistant turn followed by
+    only what is new (the verifier's feedback; in V-IRL the next
+    observation). ``"observation"`` sends the observation as one user turn:
+    its prompt text carries the task, the last answer and its feedback, but
+    not the earlier attempts.
 
     Raises:
         ValueError: Unknown ``prompt_format``.
@@ -27,6 +34,7 @@ def turn_prompt(env: Any, obs: dict[str, Any], prompt_format: str) -> tuple[list
         has_image = "image" in obs
         return [user_message(obs["text"], num_images=int(has_image))], ([obs["image"]] if has_image else [])
     if prompt_format == "chat":
-        core_env = env.unwrapped
-        return core_env.chat_messages(), core_env.chat_images()
+        from gengym_core.session import conversation
+
+        return conversation(env)
     raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")

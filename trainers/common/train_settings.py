@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
+
 if TYPE_CHECKING:
     from trainers.pairs.config import PairsConfig
 
@@ -99,8 +101,8 @@ class PairDataSettings:
         metadata={"help": "Share of generated pairs at a revision state (after one wrong answer and its feedback)."},
     )
     prompt_format: Literal["observation", "chat"] = field(
-        default="observation",
-        metadata={"help": "Prompt form of generated pairs: observation (as PPO and evaluation show it) or chat."},
+        default=DEFAULT_PROMPT_FORMAT,
+        metadata={"help": "Prompt form of generated pairs: chat (as PPO and evaluation show it) or observation."},
     )
     max_length: int = field(
         default=4096,
@@ -129,7 +131,7 @@ class PairDataSettings:
             "env_kwargs": bool(self.env_kwargs),
             "variant": bool(self.variant),
             "revision_share": bool(self.revision_share),
-            "prompt_format": self.prompt_format != "observation",
+            "prompt_format": self.prompt_format != DEFAULT_PROMPT_FORMAT,
         }
         return generated_only_errors(self.dataset, shaping, data="pairs")
 

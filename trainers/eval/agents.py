@@ -85,7 +85,7 @@ class ModelAgent:
     Args:
         model: Path or hub id of the checkpoint (anything
             :func:`~trainers.common.modeling.load_model_and_processor` loads).
-        backend: Generation backend name (see :mod:`trainers.generation`).
+        generation_backend: Generation backend name (see :mod:`trainers.generation`).
         temperature: 0 for greedy decoding (the default: evaluation should
             not depend on sampling luck); above 0 samples with ``seed``.
         max_new_tokens: Answer length limit (paper: 256 in evaluation).
@@ -99,7 +99,7 @@ class ModelAgent:
         self,
         model: str,
         *,
-        backend: str = "hf",
+        generation_backend: str = "hf",
         temperature: float = 0.0,
         top_p: float = 1.0,
         max_new_tokens: int = 256,
@@ -122,7 +122,7 @@ class ModelAgent:
         self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.max_prompt_length = max_prompt_length
-        self.backend = make_backend(backend, self.model, self.processor)
+        self.backend = make_backend(generation_backend, self.model, self.processor)
         self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
         self.seed = seed
         self._calls = 0

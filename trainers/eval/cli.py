@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
+
 HELP = "evaluate a model or baseline on the paper's ID / rule-OOD / visual-OOD variants"
 
 
@@ -27,10 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, required=True, help="where metrics and the report go")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes (and of sampling)")
     parser.add_argument("--batch-size", type=int, default=8, help="envs answered in one generation batch")
-    parser.add_argument("--prompt-format", choices=["observation", "chat"], default="observation")
+    parser.add_argument("--prompt-format", choices=list(PROMPT_FORMATS), default=DEFAULT_PROMPT_FORMAT)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit (paper: 256)")
-    parser.add_argument("--backend", default="hf", help="generation backend for models")
+    from trainers.generation import available_backends
+
+    parser.add_argument(
+        "--generation-backend",
+        default="hf",
+        choices=available_backends(),
+        help="how a model samples its answers (see docs/generation.md)",
+    )
+    # The flag's earlier spelling, kept for one release.
+    parser.add_argument("--backend", dest="old_backend_flag", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--transcripts", type=int, default=3, help="sample transcripts kept per variant")
 
@@ -40,6 +51,9 @@ def _setting_problems(args: argparse.Namespace) -> list[str]:
     from trainers.generation import available_backends
 
     problems = []
+    if args.old_backend_flag is not None:
+        print("gengym eval: --backend is deprecated; use --generation-backend", file=sys.stderr)
+        args.generation_backend = args.old_backend_flag
     if args.episodes < 1 or args.batch_size < 1:
         problems.append("--episodes and --batch-size must be at least 1")
     if args.max_new_tokens < 1:
@@ -48,8 +62,11 @@ def _setting_problems(args: argparse.Namespace) -> list[str]:
         problems.append("--temperature must be >= 0 (0 = greedy)")
     if args.transcripts < 0:
         problems.append("--transcripts must be >= 0")
-    if args.backend not in available_backends():
-        problems.append(f"--backend must be one of {', '.join(available_backends())}, got {args.backend!r}")
+    if args.generation_backend not in available_backends():
+        problems.append(
+            f"--generation-backend must be one of {', '.join(available_backends())}, "
+            f"got {args.generation_backend!r}"
+        )
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
         problems.append(f"--output-dir {out} is a file; give a folder")
@@ -121,7 +138,7 @@ def _make_agent(args: argparse.Namespace, *, shows_images: bool):
     return make_agent(
         args.model,
         seed=args.seed,
-        backend=args.backend,
+        generation_backend=args.generation_backend,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         device=args.device,

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gengym_core.registry import make, variants_of
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
 from trainers.eval.agents import Agent
 from trainers.eval.stats import EpisodeRecord, summarize
 
@@ -77,7 +78,7 @@ def run_episodes(
     seeds: Sequence[int],
     *,
     batch_size: int = 8,
-    prompt_format: str = "observation",
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
     keep_transcripts: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> list[EpisodeRecord]:
@@ -153,7 +154,7 @@ def evaluate(
     episodes: int = 100,
     seed: int = 0,
     batch_size: int = 8,
-    prompt_format: str = "observation",
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
     keep_transcripts: int = 3,
     show_progress: bool = True,
     env_overrides: dict[str, Any] | None = None,

@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 from trainers.common.compute import TRAINING_RECORD, gflops_of, read_training_record
 from trainers.common.config import checkpoint_folder_problem, raise_config_errors
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class ExperimentConfig:
     eval_batch_size: int = field(default=8, metadata={"help": "Envs answered in one generation batch."})
     eval_max_new_tokens: int = field(default=256, metadata={"help": "Answer length limit in evaluation."})
     prompt_format: Literal["observation", "chat"] = field(
-        default="observation", metadata={"help": "How turns are shown to the model (as in PPO)."}
+        default=DEFAULT_PROMPT_FORMAT, metadata={"help": "How turns are shown to the model (as in PPO)."}
     )
     init_sft: dict[str, Any] = field(
         default_factory=lambda: {"num_examples": 64, "max_steps": 8},

@@ -15,7 +15,11 @@ Backends import torch lazily; importing this package is cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+#: The names a backend is chosen by: ``generation_backend`` in configs,
+#: ``--generation-backend`` on the command line.
+BackendName = Literal["hf", "static", "vllm"]
 
 #: Backend name -> "module:class".
 BACKENDS: dict[str, str] = {

@@ -33,6 +33,16 @@ step cannot follow) use a generic eager loop instead, which calls
 ``prepare_inputs_for_generation`` at every step like ``generate``; the reason
 is logged too.
 
+The backend leans on private parts of transformers' generation code
+(``_prepare_static_cache``, ``_update_model_kwargs_for_generation``, the
+static cache layers' fields), which change between releases (5.24 renamed
+the cache input ``past_key_values`` to ``cache``). Two guards keep a change
+there from producing wrong log-probs silently: a transformers release
+outside :data:`TESTED_TRANSFORMERS` hands every call to the ``hf`` backend
+(with a one-line warning), and after every static decode the KV cache must
+have advanced by exactly the steps taken, or the call is redone by ``hf``
+and the backend stays there.
+
 Stop strings are checked on the host every ``stop_check_interval`` steps,
 together with the "all rows finished" test: each check is one device-to-host
 synchronisation, so checking every step would stall the launch pipeline,
@@ -75,8 +85,43 @@ logger = logging.getLogger(__name__)
 #: the vocabulary, the others need not).
 SAMPLING_MODES = ("greedy", "sample", "truncated")
 
-#: Decode-step inputs the static step provides itself.
-_STEP_OWNED_KEYS = ("input_ids", "past_key_values", "attention_mask")
+#: Decode-step inputs the static step provides itself (the cache under
+#: either of the names transformers has used for it).
+_STEP_OWNED_KEYS = ("input_ids", "cache", "past_key_values", "attention_mask")
+
+#: transformers minor releases this backend was checked against (first and
+#: last, inclusive) by the token and log-prob equality tests.
+TESTED_TRANSFORMERS = ("5.23", "5.25")
+
+
+def cache_input_name() -> str:
+    """The keyword under which the installed transformers passes the KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` in model
+    forwards, ``prepare_inputs_for_generation`` and ``generate``'s model
+    kwargs; the old name stays a deprecated alias that loses when both are
+    given, so a cache passed under the wrong name is silently ignored.
+    """
+    from transformers import GenerationMixin
+
+    params = inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def untested_transformers_reason() -> str | None:
+    """Why the installed transformers is not one the backend was checked against, or None."""
+    import transformers
+    from packaging.version import Version
+
+    installed = Version(transformers.__version__)
+    first, last = (Version(v) for v in TESTED_TRANSFORMERS)
+    minor = Version(f"{installed.major}.{installed.minor}")
+    if first <= minor <= last:
+        return None
+    return (
+        f"transformers {transformers.__version__} is outside the releases this backend was "
+        f"checked against ({TESTED_TRANSFORMERS[0]} to {TESTED_TRANSFORMERS[1]})"
+    )
 
 
 @dataclass
@@ -128,6 +173,14 @@ class StaticBackendConfig:
         metadata={
             "help": "Use the static-buffer decode step; False forces the generic eager loop "
             "(prepare_inputs_for_generation every step)."
+        },
+    )
+    allow_untested_transformers: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode with this backend even on a transformers release outside "
+            "TESTED_TRANSFORMERS (otherwise every call goes to hf); check it with the "
+            "equality tests first."
         },
     )
 
@@ -441,6 +494,29 @@ def _copy_cache_into(src: Any, dst: Any, bucket: int) -> None:
             target[corner].copy_(value)
 
 
+def _cache_lag(cache: Any, layout: _CacheLayout, filled: Sequence[bool], expected: int) -> str:
+    """What is wrong with a decode cache that should now hold ``expected`` positions ("" if nothing).
+
+    Every decode step writes one position into each self-attention layer. A
+    layer that holds another count was not given the step's keys and values
+    (a model that took its cache from elsewhere, a renamed input): the
+    tokens decoded on it are wrong, though nothing raised.
+    """
+    for index, layer in enumerate(cache.layers):
+        if not (layout.follows_length[index] and filled[index]):
+            continue
+        held = int(layer.get_seq_length())
+        if held != expected:
+            return f"layer {index} holds {held} positions after decoding, expected {expected}"
+    return ""
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 # -- decoders -----------------------------------------------------------------
 
 
@@ -491,6 +567,7 @@ class _StaticState:
         import torch
 
         self.model = model
+        self.cache_key = cache_input_name()
         self.bucket = bucket
         self.capacity = capacity
         self.cache = cache
@@ -580,7 +657,7 @@ class _StaticState:
 
     # ------------------------------------------------------------------ step
     def model_inputs(self) -> dict[str, Any]:
-        inputs: dict[str, Any] = {"input_ids": self.tokens, "past_key_values": self.cache}
+        inputs: dict[str, Any] = {"input_ids": self.tokens, self.cache_key: self.cache}
         if self.passes_mask:
             inputs["attention_mask"] = self.mask
         if self.positions is not None:
@@ -825,14 +902,19 @@ class StaticGenerationBackend(GenerationBackend):
         #: ``suppressed_ids``: image/video placeholder ids, never sampled.
         self.tokenizer, self.eos_ids, self.suppressed_ids = batch_sampling_tokens(model, processor)
         self.pad_id = int(self.tokenizer.pad_token_id)
+        self.cache_key = cache_input_name()
         self._states: OrderedDict[tuple, _StaticState] = OrderedDict()
         self._weights_key: tuple | None = None
         self._generators: dict[str, Any] = {}
         self._phase_depth = 0
         #: Why a faster path was not taken (each logged once), oldest first.
         self.fallback_reasons: list[str] = []
-        #: Which decoder ran the last call: "graph", "static-eager" or "generic".
+        #: Which decoder ran the last call: "graph", "static-eager", "generic" or "hf".
         self.last_decoder: str | None = None
+        #: The ``hf`` backend every call goes to once this one cannot be trusted.
+        self._hf: GenerationBackend | None = None
+        if not config.allow_untested_transformers and (reason := untested_transformers_reason()):
+            self._hand_over_to_hf(reason)
 
     # --------------------------------------------------------------- lifecycle
     @contextlib.contextmanager
@@ -852,6 +934,8 @@ class StaticGenerationBackend(GenerationBackend):
     def update_weights(self, model: Any) -> None:
         """The backend shares the module; graphs are re-checked against the weights' storage at every call."""
         self.model = model
+        if self._hf is not None:
+            self._hf.update_weights(model)
 
     def release(self) -> None:
         """Drop every KV cache and captured graph."""
@@ -862,6 +946,16 @@ class StaticGenerationBackend(GenerationBackend):
         self.release()
 
     # ------------------------------------------------------------------ helpers
+    def _hand_over_to_hf(self, reason: str) -> None:
+        """Send this and every later call to the ``hf`` backend, saying why once."""
+        from trainers.generation.hf import HFGenerationBackend
+
+        self._note(f"{reason}; generating with hf instead")
+        self.release()
+        self._hf = HFGenerationBackend(
+            self.model, self.processor, synced_gpus=bool(self.synced_gpus)
+        )
+
     def _note(self, reason: str) -> None:
         """Log a fallback reason once and keep it in :attr:`fallback_reasons`."""
         if reason not in self.fallback_reasons:
@@ -920,15 +1014,23 @@ class StaticGenerationBackend(GenerationBackend):
     def generate(self, inputs: Mapping[str, Any], params: SamplingParams) -> Generation:
         import torch
 
-        model = self.model
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                token_rows, logprob_rows = self._generate(inputs, params)
-        finally:
-            model.train(was_training)
-        return generation_from_rows(self.tokenizer, token_rows, logprob_rows, self.eos_ids, params.stop_strings)
+        if self._hf is None:
+            model = self.model
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    rows = self._generate(inputs, params)
+            finally:
+                model.train(was_training)
+            if rows is not None:
+                token_rows, logprob_rows = rows
+                return generation_from_rows(
+                    self.tokenizer, token_rows, logprob_rows, self.eos_ids, params.stop_strings
+                )
+        assert self._hf is not None  # set by _generate when it gave up on the call
+        self.last_decoder = "hf"
+        return self._hf.generate(inputs, params)
 
     def _model_kwargs(
         self, inputs: Mapping[str, Any], device: Any
@@ -976,12 +1078,12 @@ class StaticGenerationBackend(GenerationBackend):
         attention mask change between them.
         """
         import torch
-        from transformers import DynamicCache
+        from transformers import Cache, DynamicCache
 
         model = self.model
         rows = input_ids.shape[0]
         probe = dict(kwargs)
-        probe["past_key_values"] = DynamicCache(config=model.config.get_text_config(decoder=True))
+        probe[self.cache_key] = DynamicCache(config=model.config.get_text_config(decoder=True))
         probe = model._update_model_kwargs_for_generation({}, probe, is_encoder_decoder=False)
         dummy = torch.full((rows, 1), self.pad_id, dtype=input_ids.dtype, device=input_ids.device)
         ids_1 = torch.cat([input_ids, dummy], dim=1)
@@ -1012,6 +1114,8 @@ class StaticGenerationBackend(GenerationBackend):
         for key, value in step_1.items():
             if key in _STEP_OWNED_KEYS or key == position_key or key == "position_ids":
                 continue
+            if isinstance(value, Cache):
+                return None, f"the decode step takes a cache under {key!r}, not {self.cache_key!r}"
             other = step_2[key]
             if isinstance(value, torch.Tensor):
                 if (
@@ -1026,7 +1130,7 @@ class StaticGenerationBackend(GenerationBackend):
         return _StepPlan(rows, position_key, positions, "attention_mask" in step_1, constants), ""
 
     def _prefill(self, input_ids: Any, kwargs: dict[str, Any], cache: Any) -> Any:
-        kwargs["past_key_values"] = cache
+        kwargs[self.cache_key] = cache
         inputs = self.model.prepare_inputs_for_generation(
             input_ids, is_first_iteration=True, **kwargs
         )
@@ -1034,7 +1138,8 @@ class StaticGenerationBackend(GenerationBackend):
 
     def _generate(
         self, inputs: Mapping[str, Any], params: SamplingParams
-    ) -> tuple[list[list[int]], list[list[float]]]:
+    ) -> tuple[list[list[int]], list[list[float]]] | None:
+        """Token and log-prob rows, or None when the call must be redone by ``hf``."""
 
         device = self._device()
         input_ids, kwargs, prompt_mask = self._model_kwargs(inputs, device)
@@ -1122,7 +1227,7 @@ class StaticGenerationBackend(GenerationBackend):
                 pad_id=self.pad_id,
                 params=params,
             )
-            del prefill_cache, kwargs["past_key_values"]  # the decode cache holds a copy
+            del prefill_cache, kwargs[self.cache_key]  # the decode cache holds a copy
             decoder = _StaticDecoder(state, rows, generator, use_graphs=use_graphs)
             self.last_decoder = "static-eager"
         del outputs
@@ -1130,6 +1235,12 @@ class StaticGenerationBackend(GenerationBackend):
         steps = self._decode_loop(decoder, rows, params)
         if isinstance(decoder, _StaticDecoder):
             state = decoder.state
+            if problem := _cache_lag(state.cache, layout, filled, length + steps - 1):
+                self._hand_over_to_hf(
+                    f"the static KV cache did not follow the decode steps ({problem}; "
+                    f"transformers {_transformers_version()})"
+                )
+                return None
             if state.graphs.get(state.mode) is not None:
                 self.last_decoder = "graph"
             for mode, failure in state.graph_failures.items():

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trainers.common.config import raise_config_errors
-
-#: Accepted values of ``prompt_format`` (as in PPO and evaluation).
-PROMPT_FORMATS = ("observation", "chat")
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
 
 
 @dataclass
@@ -47,7 +45,7 @@ class PairsConfig:
         default="", metadata={"help": "Evaluation variant of the env id to draw states from (id, rule-ood, visual-ood)."}
     )
     prompt_format: Literal["observation", "chat"] = field(
-        default="observation",
+        default=DEFAULT_PROMPT_FORMAT,
         metadata={
             "help": "How the prompt is stored: observation (one user turn holding the env's observation, as PPO "
             "and evaluation show it by default) or chat (the env's multi-turn conversation)."

@@ -20,7 +20,9 @@ from typing import Any, Literal
 
 from trainers.common.config import names_local_folder, raise_config_errors
 from trainers.common.engine_config import EngineConfig
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
 from trainers.common.train_settings import offload_errors
+from trainers.generation import BackendName
 
 
 @dataclass
@@ -44,14 +46,18 @@ class PPOConfig:
         metadata={"help": "Env steps per env per update (paper: num_envs * num_steps = 256 per process)."},
     )
     prompt_format: Literal["observation", "chat"] = field(
-        default="observation",
+        default=DEFAULT_PROMPT_FORMAT,
         metadata={
-            "help": "observation: each turn's prompt is the env observation as one user message (the paper's "
-            "revision prompt with the earlier answer and feedback inside); chat: the env's multi-turn conversation."
+            "help": "chat: the env's multi-turn conversation, every earlier answer and its feedback (the paper's "
+            "way); observation: the env observation as one user message (the last answer and feedback inside)."
         },
     )
-    generation_backend: str = field(
-        default="hf", metadata={"help": "How to sample rollouts: hf (model.generate) or another backend."}
+    generation_backend: BackendName = field(
+        default="hf",
+        metadata={
+            "help": "How to sample rollouts: hf (model.generate), static (own decode loop, CUDA "
+            "graphs on GPU) or vllm (see docs/generation.md)."
+        },
     )
     gather_for_generation: bool = field(
         default=True,

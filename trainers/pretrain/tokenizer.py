@@ -11,10 +11,13 @@ as one of those; any text still encodes and decodes back unchanged.
 Special tokens: ``<pad>``, ``<bos>``, ``<eos>`` (ends an answer; generation
 stops there) and ``<unk>`` (characters outside the vocabulary: a prompt
 never holds one). The chat template renders ``<bos>``, then each user turn
-followed by ``>`` and each assistant turn followed by ``<eos>``, with the
-assistant part wrapped in ``{% generation %}`` so that assistant-only
-losses (SFT) find it. With ``add_generation_prompt`` it adds nothing: the
-``>`` that ends the user turn is the cue to answer.
+followed by ``>`` and each assistant turn, the last one followed by
+``<eos>``, with the assistant part wrapped in ``{% generation %}`` so that
+assistant-only losses (SFT) find it. With ``add_generation_prompt`` it adds
+nothing: the ``>`` that ends the user turn is the cue to answer. Earlier
+answers carry no ``<eos>``, so a compact episode as a conversation (task,
+answer, feedback, ...) renders exactly as its one-line observation does:
+the model reads the same text in both prompt formats.
 
 Example:
     >>> tok = build_tokenizer()  # doctest: +SKIP
@@ -46,7 +49,7 @@ CHAT_TEMPLATE = (
     "{%- else -%}{%- set text = message['content'] | selectattr('type', 'equalto', 'text')"
     " | map(attribute='text') | join('') -%}{%- endif -%}"
     "{%- if message['role'] == 'assistant' -%}"
-    "{% generation %}{{ text }}{{ eos_token }}{% endgeneration %}"
+    "{% generation %}{{ text }}{%- if loop.last %}{{ eos_token }}{% endif -%}{% endgeneration %}"
     "{%- else -%}{{ text }}>{%- endif -%}"
     "{%- endfor -%}"
 )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trainers.common.config import raise_config_errors
+from trainers.common.prompting import DEFAULT_PROMPT_FORMAT
 from trainers.common.train_settings import (
     DeepSpeedSettings,
     ModelLoadingSettings,
@@ -51,7 +52,7 @@ class _RewardModelSettings(PairDataSettings):
         },
     )
     prompt_format: Literal["observation", "chat"] = field(
-        default="observation",
+        default=DEFAULT_PROMPT_FORMAT,
         metadata={"help": "Prompt form of generated pairs; use the PPO run's prompt_format."},
     )
     max_length: int = field(
