@@ -263,7 +263,7 @@ def bench_generation(args: Any, model: Any, tokenizer: Any, device: Any) -> list
 def bench_ppo(args: Any, model: Any, device: Any) -> list[dict[str, Any]]:
     """One full PPO update per backend, on a checkpoint of the benchmark model."""
     from trainers.ppo.ppo_config import PPOConfig
-    from trainers.ppo.ppo_trainer import PPOTrainer
+    from trainers.ppo.ppo_trainer import PPOTrainer, UpdateStats
     from trainers.testing.tiny_models import build_tiny_model, missing_requirement
 
     family = "qwen2_vl"
@@ -301,11 +301,13 @@ def bench_ppo(args: Any, model: Any, device: Any) -> list[dict[str, Any]]:
         trainer = PPOTrainer(cfg)
         trainer.backend.eos_ids = set()
         start = time.perf_counter()
-        turns, last_values, _, tokens = trainer.rollout(0)
+        buffer, episodes = trainer.rollout(0)
+        buffer.rewards = trainer.score_rewards(buffer)
         synchronize(device)
         rollout = time.perf_counter() - start
-        trainer.compute_advantages(turns, last_values)
-        trainer.optimize(turns, 0)
+        trainer.compute_advantages(buffer)
+        trainer.engine.train(True)
+        trainer.train_minibatch(buffer, range(buffer.size), UpdateStats())  # one epoch of one minibatch
         synchronize(device)
         total = time.perf_counter() - start
         row = {
@@ -313,7 +315,7 @@ def bench_ppo(args: Any, model: Any, device: Any) -> list[dict[str, Any]]:
             "envs": cfg.num_envs,
             "rollout_s": round(rollout, 2),
             "update_s": round(total, 2),
-            "rollout_tokens": tokens,
+            "rollout_tokens": episodes.tokens,
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -11,7 +11,7 @@ pytest.importorskip("datasets")
 
 from helpers import run_gengym  # noqa: E402
 
-from gengym_core.chat import message_text  # noqa: E402
+from gengym_core.chat import count_images, message_text  # noqa: E402
 from gengym_core.registry import make  # noqa: E402
 from trainers.common.config import ConfigError, config_from_dict, help_of  # noqa: E402
 from trainers.pairs.build import (  # noqa: E402
@@ -41,8 +41,10 @@ def judge_fresh(row: dict, side: str) -> str:
     """The verdict of a stored answer, found independently: a fresh env walked to the state."""
     env = make(row["env_id"], **json.loads(row["env_kwargs"]))
     env.reset(seed=row["episode_seed"])
-    for _ in range(row["step"]):
-        env.step(env.unwrapped.oracle_answer())
+    passed = 0
+    for answer in row["earlier_answers"]:  # the oracle's, and earlier revision states' wrong ones
+        passed += env.step(answer)[4]["verdict"] == "correct"
+    assert passed == row["step"]
     for wrong in row["prefix_answers"]:
         env.step(wrong)
     _, _, _, _, info = env.step(message_text(row[side][0]))
@@ -60,7 +62,9 @@ def test_oracle_pairs_chosen_always_verifies_and_rejected_never(env_id):
         rejected = judge_fresh(row, "rejected")
         assert rejected == row["rejected_verdict"] and rejected in categories
         assert row["prompt"][-1]["role"] == "user"
-        assert len(row["images"]) == (1 if "VL" in env_id else 0)
+        # Each observation of the conversation so far shows its image.
+        assert len(row["images"]) == count_images(row["prompt"])
+        assert (len(row["images"]) >= 1) == ("VL" in env_id)
     # The error categories rotate: every one the mode allows shows up.
     possible = categories - ({"wrong_cards"} if env_id == "GeneralPoints-L-v0" else set())
     assert {row["rejected_verdict"] for row in rows} == possible
@@ -244,3 +248,18 @@ def test_a_model_that_cannot_read_the_prompts_is_refused_before_it_loads(tiny_mo
         cli.resolve(args)
     args = parser.parse_args(["--env", "GeneralPoints-L-v0", "--out", "x", "--model", text_model])
     assert cli.resolve(args).model == text_model
+
+
+def test_chat_pairs_replay_the_earlier_answers_their_prompt_shows():
+    """In the chat format a later V-IRL state's prompt holds every earlier answer, wrong ones included."""
+    rows = list(iter_pairs(pairs_config("VIRL-L-v0", revision_share=1.0, num_pairs=6, prompt_format="chat")))
+    later = [row for row in rows if row["step"] >= 1]
+    assert later and verify_pairs(later) == {}
+    row = later[0]
+    assert len(row["earlier_answers"]) == 2 * row["step"]  # a wrong answer, then the oracle's, per step
+    assert row["earlier_answers"][0] in message_text(row["prompt"][1])
+    oracle_only = {key: value for key, value in row.items() if key != "earlier_answers"}
+    assert verify_pairs([oracle_only]) == {0: ["the prompt differs from what the env shows at the stored state"]}
+    short = {**row, "earlier_answers": row["earlier_answers"][:-1]}
+    (problem,) = verify_pairs([short])[0]
+    assert "not the stored" in problem

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import math
 import random
+import threading
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from trainers.ppo import core
 from trainers.ppo.core import (
     cosine_schedule_with_warmup,
     entropy_from_logits,
+    explained_variance,
     gae,
     kl_penalty,
     masked_mean,
@@ -246,6 +248,79 @@ def test_normalize_advantages_per_buffer():
     # Degenerate buffers: constant or a single entry map to zero, never inf/nan.
     assert torch.allclose(normalize_advantages(torch.full((5,), 7.0)), torch.zeros(5), atol=1e-3)
     assert normalize_advantages(torch.tensor([3.0])).tolist() == [0.0]
+
+
+def threads_all_reduce(n: int):
+    """``torch.distributed.all_reduce``'s sum for ``n`` threads standing in for ``n`` processes."""
+    lock = threading.Lock()
+    state = {"sum": None}
+    added = threading.Barrier(n, timeout=30)  # a failing thread breaks the barrier instead of hanging the rest
+    read = threading.Barrier(n, action=lambda: state.update(sum=None), timeout=30)
+
+    def all_reduce(x):
+        with lock:
+            state["sum"] = x.clone() if state["sum"] is None else state["sum"] + x
+        added.wait()
+        total = state["sum"].clone()
+        read.wait()
+        return total
+
+    return all_reduce
+
+
+def run_as_processes(fn, shards):
+    """``fn(shard, all_reduce)`` on every shard at once, as a multi-process run would; results in order."""
+    all_reduce = threads_all_reduce(len(shards))
+    results = [None] * len(shards)
+
+    def work(k):
+        results[k] = fn(shards[k], all_reduce)
+
+    threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(len(shards))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(r is not None for r in results), "a stand-in process failed"
+    return results
+
+
+def test_advantages_are_normalised_alike_in_one_and_in_several_processes():
+    """One formula (unbiased variance of the whole buffer) whether the buffer sits in one
+    process or is split over three, as a multi-process run splits it."""
+    torch.manual_seed(0)
+    data = torch.randn(3, 4, 6) * 2.5 + 1.0
+    whole = normalize_advantages(data)
+    assert torch.allclose(whole, (data - data.mean()) / data.std(), atol=1e-5)
+    split = run_as_processes(lambda shard, reduce: normalize_advantages(shard, all_reduce=reduce), list(data))
+    assert torch.allclose(torch.stack(split), whole, atol=1e-6)
+    # The same with masks, and with a process whose entries are all masked out.
+    mask = torch.rand(3, 4, 6) > 0.4
+    mask[2] = False
+    whole = normalize_advantages(data, mask)
+    split = run_as_processes(lambda s, reduce: normalize_advantages(s[0], s[1], all_reduce=reduce),
+                             list(zip(data, mask, strict=True)))
+    assert torch.allclose(torch.stack(split), whole, atol=1e-6)
+    assert torch.allclose(whole[mask], (data[mask] - data[mask].mean()) / data[mask].std(), atol=1e-5)
+
+
+def test_explained_variance_by_value():
+    targets = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    # Errors [0, 0, 0, 1]: variance 0.1875 against the targets' 1.25 (both without Bessel; it cancels).
+    assert explained_variance(torch.tensor([1.0, 2.0, 3.0, 3.0]), targets).item() == pytest.approx(1 - 0.1875 / 1.25)
+    assert explained_variance(targets.clone(), targets).item() == 1.0
+    assert explained_variance(torch.full((4,), 2.5), targets).item() == pytest.approx(0.0)
+    assert explained_variance(torch.full((4,), 9.0), targets).item() == pytest.approx(0.0)  # a constant offset
+    assert explained_variance(-targets, targets).item() == pytest.approx(1 - 4.0)
+    assert math.isnan(explained_variance(targets, torch.full((4,), 3.0)).item())  # nothing to explain
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    assert explained_variance(torch.tensor([1.0, 2.0, 3.0, -50.0]), targets, mask).item() == 1.0
+    torch.manual_seed(1)
+    values, returns = torch.randn(2, 8), torch.randn(2, 8)
+    split = run_as_processes(lambda s, reduce: explained_variance(s[0], s[1], all_reduce=reduce),
+                             list(zip(values, returns, strict=True)))
+    whole = explained_variance(values, returns)
+    assert all(math.isclose(x.item(), whole.item(), rel_tol=1e-5) for x in split)
 
 
 def test_masked_whiten_without_shift_keeps_mean():

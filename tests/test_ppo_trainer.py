@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -150,9 +151,9 @@ def test_an_answer_the_model_could_not_reread_is_never_sampled(tiny_model_path, 
         return output
 
     policy.get_output_embeddings().register_forward_hook(favour_placeholder)
-    turns, *_ = trainer.rollout(0)
-    assert all(placeholder not in r.completion_ids for r in turns)
-    assert all(r.old_logprobs is not None and len(r.old_logprobs) == len(r.completion_ids) for r in turns)
+    buffer, _ = trainer.rollout(0)
+    assert placeholder not in buffer.tokens[buffer.masks.bool()].tolist()
+    assert (buffer.logprobs[buffer.masks.bool()] < 0).all(), "every answer token was scored"
 
 
 def test_a_value_head_saved_with_the_start_checkpoint_is_trained_on(tiny_model_path, tmp_path):
@@ -253,7 +254,7 @@ def test_runs_that_cannot_start_fail_before_loading_weights(tiny_model_path, tmp
         pytest.skip("a CUDA device is visible")
     settings = dict(settings)
     monkeypatch.setenv("WORLD_SIZE", str(settings.pop("world_size", 1)))
-    monkeypatch.setattr("trainers.ppo.ppo_trainer.load_model_and_processor", _refuse_to_load)
+    monkeypatch.setattr("trainers.ppo.models.load_model_and_processor", _refuse_to_load)
     cfg = small_config(settings.pop("model", tiny_model_path("qwen2")), tmp_path, **settings)
     with pytest.raises(ConfigError, match=message) as err:
         PPOTrainer(cfg)
@@ -338,6 +339,99 @@ def test_ppo_raises_a_simple_reward(tiny_model_path, tmp_path):
     assert len(rewards) == 5 and rewards[-1] > rewards[0]
 
 
+# ------------------------------------------------------------ buffer and metrics
+def test_bootstrap_values_live_in_the_buffer_not_in_turn_info(tiny_model_path, tmp_path):
+    """A verification budget of one answer truncates every unsolved episode at its second turn:
+    its return is bootstrapped from the critic's value, which reward functions never see."""
+    seen = []
+
+    def recording_reward(turns):
+        seen.extend(t.info for t in turns)
+        return [t.env_reward for t in turns]
+
+    cfg = small_config(tiny_model_path("qwen2"), tmp_path, num_steps=3, minibatch_size=3,
+                       env_kwargs={"verify_iter": 1})
+    trainer = PPOTrainer(cfg, reward_fn=recording_reward)
+    buffer, _ = trainer.rollout(0)
+    buffer.rewards = trainer.score_rewards(buffer)
+    cut = buffer.truncated
+    assert cut.any(), "no episode was truncated; the test needs one"
+    assert (buffer.bootstrap_values[cut] != 0).all() and (buffer.bootstrap_values[~cut] == 0).all()
+    # Cut or not, every turn's info holds the env's keys and nothing else.
+    assert len(seen) == buffer.size and {frozenset(i) for i in seen} == {frozenset(seen[0])}, seen
+    assert {"verdict", "feedback", "success"} <= set(seen[0]) and not any(k.startswith("_") for k in seen[0])
+
+
+def test_explained_variance_and_only_metrics_are_logged(tiny_model_path, tmp_path):
+    trainer = PPOTrainer(small_config(tiny_model_path("qwen2"), tmp_path, num_steps=3, minibatch_size=3,
+                                      env_kwargs={"verify_iter": 1}))
+    buffers, logged = [], []
+    compute_advantages, log = trainer.compute_advantages, trainer.metrics.log
+
+    def keep_buffer(buffer):
+        compute_advantages(buffer)
+        buffers.append(buffer)
+
+    trainer.compute_advantages = keep_buffer
+    trainer.metrics.log = lambda step, metrics: (logged.append(dict(metrics)), log(step, metrics))
+    trainer.train()
+    (metrics,) = logged
+    groups = ("env/", "losses/", "ppo/", "perf/", "compute/", "verdicts/")
+    assert all(k.startswith(groups) for k in metrics), sorted(metrics)
+    assert all(type(v) is float for v in metrics.values()), metrics
+    values, returns = (np.asarray(t, dtype=np.float64).ravel() for t in (buffers[0].values, buffers[0].returns))
+    assert np.var(returns) > 0
+    expected = 1 - np.var(returns - values) / np.var(returns)
+    assert metrics["ppo/explained_variance"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert (metrics["ppo/epochs"], metrics["ppo/stopped_early"]) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(("target_kl", "epochs"), [(None, 3), (1e-12, 1)])
+def test_target_kl_stops_the_epochs_early(tiny_model_path, tmp_path, target_kl, epochs):
+    """After the first step the policy has moved (approx_kl > 0): a tiny target stops after one epoch."""
+    cfg = small_config(tiny_model_path("qwen2"), tmp_path, ppo_epochs=3, minibatch_size=2, target_kl=target_kl,
+                       learning_rate=1e-2)
+    trainer = PPOTrainer(cfg)
+    trainer.train()
+    (record,) = read_metrics(tmp_path / "metrics.jsonl")
+    assert record["ppo/epochs"] == epochs and record["ppo/stopped_early"] == float(epochs < 3)
+    assert record["ppo/approx_kl"] > 1e-12
+    assert trainer.engine.optimizer_steps == epochs * 2  # 4 turns in minibatches of 2
+
+
+NORMALISE_IN_TWO_PROCESSES = r"""
+import sys
+import torch, torch.distributed as dist
+from trainers.ppo import core
+from trainers.ppo.ppo_trainer import _all_reduce, _reduce_means
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+data = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(0)) * 3 + 1
+whole = core.normalize_advantages(data)
+mine = core.normalize_advantages(data[rank], all_reduce=_all_reduce())
+assert torch.allclose(mine, whole[rank], atol=1e-6), (mine, whole[rank])
+ev = core.explained_variance(data[rank] * 0.5, data[rank], all_reduce=_all_reduce())
+assert torch.isclose(ev, core.explained_variance(data * 0.5, data), rtol=1e-5)
+assert _reduce_means({"x": (float(rank + 1), 1 + rank)}) == {"x": 1.0}
+sys.stdout.write(f"same {rank}\n")  # one write: the two processes share the pipe
+sys.stdout.flush()
+dist.barrier()
+dist.destroy_process_group()  # a group left open can abort the process at exit
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_normalise_advantages_as_one_would(tmp_path):
+    """The real all-reduce (gloo, two processes) gives each process its shard of the one-process result."""
+    script = tmp_path / "normalise.py"
+    script.write_text(NORMALISE_IN_TWO_PROCESSES)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(launch, env=command_env(), capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "same 0" in done.stdout and "same 1" in done.stdout, done.stdout
+
+
 # --------------------------------------------------------------------- resume
 class Crash(RuntimeError):
     pass
@@ -407,17 +501,17 @@ def test_nan_loss_stops_with_last_checkpoint_intact(tiny_model_path, tmp_path, m
 
     real_value_loss = core.value_loss
     updates = {"n": 0}
-    original_optimize = trainer.optimize
+    original_advantages = trainer.compute_advantages
 
-    def optimize_then_poison(turns, update):
+    def advantages_then_poison(buffer):
         updates["n"] += 1
         if updates["n"] == 2:
             monkeypatch.setattr(
                 core, "value_loss", lambda *a, **k: real_value_loss(*a, **k)._replace(loss=torch.tensor(float("nan")))
             )
-        return original_optimize(turns, update)
+        return original_advantages(buffer)
 
-    trainer.optimize = optimize_then_poison
+    trainer.compute_advantages = advantages_then_poison
     with pytest.raises(FloatingPointError, match="loss is nan"):
         trainer.train()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["update-00001"]
@@ -447,6 +541,8 @@ def test_every_setting_is_documented():
         ({"offload_params": True, "deepspeed": "zero2"}, "offload_params needs"),
         ({"critic_model": "x"}, "critic=separate"),
         ({"lora": True, "lora_dropout": 1.0}, "lora_dropout in"),
+        ({"target_kl": 0.0}, "target_kl must be a positive number"),
+        ({"target_kl": float("nan")}, "target_kl must be a positive number"),
     ],
 )
 def test_invalid_settings_fail_with_what_to_change(settings, message):

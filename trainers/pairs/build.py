@@ -28,7 +28,7 @@ DPO and reward trainers read (explicit prompt):
 ``images``
     The images of the prompt's placeholders (PNG, lossless).
 ``env_id``, ``env_kwargs`` (JSON), ``variant``, ``prompt_format``, ``seed``,
-``episode``, ``episode_seed``, ``step``, ``prefix_answers``
+``episode``, ``episode_seed``, ``step``, ``prefix_answers``, ``earlier_answers``
     Where the state is: enough to replay it.
 ``chosen_verdict``, ``chosen_reward``, ``rejected_verdict``, ``rejected_reward``
     What the verifier said about each answer.
@@ -139,6 +139,10 @@ class PairState:
         episode, episode_seed, step: Where the state is.
         prefix_answers: Wrong answers stepped at this task step before the
             state (a revision state has one).
+        earlier_answers: Every answer stepped at earlier task steps of the
+            episode, in order (the oracle's, and the wrong ones of revision
+            states): in the ``chat`` prompt format they are part of the
+            prompt, so a replay must send them, not only the oracle's.
     """
 
     env: Any
@@ -148,6 +152,7 @@ class PairState:
     episode_seed: int
     step: int
     prefix_answers: list[str] = field(default_factory=list)
+    earlier_answers: list[str] = field(default_factory=list)
 
     @property
     def core(self) -> Any:
@@ -186,6 +191,7 @@ def iter_states(config: PairsConfig) -> Iterator[PairState]:
             revision_rng = _episode_rng(config.seed, episode, _REVISION_STREAM)
             obs, _ = env.reset(seed=reset_seed)
             step, done = 0, False
+            sent: list[str] = []
             while not done:
                 prefix: list[str] = []
                 if config.revision_share > 0 and revision_rng.random() < config.revision_share:
@@ -205,8 +211,10 @@ def iter_states(config: PairsConfig) -> Iterator[PairState]:
                     episode_seed=reset_seed,
                     step=step,
                     prefix_answers=prefix,
+                    earlier_answers=list(sent),
                 )
                 answer = core.oracle_answer()
+                sent += [*prefix, answer]
                 obs, _, terminated, truncated, info = env.step(answer)
                 if info.get("verdict") != "correct":
                     raise OracleError(
@@ -255,6 +263,7 @@ def _pair_row(
         "episode_seed": state.episode_seed,
         "step": state.step,
         "prefix_answers": list(state.prefix_answers),
+        "earlier_answers": list(state.earlier_answers),
         "chosen_verdict": chosen[1],
         "chosen_reward": chosen[2],
         "rejected_verdict": rejected[1],
@@ -420,10 +429,25 @@ def iter_pairs(config: PairsConfig, *, stats: dict[str, Any] | None = None) -> I
 # -- replay ----------------------------------------------------------------------------
 
 
+def _replay_earlier_answers(env: Any, row: dict[str, Any]) -> tuple[Any, str | None]:
+    """Reset with the row's seed and send its earlier answers; they must reach its step, alive."""
+    obs, _ = env.reset(seed=int(row["episode_seed"]))
+    accepted = 0
+    for answer in row["earlier_answers"]:
+        obs, _, terminated, truncated, info = env.step(answer)
+        accepted += info.get("verdict") == "correct"
+        if terminated or truncated:
+            return obs, "the stored earlier answers end the episode before the stored step"
+    if accepted != int(row["step"]):
+        return obs, f"the stored earlier answers pass {accepted} steps, not the stored {row['step']}"
+    return obs, None
+
+
 def verify_pair(row: dict[str, Any], *, envs: EnvCache | None = None) -> list[str]:
     """Replay one stored pair in a fresh episode and list what does not hold.
 
-    Checked: the oracle walk reaches the stored step, the stored wrong
+    Checked: the stored earlier answers (or, in rows without them, the
+    oracle's) reach the stored step, the stored wrong
     answers of a revision state are refused without ending the episode, the
     prompt and images equal what the env shows there (in the stored prompt
     format), the chosen answer is accepted and the rejected one refused, each
@@ -439,7 +463,10 @@ def verify_pair(row: dict[str, Any], *, envs: EnvCache | None = None) -> list[st
     problems: list[str] = []
     try:
         env = envs.get(row["env_id"], row["env_kwargs"])
-        obs, walk_problem = walk_oracle_to(env, int(row["episode_seed"]), int(row["step"]))
+        if row.get("earlier_answers") is None:  # written before the field existed: oracle steps only
+            obs, walk_problem = walk_oracle_to(env, int(row["episode_seed"]), int(row["step"]))
+        else:
+            obs, walk_problem = _replay_earlier_answers(env, row)
         if walk_problem:
             return [walk_problem]
         for wrong in row.get("prefix_answers") or []:
@@ -503,6 +530,7 @@ def features() -> Any:
             "episode_seed": Value("int64"),
             "step": Value("int64"),
             "prefix_answers": List(Value("string")),
+            "earlier_answers": List(Value("string")),
             "chosen_verdict": Value("string"),
             "chosen_reward": Value("float64"),
             "rejected_verdict": Value("string"),

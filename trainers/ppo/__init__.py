@@ -7,5 +7,8 @@ Importing this package imports nothing heavy; the pieces live in modules:
   estimators, chunked log-probs and entropy, the cosine LR multiplier;
 * :mod:`trainers.ppo.value_head` -- the critic: an MLP on the policy's hidden
   state at the last prompt token, with safe save/load;
-* :mod:`trainers.ppo.ppo_config` -- the trainer's settings.
+* :mod:`trainers.ppo.buffer` -- one update's turns as tensors with explicit fields;
+* :mod:`trainers.ppo.models` -- policy, critic, KL reference and engine, built apart from the loop;
+* :mod:`trainers.ppo.ppo_config` -- the trainer's settings;
+* :mod:`trainers.ppo.ppo_trainer` -- the loop.
 """

@@ -23,19 +23,23 @@ Conventions shared by all functions:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "AllReduce",
     "PolicyLossOutput",
     "ValueLossOutput",
     "cosine_schedule_with_warmup",
     "entropy_from_logits",
+    "explained_variance",
     "gae",
     "kl_penalty",
     "masked_mean",
+    "masked_mean_var",
     "masked_sum",
     "masked_var",
     "masked_whiten",
@@ -49,6 +53,10 @@ __all__ = [
 #: rows of a 128k vocabulary is 64 MiB in float32, small next to the model.
 DEFAULT_CHUNK_ROWS = 128
 
+#: Sums a tensor over every process of a run (``torch.distributed.all_reduce``
+#: in a function); the statistics that take one are then those of all processes.
+AllReduce = Callable[[Tensor], Tensor]
+
 
 # --------------------------------------------------------------------------
 # Masked reductions
@@ -61,16 +69,7 @@ def _masked(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def masked_sum(x: Tensor, mask: Tensor | None = None, dim: int | None = None) -> Tensor:
-    """Sum of ``x * mask``; positions where ``mask == 0`` are ignored entirely.
-
-    Args:
-        x: Values, any shape.
-        mask: Same shape as ``x`` (bool or float weights), or ``None`` for all.
-        dim: Dimension to reduce; ``None`` reduces everything.
-
-    Returns:
-        The weighted sum (a scalar when ``dim`` is ``None``).
-    """
+    """Sum of ``x * mask``; where ``mask == 0`` nothing of ``x`` is read (it may be ``nan``)."""
     if mask is not None:
         x = _masked(x, mask)
     return x.sum() if dim is None else x.sum(dim)
@@ -79,17 +78,8 @@ def masked_sum(x: Tensor, mask: Tensor | None = None, dim: int | None = None) ->
 def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int | None = None) -> Tensor:
     """Weighted mean ``sum(x * mask) / sum(mask)``.
 
-    With a 0/1 mask this is the mean over the kept positions. An empty mask
-    gives ``0`` rather than ``nan``: a minibatch without valid tokens then adds
-    nothing to the loss instead of poisoning it (and its gradient) with ``nan``.
-
-    Args:
-        x: Values, any shape.
-        mask: Same shape as ``x`` (bool or float weights), or ``None`` for all.
-        dim: Dimension to reduce; ``None`` reduces everything.
-
-    Returns:
-        The weighted mean (a scalar when ``dim`` is ``None``).
+    An empty mask gives ``0`` rather than ``nan``: a minibatch without valid
+    tokens then adds nothing to the loss instead of poisoning its gradient.
     """
     if mask is None:
         return x.mean() if dim is None else x.mean(dim)
@@ -99,72 +89,82 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, dim: int | None = None) -
     return masked_sum(x, mask, dim) / safe_total
 
 
-def masked_var(x: Tensor, mask: Tensor | None = None, unbiased: bool = True) -> Tensor:
-    """Variance of the kept entries of ``x`` (over all dimensions).
+def masked_mean_var(
+    x: Tensor, mask: Tensor | None = None, unbiased: bool = True, all_reduce: AllReduce | None = None
+) -> tuple[Tensor, Tensor]:
+    """Mean and variance of the kept entries of ``x`` (``mask != 0``), over every process.
 
-    The mask is read as membership (``mask != 0``), not as weights.
-
-    Args:
-        x: Values, any shape.
-        mask: Same shape as ``x``, or ``None`` for all.
-        unbiased: Divide by ``n - 1`` (Bessel's correction) when ``n > 1``.
-
-    Returns:
-        A scalar; ``0`` when fewer than two entries (``unbiased``) or none are kept.
+    ``all_reduce`` sums a tensor over the processes (``None``: this one only).
+    The mean is reduced first, then the squared deviations from it, so several
+    processes get exactly the formula one process would apply to all their
+    entries, and no large sums of squares cancel. The variance is ``0`` when
+    fewer than two entries (``unbiased``) or none are kept.
     """
     keep = torch.ones_like(x, dtype=torch.bool) if mask is None else mask != 0
-    count = keep.sum().to(x.dtype)
-    mean = masked_mean(x, keep)
-    squares = masked_sum((x - mean) ** 2, keep)
+    sums = torch.stack([torch.where(keep, x, 0.0).sum(), keep.sum().to(x.dtype)])
+    if all_reduce is not None:
+        sums = all_reduce(sums)
+    total, count = sums[0], sums[1]
+    mean = total / torch.where(count != 0, count, 1.0)
+    squares = torch.where(keep, (x - mean) ** 2, 0.0).sum()
+    if all_reduce is not None:
+        squares = all_reduce(squares)
     denom = count - 1 if unbiased else count
-    safe = torch.where(denom > 0, denom, 1.0)
-    return torch.where(denom > 0, squares / safe, 0.0)
+    var = torch.where(denom > 0, squares / torch.where(denom > 0, denom, 1.0), 0.0)
+    return mean, var
+
+
+def masked_var(x: Tensor, mask: Tensor | None = None, unbiased: bool = True) -> Tensor:
+    """Variance of the kept entries of ``x``; see :func:`masked_mean_var`."""
+    return masked_mean_var(x, mask, unbiased)[1]
 
 
 def masked_whiten(
-    x: Tensor, mask: Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8
+    x: Tensor,
+    mask: Tensor | None = None,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    all_reduce: AllReduce | None = None,
 ) -> Tensor:
-    """Scale ``x`` to unit variance (and zero mean) over its kept entries.
+    """``(x - mean) * rsqrt(var + eps)`` over the kept entries; masked-out entries become ``0``.
 
-    Computed as ``(x - mean) * rsqrt(var + eps)``; with ``eps`` inside the
-    square root a buffer whose entries are all equal maps to (near) zero instead
-    of blowing float rounding noise up by ``1 / eps``.
-
-    Args:
-        x: Values, any shape; statistics are taken over all kept entries.
-        mask: Same shape as ``x`` (membership: ``mask != 0``), or ``None``.
-        shift_mean: If ``False`` the mean is added back (scale only).
-        eps: Added to the variance.
-
-    Returns:
-        Tensor shaped like ``x``; masked-out entries are ``0``.
+    ``eps`` sits inside the square root so that a buffer of equal entries maps
+    to (near) zero instead of blowing rounding noise up by ``1 / eps``. With
+    ``shift_mean=False`` the mean is added back (scale only).
     """
     keep = torch.ones_like(x, dtype=torch.bool) if mask is None else mask != 0
-    mean = masked_mean(x, keep)
-    var = masked_var(x, keep, unbiased=True)
+    mean, var = masked_mean_var(x, keep, unbiased=True, all_reduce=all_reduce)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
     return torch.where(keep, out, 0.0)
 
 
-def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
-    """Normalise advantages to zero mean and unit variance over one buffer.
+def normalize_advantages(
+    advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8, all_reduce: AllReduce | None = None
+) -> Tensor:
+    """Advantages at zero mean and unit variance over the whole rollout buffer.
 
-    The paper normalises per buffer: call this once on the whole rollout
-    buffer (all envs and steps of this process) after :func:`gae`, before
-    splitting it into minibatches. Statistics are per process; a multi-process
-    run that wants global statistics must all-reduce them itself.
-
-    Args:
-        advantages: Advantages, any shape (e.g. ``[num_envs, num_steps]``).
-        mask: Entries to use (and keep), or ``None`` for all.
-        eps: See :func:`masked_whiten`.
-
-    Returns:
-        Normalised advantages shaped like the input; masked-out entries ``0``.
+    The paper normalises per buffer: call it once after :func:`gae`, before
+    minibatches are drawn. In a multi-process run pass ``all_reduce`` so every
+    process uses the statistics of the whole buffer (all processes); one
+    process and N processes then apply the same formula (unbiased variance,
+    as ``torch.std`` and cleanrl).
     """
-    return masked_whiten(advantages, mask, shift_mean=True, eps=eps)
+    return masked_whiten(advantages, mask, shift_mean=True, eps=eps, all_reduce=all_reduce)
+
+
+def explained_variance(
+    predictions: Tensor, targets: Tensor, mask: Tensor | None = None, all_reduce: AllReduce | None = None
+) -> Tensor:
+    """``1 - Var[targets - predictions] / Var[targets]``: how much of the return the critic predicts.
+
+    1 is perfect, 0 no better than a constant, negative worse; ``nan`` when
+    the targets do not vary (nothing to explain), as in cleanrl.
+    """
+    _, target_var = masked_mean_var(targets, mask, all_reduce=all_reduce)
+    _, error_var = masked_mean_var(targets - predictions, mask, all_reduce=all_reduce)
+    return torch.where(target_var > 0, 1 - error_var / torch.where(target_var > 0, target_var, 1.0), math.nan)
 
 
 # --------------------------------------------------------------------------
@@ -184,45 +184,23 @@ def gae(
 ) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimates and returns over the turns of episodes.
 
-    Time runs along the last dimension. Step ``t`` is: observation ``s_t``,
-    critic value ``values[..., t] = V(s_t)``, one model answer, reward
-    ``rewards[..., t]``, then either the episode goes on with ``s_{t+1}`` as
-    the next column, or it ends at ``t`` and the next column is the first step
-    of a new episode (auto-reset). How the value of ``s_{t+1}`` is taken:
+    Time is the last dimension; step ``t`` is one answer with reward
+    ``rewards[..., t]`` from a state valued ``values[..., t]``. The value of
+    the state after it is:
 
-    * episode goes on, ``t < T - 1``: ``values[..., t + 1]``;
-    * episode goes on past the buffer's end (``t = T - 1``): ``last_values``,
-      the critic's value of the observation the next rollout continues from;
-    * ``truncated[..., t]`` (time limit, verification budget spent): the episode
-      was cut, not finished, so the return is bootstrapped from
-      ``bootstrap_values[..., t]``, the critic's value of the final observation
-      of that episode (the state it was cut in);
-    * ``terminated[..., t]`` (success, or any true end of the task): the value
-      of what follows is ``0``; no bootstrap. If both flags are set,
-      termination wins, as in Gymnasium.
+    * the next column's value while the episode goes on;
+    * ``last_values`` after the buffer's last column (the state the next
+      rollout continues from);
+    * ``bootstrap_values[..., t]`` where ``truncated`` (verification budget
+      spent: the episode was cut, not finished, so its return goes on from
+      the state it was cut in); may be ``None`` only when nothing is truncated;
+    * 0 where ``terminated`` (success); termination wins over truncation,
+      as in Gymnasium.
 
-    Advantages never flow across an episode boundary: the recursion
-    ``A_t = delta_t + gamma * lam * A_{t+1}`` is cut after every ended step.
-
-    Args:
-        rewards: ``[..., T]`` reward of each step.
-        values: ``[..., T]`` critic values ``V(s_t)`` recorded at rollout time.
-        terminated: ``[..., T]`` bool, episode ended at ``t`` by termination.
-        truncated: ``[..., T]`` bool, episode ended at ``t`` by truncation.
-        last_values: ``[...]`` value of the observation after the buffer's last
-            step (ignored where that step ended its episode).
-        bootstrap_values: ``[..., T]``; read only where ``truncated`` (and not
-            ``terminated``). May be ``None`` only if nothing was truncated.
-        gamma: Discount per turn (paper: 0.9).
-        lam: GAE lambda (paper: 0.95).
-
-    Returns:
-        ``(advantages, returns)``, both ``[..., T]`` in at least float32;
-        ``returns = advantages + values`` is the critic's regression target.
-
-    Raises:
-        ValueError: On shape mismatch, or truncated steps without
-            ``bootstrap_values``.
+    The recursion ``A_t = delta_t + gamma * lam * A_{t+1}`` is cut after every
+    ended step, so no advantage crosses an episode boundary. Returns
+    ``(advantages, returns)`` in at least float32, ``returns = advantages +
+    values`` (the critic's target).
 
     Example:
         >>> r = torch.tensor([[0.0, 1.0]]); v = torch.tensor([[0.5, 0.5]])
@@ -277,31 +255,17 @@ def gae(
 
 
 class PolicyLossOutput(NamedTuple):
-    """Result of :func:`policy_loss`.
-
-    Attributes:
-        loss: Scalar to minimise (has a gradient).
-        clip_fraction: Share of samples (sequences, or tokens at token level)
-            whose clipped term was strictly the larger one, i.e. whose gradient
-            the clip switched off. Detached.
-        approx_kl: Estimate of KL(old || new) with the ``(r - 1) - log r``
-            form (Schulman's k3; unbiased and never negative), ``r = pi_new /
-            pi_old`` of the sampled action. Detached.
-    """
+    """Result of :func:`policy_loss`; the two statistics are detached."""
 
     loss: Tensor
+    #: Share of samples (answers, or tokens) whose gradient the clip switched off.
     clip_fraction: Tensor
+    #: KL(old || new) estimated as ``(r - 1) - log r`` (k3: unbiased, never negative).
     approx_kl: Tensor
 
 
 class ValueLossOutput(NamedTuple):
-    """Result of :func:`value_loss`.
-
-    Attributes:
-        loss: Scalar to minimise (has a gradient).
-        clip_fraction: Share of values whose clipped error was strictly larger
-            (their gradient is switched off). Detached.
-    """
+    """Result of :func:`value_loss`; ``clip_fraction`` (values whose gradient the clip switched off) is detached."""
 
     loss: Tensor
     clip_fraction: Tensor
@@ -316,50 +280,22 @@ def policy_loss(
     level: Literal["sequence", "token"] = "sequence",
     max_log_ratio: float = 20.0,
 ) -> PolicyLossOutput:
-    """PPO's clipped surrogate loss for generated sequences.
+    """PPO's clipped surrogate ``max(-A r, -A clip(r, 1 - c, 1 + c))`` for generated answers.
 
-    Two ways to form the probability ratio:
+    ``level="sequence"`` (the paper's): the action is the whole answer, with
+    ``log pi(a) = sum_t w_t log pi(x_t)`` (``w`` = 0.5 on thought tokens, 1 on
+    the answer), one ratio per answer, mean over answers. ``level="token"``:
+    one ratio per token, each token's term scaled by ``w_t``, divided by the
+    number of tokens with ``w_t != 0``.
 
-    * ``level="sequence"`` (default, the paper's choice): the action is the
-      whole answer, with log-probability ``log pi(a) = sum_t w_t log pi(x_t)``
-      -- with the paper's weights, ``0.5 * (thought tokens) + 1.0 * (answer
-      tokens)``. One ratio per sequence,
-      ``r = exp(log pi_new(a) - log pi_old(a))``, is clipped, and the loss is
-      the mean over sequences of ``max(-A r, -A clip(r, 1 - c, 1 + c))``.
-    * ``level="token"``: one ratio per token, ``r_t = exp(log pi_new(x_t) -
-      log pi_old(x_t))``, each clipped on its own; token ``t``'s clipped
-      objective is scaled by ``w_t`` and the loss is the sum over the batch
-      divided by the number of tokens with ``w_t != 0`` (a token-level mean,
-      so long answers weigh more than short ones). The weights thus play the
-      same role as in the sequence form: they scale each token's gradient.
+    ``old_logprobs`` must come from the same kind of teacher-forced pass as
+    ``new_logprobs`` (log-probs recorded by ``generate`` differ slightly), so
+    the first ratio is exactly 1. The log-ratio is clamped to
+    ``+-max_log_ratio`` only so a sum over hundreds of tokens cannot overflow
+    ``exp`` into a ``nan`` gradient; ``exp(20)`` is far outside any clip.
 
-    ``old_logprobs`` must come from the same kind of forward pass as
-    ``new_logprobs`` (teacher-forced over prompt + completion, same dtype and
-    temperature) so that the ratio is exactly 1 before the first update;
-    log-probs recorded by ``generate`` can differ slightly and would start the
-    ratio off 1.
-
-    The log-ratio is clamped to ``[-max_log_ratio, max_log_ratio]`` before
-    ``exp`` only to keep the loss finite: ``exp(20)`` is far outside any clip
-    range, so the clamp changes nothing while PPO behaves, but a sequence-level
-    log-ratio summed over hundreds of tokens could otherwise overflow to
-    ``inf`` and turn the gradient into ``nan``.
-
-    Args:
-        new_logprobs: ``[B, L]`` per-token log-probs under the current policy
-            (with gradient).
-        old_logprobs: ``[B, L]`` per-token log-probs recorded at rollout time.
-        advantages: ``[B]`` one advantage per sequence (per env turn).
-        weights: ``[B, L]`` per-token weights (``0`` on padding).
-        clip: PPO clip range ``c`` (paper: 0.1).
-        level: ``"sequence"`` or ``"token"``, see above.
-        max_log_ratio: Clamp for the log-ratio, see above.
-
-    Returns:
-        :class:`PolicyLossOutput` ``(loss, clip_fraction, approx_kl)``.
-
-    Raises:
-        ValueError: On shape mismatch or an unknown ``level``.
+    Shapes: ``new_logprobs``, ``old_logprobs``, ``weights`` ``[B, L]`` (weights
+    0 on padding); ``advantages`` ``[B]``, one per turn.
     """
     if new_logprobs.shape != old_logprobs.shape or new_logprobs.shape != weights.shape:
         raise ValueError(
@@ -416,23 +352,11 @@ def value_loss(
     clip: float | None = 0.1,
     mask: Tensor | None = None,
 ) -> ValueLossOutput:
-    """PPO's clipped value loss.
+    """PPO's clipped value loss, ``0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, +-c) - R)^2))``.
 
-    The new value may move at most ``clip`` away from the value recorded at
-    rollout time before its error stops pulling it further:
-    ``0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2))``.
-    Note that ``clip`` is in reward units (paper: 0.1, rewards of size 1-5),
-    so with the paper's setting the critic moves slowly.
-
-    Args:
-        new_values: ``[B]`` (or any shape) values from the current critic.
-        old_values: Values recorded at rollout time, same shape.
-        returns: Regression targets (from :func:`gae`), same shape.
-        clip: Clip range, or ``None`` for the plain squared error.
-        mask: Entries to average over, or ``None`` for all.
-
-    Returns:
-        :class:`ValueLossOutput` ``(loss, clip_fraction)``.
+    ``clip`` (``None``: plain squared error) is in reward units: with the
+    paper's 0.1 and rewards of size 1-5 the critic moves slowly. ``mask``
+    picks the entries averaged over (``None``: all).
     """
     if new_values.shape != old_values.shape or new_values.shape != returns.shape:
         raise ValueError(
@@ -462,24 +386,10 @@ def kl_penalty(
 ) -> Tensor:
     """Per-token estimators of KL(pi || pi_ref) for tokens sampled from ``pi``.
 
-    With ``d = log pi(x) - log pi_ref(x)``:
-
-    * ``k1 = d``: unbiased, can be negative per token;
-    * ``k2 = d^2 / 2``: biased, low variance, never negative;
-    * ``k3 = exp(-d) - 1 + d``: unbiased and never negative.
-
-    Sum the result over a sequence for a per-turn penalty, or average it with
-    :func:`masked_mean` for a metric.
-
-    Args:
-        logprobs: ``[B, L]`` log-probs of the sampled tokens under the policy.
-        ref_logprobs: ``[B, L]`` the same tokens under the reference model.
-        mask: ``[B, L]``; the estimate is multiplied by it (so weights scale it)
-            and is exactly ``0`` where it is ``0``. ``None`` keeps everything.
-        kind: ``"k1"``, ``"k2"`` or ``"k3"``.
-
-    Returns:
-        ``[B, L]`` per-token estimates.
+    With ``d = log pi(x) - log pi_ref(x)``: ``k1 = d`` (unbiased, can be
+    negative), ``k2 = d^2 / 2`` (biased, low variance), ``k3 = exp(-d) - 1 + d``
+    (unbiased and never negative). The estimate is scaled by ``mask`` and
+    exactly 0 where it is 0.
     """
     if logprobs.shape != ref_logprobs.shape:
         raise ValueError(
@@ -517,25 +427,13 @@ def token_logprobs(
     temperature: float = 1.0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Tensor:
-    """Log-probabilities of ``labels`` under ``softmax(logits / temperature)``.
+    """Float32 log-probabilities of ``labels`` under ``softmax(logits / temperature)``.
 
-    Computed as ``logit[label] - logsumexp(logits)`` in float32, ``chunk_rows``
-    rows at a time, so a full float32 ``log_softmax`` of ``[B, L, vocab]`` is
-    never materialised. Gradients flow to ``logits``.
-
-    Pass the sampling temperature when the log-probs enter the PPO ratio, so
-    that the ratio is taken for the distribution the actions were sampled
-    from.
-
-    Args:
-        logits: ``[..., vocab]`` scores predicting each label (already shifted
-            so that ``logits[..., i, :]`` predicts ``labels[..., i]``).
-        labels: ``[...]`` token ids (int64).
-        temperature: Divides the logits; must be positive.
-        chunk_rows: Rows per chunk.
-
-    Returns:
-        ``[...]`` float32 log-probabilities.
+    ``logits[..., i, :]`` predicts ``labels[..., i]``. Computed as ``logit[label]
+    - logsumexp`` ``chunk_rows`` rows at a time, so a float32 ``log_softmax``
+    of ``[B, L, vocab]`` never exists. Pass the sampling temperature when the
+    result enters the PPO ratio: the ratio is then taken for the distribution
+    the answer was sampled from.
     """
     _check_chunk(chunk_rows)
     if temperature <= 0:
@@ -564,23 +462,11 @@ def entropy_from_logits(
     temperature: float = 1.0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Tensor:
-    """Entropy of ``softmax(logits / temperature)`` at each position.
+    """Float32 entropy (nats) of ``softmax(logits / temperature)`` at each position; 0 where ``mask`` is 0.
 
-    ``H = -sum(p * log p)`` with ``log p = z - logsumexp(z)``, in float32, ``chunk_rows`` rows
-    at a time: peak extra memory is a few ``[chunk_rows, vocab]`` float32
-    buffers instead of several ``[B, L, vocab]`` ones. Call it under
-    ``torch.no_grad()`` when the entropy is only logged; with gradients,
-    autograd keeps each chunk's softmax for the backward pass.
-
-    Args:
-        logits: ``[..., vocab]``.
-        mask: ``[...]``; the entropy is ``0`` where it is ``0``.
-        temperature: Divides the logits (use the sampling temperature to get
-            the entropy of the distribution actually sampled from).
-        chunk_rows: Rows per chunk.
-
-    Returns:
-        ``[...]`` float32 entropies in nats.
+    Chunked like :func:`token_logprobs`: peak extra memory is a few
+    ``[chunk_rows, vocab]`` buffers. Call it under ``torch.no_grad()`` when the
+    entropy is only logged.
     """
     _check_chunk(chunk_rows)
     if temperature <= 0:
@@ -617,28 +503,10 @@ def cosine_schedule_with_warmup(
 ) -> float:
     """Learning-rate multiplier: linear warmup, then cosine decay to ``min_ratio``.
 
-    ``step`` counts optimizer steps from 0 and ``total`` is the number of
-    optimizer steps in the *whole run* (PPO iterations x epochs x minibatches),
-    so the rate really decays over the run instead of restarting each update.
-
-    * ``step < warmup``: ``(step + 1) / warmup`` -- the first step already
-      trains (a multiplier of 0 would waste it) and step ``warmup - 1`` reaches 1.
-    * ``warmup <= step <= total``: ``min_ratio + (1 - min_ratio) * (1 +
-      cos(pi * p)) / 2`` with ``p = (step - warmup) / (total - warmup)``: 1 at
-      the end of warmup, ``min_ratio`` at ``step == total``.
-    * ``step > total``: ``min_ratio``.
-
-    Use it with ``torch.optim.lr_scheduler.LambdaLR(opt, lambda s:
-    cosine_schedule_with_warmup(s, total, warmup, min_ratio))``.
-
-    Args:
-        step: Optimizer steps taken so far (>= 0).
-        total: Optimizer steps in the run (>= 1).
-        warmup: Warmup steps, ``0 <= warmup <= total``.
-        min_ratio: Final multiplier, in ``[0, 1]``.
-
-    Returns:
-        The multiplier for the base learning rate.
+    ``step`` counts optimizer steps and ``total`` those of the *whole run*
+    (updates x epochs x minibatches), so the rate decays over the run instead
+    of restarting every update. Warmup gives ``(step + 1) / warmup`` (the first
+    step already trains); past ``total`` the multiplier stays ``min_ratio``.
 
     Example:
         >>> [round(cosine_schedule_with_warmup(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)]

@@ -133,6 +133,13 @@ class PPOConfig:
     )
     kl_estimator: Literal["k1", "k2", "k3"] = field(default="k3", metadata={"help": "KL estimator."})
     entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus (0 = off, as in the paper)."})
+    target_kl: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop an update's epochs early once an epoch's mean ppo/approx_kl exceeds this "
+            "(cleanrl's target_kl); unset = always run ppo_epochs (the paper)."
+        },
+    )
 
     # --------------------------------------------------------- optimisation
     learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (paper: 1e-6)."})
@@ -219,6 +226,8 @@ class PPOConfig:
             )
         if self.ppo_epochs < 1:
             errors.append("ppo_epochs must be at least 1")
+        if self.target_kl is not None and not self.target_kl > 0:
+            errors.append(f"target_kl must be a positive number (or unset: no early stop), got {self.target_kl}")
         if not 0 < self.clip_range < 1 or not self.value_clip_range > 0:
             errors.append("clip_range must be in (0, 1) and value_clip_range positive")
         if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:

@@ -1,32 +1,14 @@
 """Multi-turn PPO with a value head, for any Hugging Face VLM or text LM.
 
-Read it top to bottom, like cleanrl's ``ppo.py``: :meth:`PPOTrainer.train`
-runs, for every update,
-
-1. **rollout** -- ``num_envs`` envs per process answer ``num_steps`` turns each.
-   Prompts are built with the model's own chat template, answers sampled in
-   one batch by a swappable generation backend, and every answer is stepped
-   through its env: a wrong answer continues the episode with the verifier's
-   feedback (sequential revision), success or the verify budget ends it.
-   Every turn is one PPO step with its own reward.
-2. **scoring** -- one teacher-forced pass over prompt + answer gives the old
-   per-token log-probs and the critic's value at the last prompt token.
-   Tokens before the answer key weigh 0.5, answer tokens 1 (the paper's
-   thought scaling, located from decoded text, no token ids).
-3. **advantages** -- GAE over the turns of each episode, bootstrapping from
-   the critic when an episode is truncated but not when it terminates, then
-   normalised over the buffer.
-4. **optimisation** -- ``ppo_epochs`` passes of clipped surrogate + clipped
-   value loss over shuffled minibatches, micro-batched with padding and
-   gradient accumulation, through a :class:`~trainers.common.engine.TrainEngine`
-   (DeepSpeed ZeRO-3 by default, ZeRO-2, or one plain device: same code).
-5. **logging and checkpoints** -- metrics to JSONL and TensorBoard, a
-   resumable checkpoint every ``save_every`` updates.
+:meth:`PPOTrainer.train` reads top to bottom like cleanrl's ``ppo.py``:
+rollout -> rewards -> advantages -> minibatch epochs -> log and checkpoint.
+The models are built apart (:mod:`trainers.ppo.models`), the turns live in a
+tensor buffer (:mod:`trainers.ppo.buffer`) and the math is pure tensor
+functions (:mod:`trainers.ppo.core`).
 
 Every random stream (env resets, sampling, minibatch order) is derived from
-``(seed, rank, update, ...)``, so a resumed run replays exactly what an
-uninterrupted one would have done: the update counter is the whole RNG and
-env state.
+``(seed, rank, update, ...)``, so the update counter is the whole RNG and env
+state: a resumed run replays exactly what an uninterrupted one would do.
 """
 
 from __future__ import annotations
@@ -46,63 +28,28 @@ import numpy as np
 import torch
 
 from gengym_core.chat import Message
-from trainers.common.compute import (
-    TRAINING_RECORD,
-    ComputeTracker,
-    count_parameters,
-    init_tokens_of,
-)
+from trainers.common.compute import TRAINING_RECORD, ComputeTracker, init_tokens_of
 from trainers.common.config import ConfigError, config_to_dict
-from trainers.common.engine import TrainEngine
 from trainers.common.inputs import append_completions, cast_floating_inputs, encode_prompts
 from trainers.common.metrics import MetricsLogger, truncate_jsonl
-from trainers.common.modeling import (
-    eos_token_ids,
-    forget_load_renames,
-    get_tokenizer,
-    load_model_and_processor,
-)
+from trainers.common.modeling import forget_load_renames, get_tokenizer
 from trainers.common.prompting import turn_prompt
 from trainers.common.spans import answer_keys_for, batch_completion_token_weights
 from trainers.generation import make_backend
 from trainers.generation.base import SamplingParams
 from trainers.ppo import core
-from trainers.ppo.actor_critic import ActorCritic, disable_dropout
+from trainers.ppo.buffer import Prompt, RolloutBuffer
+from trainers.ppo.models import build_models
 from trainers.ppo.ppo_config import PPOConfig, latest_checkpoint
-from trainers.ppo.value_head import ValueHead, ValueHeadConfig, load_value_head, save_value_head
+from trainers.ppo.value_head import save_value_head
 from trainers.rewards import RewardFunction, Turn, make_reward_function
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TurnRecord:
-    """One answered turn in the rollout buffer."""
-
-    env_index: int
-    step: int
-    messages: list[Message]
-    images: list[np.ndarray]
-    completion_ids: list[int]
-    text: str
-    env_reward: float
-    terminated: bool
-    truncated: bool
-    info: dict[str, Any]
-    bootstrap_prompt: tuple[list[Message], list[np.ndarray]] | None = None
-    # Filled in by scoring:
-    old_logprobs: torch.Tensor | None = None
-    weights: torch.Tensor | None = None
-    ref_logprobs: torch.Tensor | None = None
-    value: float = 0.0
-    reward: float = 0.0
-    advantage: float = 0.0
-    ret: float = 0.0
-
-
-@dataclass
 class RolloutStats:
-    """What the finished episodes of one rollout looked like."""
+    """The episodes and turns of one rollout, for the ``env/`` and ``verdicts/`` metrics."""
 
     returns: list[float] = field(default_factory=list)
     successes: list[bool] = field(default_factory=list)
@@ -110,6 +57,50 @@ class RolloutStats:
     step_correct: list[bool] = field(default_factory=list)
     recognition: list[bool] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0  # prompt and answer tokens the generation processed
+
+    def add_turn(self, info: dict[str, Any]) -> None:
+        verdict = str(info.get("verdict"))
+        self.step_correct.append(verdict == "correct")
+        self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
+        if "recognition_correct" in info:
+            self.recognition.append(bool(info["recognition_correct"]))
+
+    def end_episode(self, episode_return: float, length: int, info: dict[str, Any]) -> None:
+        self.returns.append(episode_return)
+        self.successes.append(bool(info.get("success", False)))
+        self.lengths.append(length)
+
+
+@dataclass
+class UpdateStats:
+    """What the optimisation of one update measured, per micro-batch."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    grad_norms: list[float] = field(default_factory=list)
+    tokens: int = 0  # tokens forwarded and backpropagated
+    epochs: int = 0
+    epoch_kl: list[float] = field(default_factory=list)  # approx_kl of the current epoch's micro-batches
+
+    def add(self, step_stats: dict[str, float], grad_norm: float | None, tokens: int) -> None:
+        for key, value in step_stats.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+        if grad_norm is not None:
+            self.grad_norms.append(grad_norm)
+        self.tokens += tokens
+        self.epoch_kl.append(step_stats["ppo/approx_kl"])
+
+    def end_epoch(self) -> float:
+        """Mean approx_kl of the epoch just run, over every process (so all stop together)."""
+        self.epochs += 1
+        kl = _reduce_means({"kl": (sum(self.epoch_kl), len(self.epoch_kl))})["kl"]
+        self.epoch_kl = []
+        return kl
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(1, self.count) for k, v in self.sums.items()}
 
 
 class PPOTrainer:
@@ -126,119 +117,36 @@ class PPOTrainer:
         config.check_runnable()  # env, checkpoints, devices, backend: all before any weights load
         self.config = cfg = config
         self.output_dir = Path(cfg.output_dir)
-
-        # -- processes and devices
         self.rank, self.world_size = 0, 1
         if cfg.deepspeed != "none":
             from trainers.common.engine import init_distributed
 
             self.rank, _, self.world_size = init_distributed()
         self.is_main = self.rank == 0
-        use_cuda = torch.cuda.is_available() and cfg.device != "cpu"
-        bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and use_cuda and torch.cuda.is_bf16_supported())
-        self.dtype = torch.bfloat16 if bf16 else torch.float32
-
-        # -- envs: cheap, and they tell us whether images are needed
         from gengym_core.registry import make
 
         self.envs = [make(cfg.env_id, **cfg.env_kwargs) for _ in range(cfg.num_envs)]
-
-        # -- models (the frozen reference first: it must not be partitioned)
-        self.reference = self._make_reference_copy()
-        engine_cfg = cfg.engine_config(bf16=bf16)
-        self._ds_hf_config = None
-        if cfg.deepspeed == "zero3":
-            # Makes from_pretrained partition weights while loading, so a model
-            # larger than one device's memory never exists whole anywhere.
-            from transformers.integrations import HfDeepSpeedConfig
-
-            from trainers.common.engine import deepspeed_config
-
-            self._ds_hf_config = HfDeepSpeedConfig(deepspeed_config(engine_cfg))
-        loaded = load_model_and_processor(cfg.model, dtype=self.dtype)
-        policy, self.processor = loaded.model, loaded.processor
+        self.models = build_models(cfg, init_seed=_seed(cfg.seed, 0, 0, 0, 3))
+        self.engine, self.processor, self.dtype = self.models.engine, self.models.processor, self.models.dtype
         self.tokenizer = get_tokenizer(self.processor)
-        self.eos_ids = eos_token_ids(policy, self.processor)
-        if cfg.gradient_checkpointing:
-            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            policy.config.use_cache = False
-        # New weights (LoRA adapters, the value head) are drawn from a seeded
-        # stream, identical on every process and in a resumed run.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(cfg.seed, 0, 0, 0, 3))
-            if cfg.lora:
-                policy = self._add_lora(policy)
-            critic_body = None
-            if cfg.critic == "separate":
-                critic_body = load_model_and_processor(cfg.critic_model or cfg.model, dtype=self.dtype).model
-            if self._ds_hf_config is not None:
-                # Loading is done. Leaving the global flag on would make every later
-                # from_pretrained in this process (an evaluation, the next run)
-                # build partitioned models that nothing gathers.
-                from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-                unset_hf_deepspeed_config()
-                self._ds_hf_config = None
-            if cfg.disable_dropout:
-                for model in (policy, critic_body):
-                    if model is not None and disable_dropout(model):
-                        logger.info("dropout switched off in %s (disable_dropout)", type(model).__name__)
-            head_source = critic_body if critic_body is not None else policy
-            value_head = ValueHead.for_model_config(head_source.config, ValueHeadConfig(hidden=cfg.value_head_hidden))
-            # The head saved beside the critic's starting checkpoint (the policy's,
-            # unless a separate critic_model is given) was trained on its features.
-            start_head = Path(cfg.critic_model or cfg.model) / "value_head.safetensors"
-            if start_head.is_file():
-                value_head.load_state_dict(load_value_head(start_head).state_dict())
-        if cfg.kl_coef > 0 and cfg.lora:
-            self.reference = policy  # adapters switched off when scoring the reference
-        module = ActorCritic(policy, value_head, critic_body)
-
-        # -- engine and schedule
-        updates_left = cfg.total_updates
-        steps_per_update = cfg.ppo_epochs * (cfg.batch_size // cfg.minibatch_size)
-        total_steps = updates_left * steps_per_update
-        warmup = int(cfg.warmup_ratio * total_steps)
-        device = "cuda" if use_cuda else "cpu"
-        self.engine = TrainEngine(
-            module,
-            engine_cfg,
-            lambda step: core.cosine_schedule_with_warmup(step, total_steps, warmup, cfg.min_lr_ratio),
-            device=device,
-        )
         self.device = self.engine.device
-        if self.reference is not None and not cfg.lora:
-            self.reference.to(self.device)
         synced = cfg.deepspeed == "zero3" and not cfg.gather_for_generation and self.world_size > 1
         backend_kwargs = {"synced_gpus": True} if synced and cfg.generation_backend == "hf" else {}
         self.backend = make_backend(cfg.generation_backend, self.engine.module.policy, self.processor, **backend_kwargs)
-        self.answer_keys = (cfg.answer_key,) if cfg.answer_key else answer_keys_for(cfg.env_id)
         self.sampling = SamplingParams(
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k
         )
-
-        # -- bookkeeping
-        num_params = count_parameters(self.engine.module.policy) + (
-            count_parameters(critic_body) if critic_body is not None else 0
-        )
-        self.compute = ComputeTracker(num_params=num_params, init_tokens=init_tokens_of(cfg.model))
+        self.answer_keys = (cfg.answer_key,) if cfg.answer_key else answer_keys_for(cfg.env_id)
+        self.compute = ComputeTracker(num_params=self.models.num_params, init_tokens=init_tokens_of(cfg.model))
         # A reward model or judge charges its own forward passes to the tracker.
         self.reward_fn = (
             reward_fn if reward_fn is not None
             else make_reward_function(cfg.reward, compute=self.compute, **cfg.reward_options())
         )
         self.metrics = MetricsLogger(self.output_dir, tensorboard=cfg.tensorboard, enabled=self.is_main)
-        self.start_update = 0
-        if cfg.resume:
-            self._resume()
+        self.start_update = self._resume() if cfg.resume else 0
         if self.start_update == 0:
-            # A fresh start (check_runnable refused one over an earlier run's
-            # checkpoints): records of a run killed before its first checkpoint go.
-            self.metrics.truncate_after(0)
-            self._truncate_samples_after(0)
-            if self.is_main:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-                (self.output_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+            self._start_fresh()
 
     # ================================================================== loop
     def train(self) -> Path:
@@ -246,27 +154,38 @@ class PPOTrainer:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        bar = tqdm(
-            range(self.start_update, cfg.total_updates),
-            initial=self.start_update,
-            total=cfg.total_updates,
-            desc="ppo",
-            unit="update",
-            disable=not self.is_main,
-        )
+        bar = tqdm(range(self.start_update, cfg.total_updates), initial=self.start_update, total=cfg.total_updates,
+                   desc="ppo", unit="update", disable=not self.is_main)
         for update in bar:
-            t0 = time.perf_counter()
-            turns, last_values, stats, rollout_tokens = self.rollout(update)
-            t1 = time.perf_counter()
-            self.compute_advantages(turns, last_values)
-            train_stats = self.optimize(turns, update)
-            # Backends holding their own copy of the weights (vllm) refresh it
-            # before the next rollout; those sharing the module need nothing.
+            # 1. Rollout: num_steps turns of every env, scored (old log-probs, values), and rewarded.
+            started = time.perf_counter()
+            buffer, episodes = self.rollout(update)
+            buffer.rewards = self.score_rewards(buffer)
+            rollout_s = time.perf_counter() - started
+
+            # 2. Advantages: GAE per env row, normalised over the whole buffer.
+            self.compute_advantages(buffer)
+
+            # 3. Optimisation: ppo_epochs passes of shuffled minibatches, stopped early past target_kl.
+            stats = UpdateStats()
+            order_rng = torch.Generator().manual_seed(_seed(cfg.seed, self.rank, update, 0, 2))
+            self.engine.train(True)
+            for _ in range(cfg.ppo_epochs):
+                order = torch.randperm(buffer.size, generator=order_rng).tolist()
+                for start in range(0, buffer.size, cfg.minibatch_size):
+                    self.train_minibatch(buffer, order[start : start + cfg.minibatch_size], stats)
+                epoch_kl = stats.end_epoch()
+                if cfg.target_kl is not None and epoch_kl > cfg.target_kl:
+                    break
+            self.engine.module.eval()
+            # Backends holding their own copy of the weights (vllm) refresh it.
             self.backend.update_weights(self.engine.module.policy)
-            t2 = time.perf_counter()
-            metrics = self._update_metrics(turns, stats, train_stats, rollout_tokens, t1 - t0, t2 - t1)
+            update_s = time.perf_counter() - started - rollout_s
+
+            # 4. Logs and checkpoints.
+            metrics = self._update_metrics(buffer, episodes, stats, rollout_s, update_s)
             self.metrics.log(update + 1, metrics)
-            self._log_samples(update + 1, turns)
+            self._log_samples(update + 1, buffer)
             bar.set_postfix(progress_postfix(metrics), refresh=False)
             if (update + 1) % cfg.save_every == 0 or update + 1 == cfg.total_updates:
                 self.save_checkpoint(update + 1)
@@ -274,199 +193,137 @@ class PPOTrainer:
         return self.save_policy(self.output_dir / "final")
 
     # =============================================================== rollout
-    def rollout(self, update: int) -> tuple[list[TurnRecord], torch.Tensor, RolloutStats, int]:
-        """Collect ``num_envs * num_steps`` turns, scored with old log-probs and values."""
+    def rollout(self, update: int) -> tuple[RolloutBuffer, RolloutStats]:
+        """Collect ``num_envs * num_steps`` turns with old log-probs, values and bootstrap values."""
         cfg = self.config
+        buffer = RolloutBuffer.empty(cfg.num_steps, cfg.num_envs, cfg.max_new_tokens, reference=cfg.kl_coef > 0)
         stats = RolloutStats()
-        turns: list[TurnRecord] = []
         episodes = [0] * cfg.num_envs
         obs = [self._reset_env(i, update, 0) for i in range(cfg.num_envs)]
-        ep_return = [0.0] * cfg.num_envs
-        ep_len = [0] * cfg.num_envs
-        rollout_tokens = 0
-        module = self.engine.module
-        module.eval()
+        ep_return, ep_len = [0.0] * cfg.num_envs, [0] * cfg.num_envs
+        cut_states: dict[tuple[int, int], Prompt] = {}  # (step, env) -> the state a truncated episode was cut in
+        self.engine.module.eval()
         with self.engine.gathered(cfg.gather_for_generation), self.backend.rollout_phase(), torch.no_grad():
             for t in range(cfg.num_steps):
                 prompts = [turn_prompt(env, o, cfg.prompt_format) for env, o in zip(self.envs, obs, strict=True)]
                 inputs = self._encode([p[0] for p in prompts], [p[1] for p in prompts])
                 params = dataclasses.replace(self.sampling, seed=_seed(cfg.seed, self.rank, update, t, 1))
                 gen = self.backend.generate(inputs, params)
-                rollout_tokens += int(inputs["attention_mask"].sum()) + gen.num_tokens
+                stats.tokens += int(inputs["attention_mask"].sum()) + gen.num_tokens
                 for i, env in enumerate(self.envs):
                     next_obs, reward, terminated, truncated, info = env.step(gen.texts[i])
-                    record = TurnRecord(
-                        env_index=i,
-                        step=t,
-                        messages=prompts[i][0],
-                        images=prompts[i][1],
-                        completion_ids=list(gen.token_ids[i]),
-                        text=gen.texts[i],
-                        env_reward=float(reward),
-                        terminated=bool(terminated),
-                        truncated=bool(truncated) and not terminated,
-                        info=_plain_info(info),
-                    )
+                    buffer.add(t, i, prompts[i], gen.token_ids[i], gen.texts[i], float(reward),
+                               bool(terminated), bool(truncated), _plain_info(info))
+                    stats.add_turn(info)
                     ep_return[i] += float(reward)
                     ep_len[i] += 1
-                    stats.step_correct.append(info.get("verdict") == "correct")
-                    stats.verdicts[str(info.get("verdict"))] = stats.verdicts.get(str(info.get("verdict")), 0) + 1
-                    if "recognition_correct" in info:
-                        stats.recognition.append(bool(info["recognition_correct"]))
-                    if record.truncated:
-                        record.bootstrap_prompt = turn_prompt(env, next_obs, cfg.prompt_format)
+                    if truncated and not terminated:
+                        cut_states[t, i] = turn_prompt(env, next_obs, cfg.prompt_format)
                     if terminated or truncated:
-                        stats.returns.append(ep_return[i])
-                        stats.successes.append(bool(info.get("success", False)))
-                        stats.lengths.append(ep_len[i])
+                        stats.end_episode(ep_return[i], ep_len[i], info)
                         ep_return[i], ep_len[i] = 0.0, 0
                         episodes[i] += 1
                         next_obs = self._reset_env(i, update, episodes[i])
                     obs[i] = next_obs
-                    turns.append(record)
-            self._score(turns)
-            # Episodes still running at the end of the buffer continue from
-            # these states; their returns are bootstrapped from the critic.
-            pending = [turn_prompt(env, o, cfg.prompt_format) for env, o in zip(self.envs, obs, strict=True)]
-            last_values = self._values(pending)
-            boot = [r for r in turns if r.bootstrap_prompt is not None]
-            if boot:
-                for r, v in zip(boot, self._values([r.bootstrap_prompt for r in boot]).tolist(), strict=True):
-                    r.info["_bootstrap_value"] = v
-        self._assign_rewards(turns)
-        self.compute.add_buffer_tokens(rollout_tokens)
-        return turns, last_values, stats, rollout_tokens
+            self._score(buffer)
+            # Episodes still running at the end of the buffer continue from these states.
+            buffer.last_values = self._values([turn_prompt(env, o, cfg.prompt_format)
+                                               for env, o in zip(self.envs, obs, strict=True)])
+            if cut_states:
+                steps, envs = zip(*cut_states, strict=True)
+                buffer.bootstrap_values[list(steps), list(envs)] = self._values(list(cut_states.values()))
+        self.compute.add_buffer_tokens(stats.tokens)
+        return buffer, stats
 
-    def _score(self, turns: Sequence[TurnRecord]) -> None:
+    def _score(self, buffer: RolloutBuffer) -> None:
         """Old log-probs, token weights, values (and reference log-probs) of every turn."""
         cfg = self.config
-        for batch in _chunks(list(turns), cfg.micro_batch_size):
-            inputs, mask, prompt_len = self._encode_with_completions(batch)
+        for chunk in _chunks(list(range(buffer.size)), cfg.micro_batch_size):
+            batch = buffer.select(chunk)
+            inputs, mask, prompt_len = self._encode_with_completions(batch.prompts, batch.completions)
             T = mask.shape[1]
+            labels = inputs["input_ids"][:, -T:]
             logits, values = self.engine.module(inputs, prompt_len, T)
-            logprobs = core.token_logprobs(logits, inputs["input_ids"][:, -T:], self.sampling.logprob_temperature)
+            logprobs = core.token_logprobs(logits, labels, self.sampling.logprob_temperature)
             weights = batch_completion_token_weights(
-                self.tokenizer,
-                inputs["input_ids"][:, -T:],
-                mask,
-                keys=self.answer_keys,
-                thought_weight=cfg.thought_weight,
+                self.tokenizer, labels, mask, keys=self.answer_keys, thought_weight=cfg.thought_weight
             )
-            ref = self._reference_logprobs(inputs, prompt_len, T) if cfg.kl_coef > 0 else None
+            ref = None
+            if cfg.kl_coef > 0:
+                ref = core.token_logprobs(
+                    self.models.reference_logits(inputs, T), labels, self.sampling.logprob_temperature
+                )
             self.compute.add_buffer_tokens(inputs["attention_mask"])
-            for j, record in enumerate(batch):
-                n = len(record.completion_ids)
-                record.old_logprobs = logprobs[j, :n].float().cpu()
-                record.weights = weights[j, :n].float().cpu()
-                record.value = float(values[j])
-                if ref is not None:
-                    record.ref_logprobs = ref[j, :n].float().cpu()
+            buffer.store_scores(chunk, logprobs, weights, values, ref)
 
-    def _assign_rewards(self, turns: list[TurnRecord]) -> None:
-        batch = [
-            Turn(
-                env_id=self.config.env_id,
-                messages=r.messages,
-                images=r.images,
-                answer=r.text,
-                env_reward=r.env_reward,
-                info=r.info,
-            )
-            for r in turns
+    def score_rewards(self, buffer: RolloutBuffer) -> torch.Tensor:
+        """``[num_steps, num_envs]`` rewards from the reward function (the env's verifier by default)."""
+        env_rewards = buffer.env_rewards.view(-1).tolist()
+        turns = [
+            Turn(env_id=self.config.env_id, messages=prompt[0], images=prompt[1], answer=text,
+                 env_reward=env_reward, info=info)
+            for prompt, text, env_reward, info in zip(buffer.prompts, buffer.texts, env_rewards, buffer.infos,
+                                                       strict=True)
         ]
-        rewards = self.reward_fn(batch)
+        rewards = [float(r) for r in self.reward_fn(turns)]
         if len(rewards) != len(turns):
             raise ValueError(f"the reward function returned {len(rewards)} rewards for {len(turns)} turns")
-        for r, value in zip(turns, rewards, strict=True):
-            if not math.isfinite(float(value)):
-                raise FloatingPointError(f"the reward function returned {value} for answer {r.text[:80]!r}")
-            r.reward = float(value)
+        for turn, value in zip(turns, rewards, strict=True):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the reward function returned {value} for answer {turn.answer[:80]!r}")
+        return torch.tensor(rewards).view_as(buffer.rewards)
 
     # ============================================================ advantages
-    def compute_advantages(self, turns: list[TurnRecord], last_values: torch.Tensor) -> None:
-        """GAE over each env's row of turns; writes ``advantage`` and ``ret``."""
+    def compute_advantages(self, buffer: RolloutBuffer) -> None:
+        """GAE over each env's row of turns (time last, so the transposes); sets advantages and returns."""
         cfg = self.config
-        shape = (cfg.num_envs, cfg.num_steps)
-        rewards, values, term, trunc, boot = (torch.zeros(shape) for _ in range(5))
-        for r in turns:
-            i, t = r.env_index, r.step
-            rewards[i, t], values[i, t] = r.reward, r.value
-            term[i, t], trunc[i, t] = float(r.terminated), float(r.truncated)
-            boot[i, t] = r.info.get("_bootstrap_value", 0.0)
-        advantages, returns = core.gae(
-            rewards, values, term.bool(), trunc.bool(), last_values.float().cpu(), boot, cfg.gamma, cfg.gae_lambda
-        )
+        time_last = [x.T.contiguous() for x in (buffer.rewards, buffer.values, buffer.terminated, buffer.truncated,
+                                                 buffer.bootstrap_values)]
+        rewards, values, terminated, truncated, bootstrap = time_last
+        advantages, returns = core.gae(rewards, values, terminated, truncated, buffer.last_values, bootstrap,
+                                       cfg.gamma, cfg.gae_lambda)
         if cfg.normalize_advantages:
-            advantages = _global_whiten(advantages)
-        for r in turns:
-            r.advantage = float(advantages[r.env_index, r.step])
-            r.ret = float(returns[r.env_index, r.step])
+            advantages = core.normalize_advantages(advantages, all_reduce=_all_reduce())
+        buffer.advantages, buffer.returns = advantages.T.contiguous(), returns.T.contiguous()
 
     # ========================================================== optimisation
-    def optimize(self, turns: list[TurnRecord], update: int) -> dict[str, float]:
-        """``ppo_epochs`` passes of shuffled minibatches; returns mean statistics."""
+    def train_minibatch(self, buffer: RolloutBuffer, indices: Sequence[int], stats: UpdateStats) -> None:
+        """One optimiser step on the turns ``indices``, in micro-batches whose gradients accumulate."""
         cfg = self.config
-        module = self.engine.module
-        self.engine.train(True)
-        generator = torch.Generator().manual_seed(_seed(cfg.seed, self.rank, update, 0, 2))
-        sums: dict[str, float] = {}
-        count = 0
-        grad_norms: list[float] = []
-        tokens = 0
-        for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(len(turns), generator=generator).tolist()
-            for start in range(0, len(order), cfg.minibatch_size):
-                minibatch = [turns[k] for k in order[start : start + cfg.minibatch_size]]
-                for micro in _chunks(minibatch, cfg.micro_batch_size):
-                    inputs, mask, prompt_len = self._encode_with_completions(micro)
-                    T = mask.shape[1]
-                    logits, values = self.engine.forward(inputs, prompt_len, T)
-                    new_lp = core.token_logprobs(logits, inputs["input_ids"][:, -T:], self.sampling.logprob_temperature)
-                    old_lp = _pad([r.old_logprobs for r in micro], T).to(new_lp.device)
-                    weights = _pad([r.weights for r in micro], T).to(new_lp.device)
-                    adv = torch.tensor([r.advantage for r in micro], device=new_lp.device)
-                    pl = core.policy_loss(new_lp, old_lp, adv, weights, cfg.clip_range, cfg.ratio_level)
-                    vl = core.value_loss(
-                        values,
-                        torch.tensor([r.value for r in micro], device=values.device),
-                        torch.tensor([r.ret for r in micro], device=values.device),
-                        cfg.value_clip_range,
-                    )
-                    loss = pl.loss + cfg.value_coef * vl.loss
-                    step_stats = {
-                        "losses/policy": pl.loss.item(),
-                        "losses/value": vl.loss.item(),
-                        "ppo/clip_fraction": pl.clip_fraction.item(),
-                        "ppo/approx_kl": pl.approx_kl.item(),
-                        "ppo/value_clip_fraction": vl.clip_fraction.item(),
-                    }
-                    if cfg.entropy_coef > 0:
-                        entropy = core.masked_mean(
-                            core.entropy_from_logits(logits, mask, self.sampling.logprob_temperature), mask
-                        )
-                        loss = loss - cfg.entropy_coef * entropy
-                        step_stats["losses/entropy"] = entropy.item()
-                    if cfg.kl_coef > 0:
-                        ref_lp = _pad([r.ref_logprobs for r in micro], T).to(new_lp.device)
-                        kl = core.masked_mean(core.kl_penalty(new_lp, ref_lp, mask, cfg.kl_estimator), mask)
-                        loss = loss + cfg.kl_coef * kl
-                        step_stats["losses/kl"] = kl.item()
-                    step_stats["losses/total"] = loss.item()
-                    self.engine.backward(loss)
-                    norm = self.engine.step()
-                    if norm is not None:
-                        grad_norms.append(norm)
-                    tokens += int(inputs["attention_mask"].sum())
-                    self.compute.add_train_tokens(inputs["attention_mask"])
-                    for k, v in step_stats.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
-        module.eval()
-        out = {k: v / max(1, count) for k, v in sums.items()}
-        out["ppo/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else 0.0
-        out["ppo/learning_rate"] = self.engine.lr
-        out["_update_tokens"] = float(tokens)
-        return out
+        temperature = self.sampling.logprob_temperature
+        for micro in _chunks(list(indices), cfg.micro_batch_size):
+            batch = buffer.select(micro)
+            inputs, mask, prompt_len = self._encode_with_completions(batch.prompts, batch.completions)
+            T = mask.shape[1]
+            logits, values = self.engine.forward(inputs, prompt_len, T)
+            new_lp = core.token_logprobs(logits, inputs["input_ids"][:, -T:], temperature)
+            old_lp, weights = batch.logprobs[:, :T].to(new_lp.device), batch.weights[:, :T].to(new_lp.device)
+            pl = core.policy_loss(new_lp, old_lp, batch.advantages.to(new_lp.device), weights, cfg.clip_range,
+                                  cfg.ratio_level)
+            vl = core.value_loss(values, batch.values.to(values.device), batch.returns.to(values.device),
+                                 cfg.value_clip_range)
+            loss = pl.loss + cfg.value_coef * vl.loss
+            step_stats = {
+                "losses/policy": pl.loss.item(),
+                "losses/value": vl.loss.item(),
+                "ppo/clip_fraction": pl.clip_fraction.item(),
+                "ppo/approx_kl": pl.approx_kl.item(),
+                "ppo/value_clip_fraction": vl.clip_fraction.item(),
+            }
+            if cfg.entropy_coef > 0:
+                entropy = core.masked_mean(core.entropy_from_logits(logits, mask, temperature), mask)
+                loss = loss - cfg.entropy_coef * entropy
+                step_stats["losses/entropy"] = entropy.item()
+            if cfg.kl_coef > 0:
+                assert batch.ref_logprobs is not None
+                ref_lp = batch.ref_logprobs[:, :T].to(new_lp.device)
+                kl = core.masked_mean(core.kl_penalty(new_lp, ref_lp, mask, cfg.kl_estimator), mask)
+                loss = loss + cfg.kl_coef * kl
+                step_stats["losses/kl"] = kl.item()
+            step_stats["losses/total"] = loss.item()
+            self.engine.backward(loss)
+            stats.add(step_stats, self.engine.step(), int(inputs["attention_mask"].sum()))
+            self.compute.add_train_tokens(inputs["attention_mask"])
 
     # ========================================================= checkpoints
     def save_checkpoint(self, update: int) -> Path:
@@ -497,13 +354,12 @@ class PPOTrainer:
         return directory
 
     def save_policy(self, directory: Path) -> Path:
-        """The policy in Hugging Face format (``from_pretrained`` loads it), its
-        processor, the value head, and a record of the training compute.
+        """The policy as a ``from_pretrained``-loadable checkpoint, with its processor, value head
+        and training record.
 
-        With LoRA the folder gets the base model with the adapter merged in
+        With LoRA the folder holds the base model with the adapter merged in
         (the adapter alone in ``directory/adapter``), so it loads like any
-        checkpoint (``gengym eval``, the experiment runner, another PPO run);
-        the merge reloads the base model on the main process.
+        checkpoint; the merge reloads the base model on the main process.
         """
         module = self.engine.module
         if self.engine.is_zero3:
@@ -540,11 +396,12 @@ class PPOTrainer:
         _barrier()
         return directory
 
-    def _resume(self) -> None:
+    def _resume(self) -> int:
+        """Load the last checkpoint; return the update it was written after (0: none found)."""
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
             logger.warning("resume requested but no checkpoint in %s; starting fresh", self.output_dir)
-            return
+            return 0
         # check_runnable compared the launch with the checkpoint; the real world size is known only now.
         saved = json.loads((checkpoint / "engine" / "client_state.json").read_text())
         if int(saved.get("world_size", self.world_size)) != self.world_size:
@@ -552,11 +409,21 @@ class PPOTrainer:
                 f"checkpoint {checkpoint} was written by {saved['world_size']} processes; resume with as many"
             )
         state = self.engine.load_state(checkpoint / "engine")
-        self.start_update = int(state["update"])
+        update = int(state["update"])
         self.compute.load_state_dict(state["compute"])
-        self.metrics.truncate_after(self.start_update)
-        self._truncate_samples_after(self.start_update)
-        logger.info("resumed from %s at update %d", checkpoint, self.start_update)
+        self.metrics.truncate_after(update)
+        self._truncate_samples_after(update)
+        logger.info("resumed from %s at update %d", checkpoint, update)
+        return update
+
+    def _start_fresh(self) -> None:
+        # check_runnable refused a fresh start over an earlier run's checkpoints;
+        # records of a run killed before its first checkpoint go.
+        self.metrics.truncate_after(0)
+        self._truncate_samples_after(0)
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.json").write_text(json.dumps(config_to_dict(self.config), indent=2))
 
     def _truncate_samples_after(self, update: int) -> None:
         """Drop logged transcripts of updates a resumed run redoes (and a torn last line)."""
@@ -564,43 +431,6 @@ class PPOTrainer:
             truncate_jsonl(self.output_dir / "samples.jsonl", "update", update)
 
     # ============================================================== helpers
-    def _add_lora(self, policy: Any) -> Any:
-        from peft import LoraConfig, get_peft_model
-
-        cfg = self.config
-        targets: str | list[str] = cfg.lora_target_modules
-        if targets != "all-linear":
-            targets = [t.strip() for t in targets.split(",") if t.strip()]
-        if cfg.gradient_checkpointing:
-            policy.enable_input_require_grads()
-        return get_peft_model(
-            policy,
-            LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets),
-        )
-
-    def _make_reference_copy(self) -> Any:
-        """The frozen reference for the KL penalty, when it needs its own copy.
-
-        With LoRA the reference is the policy with its adapters switched off
-        (no extra memory, set up later); otherwise a second, frozen copy of the
-        starting checkpoint, kept whole on the training device (not sharded).
-        """
-        if self.config.kl_coef <= 0 or self.config.lora:
-            return None
-        reference = load_model_and_processor(self.config.model, dtype=self.dtype).model
-        reference.requires_grad_(False)
-        reference.eval()
-        return reference
-
-    def _reference_logprobs(self, inputs: dict[str, Any], prompt_len: int, T: int) -> torch.Tensor:
-        kwargs = dict(use_cache=False, logits_to_keep=T + 1)
-        if self.config.lora:
-            with self.engine.module.policy.disable_adapter():
-                logits = self.engine.module.policy(**inputs, **kwargs).logits[:, :-1]
-        else:
-            logits = self.reference(**inputs, **kwargs).logits[:, :-1]
-        return core.token_logprobs(logits, inputs["input_ids"][:, -T:], self.sampling.logprob_temperature)
-
     def _reset_env(self, i: int, update: int, episode: int) -> dict[str, Any]:
         obs, _ = self.envs[i].reset(seed=_seed(self.config.seed, self.rank, update, i, 1000 + episode))
         return obs
@@ -610,19 +440,20 @@ class PPOTrainer:
                                 max_length=self.config.max_prompt_length, length_setting="max_prompt_length")
         return inputs.to(self.device)
 
-    def _encode_with_completions(self, batch: Sequence[TurnRecord]) -> tuple[Any, torch.Tensor, int]:
-        prompt_inputs = self._encode([r.messages for r in batch], [r.images for r in batch])
+    def _encode_with_completions(
+        self, prompts: Sequence[Prompt], completions: Sequence[list[int]]
+    ) -> tuple[Any, torch.Tensor, int]:
+        prompt_inputs = self._encode([p[0] for p in prompts], [p[1] for p in prompts])
         prompt_len = prompt_inputs["input_ids"].shape[1]
-        inputs, mask = append_completions(
-            prompt_inputs, [r.completion_ids or [self.tokenizer.pad_token_id] for r in batch], pad_token_id=self.tokenizer.pad_token_id
-        )
-        for j, r in enumerate(batch):
-            if not r.completion_ids:  # an empty answer: score nothing, keep shapes
+        pad = self.tokenizer.pad_token_id
+        inputs, mask = append_completions(prompt_inputs, [c or [pad] for c in completions], pad_token_id=pad)
+        for j, completion in enumerate(completions):
+            if not completion:  # an empty answer: score nothing, keep shapes
                 mask[j] = 0
         inputs = cast_floating_inputs(inputs, self.dtype)
         return inputs, mask.to(self.device), prompt_len
 
-    def _values(self, prompts: Sequence[tuple[list[Message], list[np.ndarray]]]) -> torch.Tensor:
+    def _values(self, prompts: Sequence[Prompt]) -> torch.Tensor:
         out = []
         for batch in _chunks(list(prompts), self.config.micro_batch_size):
             inputs = cast_floating_inputs(self._encode([p[0] for p in batch], [p[1] for p in batch]), self.dtype)
@@ -630,58 +461,56 @@ class PPOTrainer:
         return torch.cat(out) if out else torch.zeros(0)
 
     def _update_metrics(
-        self,
-        turns: list[TurnRecord],
-        stats: RolloutStats,
-        train: dict[str, float],
-        rollout_tokens: int,
-        rollout_s: float,
-        update_s: float,
+        self, buffer: RolloutBuffer, episodes: RolloutStats, stats: UpdateStats, rollout_s: float, update_s: float
     ) -> dict[str, float]:
         local = {
-            "env/return": (sum(stats.returns), len(stats.returns)),
-            "env/success_rate": (sum(stats.successes), len(stats.successes)),
-            "env/episode_length": (sum(stats.lengths), len(stats.lengths)),
-            "env/per_step_accuracy": (sum(stats.step_correct), len(stats.step_correct)),
-            "env/turn_reward": (sum(r.reward for r in turns), len(turns)),
+            "env/return": (sum(episodes.returns), len(episodes.returns)),
+            "env/success_rate": (sum(episodes.successes), len(episodes.successes)),
+            "env/episode_length": (sum(episodes.lengths), len(episodes.lengths)),
+            "env/per_step_accuracy": (sum(episodes.step_correct), len(episodes.step_correct)),
+            "env/turn_reward": (float(buffer.rewards.sum(dtype=torch.float64)), buffer.size),
+            # Present on every process (count 0 where unused) so the all-reduce lines up.
+            "env/recognition_accuracy": (sum(episodes.recognition), len(episodes.recognition)),
         }
-        # Present on every process (count 0 where unused) so the all-reduce lines up.
-        local["env/recognition_accuracy"] = (sum(stats.recognition), len(stats.recognition))
         metrics = _reduce_means(local)
         if math.isnan(metrics["env/recognition_accuracy"]):
             del metrics["env/recognition_accuracy"]
-        metrics.update({k: v for k, v in train.items() if not k.startswith("_")})
-        generated = sum(len(r.completion_ids) for r in turns)
+        metrics.update(stats.means())
+        metrics["ppo/grad_norm"] = float(np.mean(stats.grad_norms)) if stats.grad_norms else 0.0
+        metrics["ppo/learning_rate"] = self.engine.lr
+        metrics["ppo/epochs"] = float(stats.epochs)
+        metrics["ppo/stopped_early"] = float(stats.epochs < self.config.ppo_epochs)
+        metrics["ppo/explained_variance"] = float(
+            core.explained_variance(buffer.values, buffer.returns, all_reduce=_all_reduce())
+        )
+        generated = int(buffer.masks.sum())
         metrics["perf/rollout_tokens_per_s"] = generated / max(rollout_s, 1e-9)
-        metrics["perf/update_tokens_per_s"] = train["_update_tokens"] / max(update_s, 1e-9)
+        metrics["perf/update_tokens_per_s"] = stats.tokens / max(update_s, 1e-9)
         metrics["perf/rollout_s"] = rollout_s
         metrics["perf/update_s"] = update_s
-        metrics["perf/mean_answer_tokens"] = generated / max(1, len(turns))
+        metrics["perf/mean_answer_tokens"] = generated / buffer.size
         metrics.update(self.compute.metrics())
         metrics["compute/gflops"] = self.compute.gflops * self.world_size
-        for verdict, n in stats.verdicts.items():
-            metrics[f"verdicts/{verdict}"] = n / max(1, len(turns))
+        for verdict, n in episodes.verdicts.items():
+            metrics[f"verdicts/{verdict}"] = n / buffer.size
         return metrics
 
-    def _log_samples(self, step: int, turns: list[TurnRecord]) -> None:
+    def _log_samples(self, step: int, buffer: RolloutBuffer) -> None:
         if not self.is_main or self.config.log_samples <= 0:
             return
+        rewards, advantages = buffer.rewards.view(-1).tolist(), buffer.advantages.view(-1).tolist()
         with (self.output_dir / "samples.jsonl").open("a") as f:
-            for r in turns[: self.config.log_samples]:
-                prompt = r.messages[-1]["content"][-1].get("text", "")
-                f.write(
-                    json.dumps(
-                        {
-                            "update": step,
-                            "prompt": prompt,
-                            "answer": r.text,
-                            "reward": r.reward,
-                            "verdict": r.info.get("verdict"),
-                            "advantage": r.advantage,
-                        }
-                    )
-                    + "\n"
-                )
+            for k in range(min(self.config.log_samples, buffer.size)):
+                messages, _ = buffer.prompts[k]
+                record = {
+                    "update": step,
+                    "prompt": messages[-1]["content"][-1].get("text", ""),
+                    "answer": buffer.texts[k],
+                    "reward": rewards[k],
+                    "verdict": buffer.infos[k].get("verdict"),
+                    "advantage": advantages[k],
+                }
+                f.write(json.dumps(record) + "\n")
 
 
 # ================================================================== functions
@@ -697,14 +526,6 @@ def _seed(*parts: int) -> int:
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _pad(rows: Sequence[torch.Tensor | None], width: int) -> torch.Tensor:
-    out = torch.zeros(len(rows), width)
-    for j, row in enumerate(rows):
-        if row is not None and len(row):
-            out[j, : len(row)] = row[:width]
-    return out
 
 
 def _plain_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -731,17 +552,19 @@ def _barrier() -> None:
         dist.barrier()
 
 
-def _global_whiten(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Whiten with the mean and variance of the whole buffer across processes."""
-    if not _is_distributed():
-        return core.normalize_advantages(x, eps=eps)
+def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over every process, on a device the process group takes (NCCL: the GPU)."""
     import torch.distributed as dist
 
-    stats = torch.tensor([x.sum().item(), (x * x).sum().item(), float(x.numel())], dtype=torch.float64)
-    dist.all_reduce(stats)
-    mean = stats[0] / stats[2]
-    var = stats[1] / stats[2] - mean * mean
-    return ((x - mean) / torch.sqrt(var.clamp_min(0) + eps)).float()
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else x.device
+    out = x.detach().to(device, copy=True)
+    dist.all_reduce(out)
+    return out.to(x.device)
+
+
+def _all_reduce() -> core.AllReduce | None:
+    """What :mod:`trainers.ppo.core` statistics sum over processes with; ``None`` in one process."""
+    return _all_reduce_sum if _is_distributed() else None
 
 
 def _reduce_means(pairs: dict[str, tuple[float, int]]) -> dict[str, float]:
@@ -749,17 +572,13 @@ def _reduce_means(pairs: dict[str, tuple[float, int]]) -> dict[str, float]:
     keys = sorted(pairs)
     values = torch.tensor([[float(pairs[k][0]), float(pairs[k][1])] for k in keys], dtype=torch.float64)
     if _is_distributed():
-        import torch.distributed as dist
-
-        dist.all_reduce(values)
+        values = _all_reduce_sum(values)
     return {k: (float(s / n) if n > 0 else float("nan")) for k, (s, n) in zip(keys, values.tolist(), strict=True)}
 
 
 def progress_postfix(metrics: dict[str, float]) -> dict[str, str]:
-    """What the progress bar shows after an update: the mean turn reward, and
-    the episode return and success rate when an episode ended in the rollout
-    (``-`` otherwise: with long episodes and few steps per rollout, most
-    rollouts end none, and ``nan`` would read as a fault)."""
+    """The progress bar after an update: mean turn reward, and the episode return and success
+    rate, or ``-`` when no episode ended in the rollout (``nan`` would read as a fault)."""
 
     def fmt(key: str) -> str:
         value = metrics.get(key, math.nan)
