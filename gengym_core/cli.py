@@ -26,6 +26,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "play": "gengym_core.play",
     "data": "trainers.data.cli",
+    "pretrain": "trainers.pretrain.cli",
     "sft": "trainers.sft.cli",
     "ppo": "trainers.ppo.cli",
     "pairs": "trainers.pairs.cli",

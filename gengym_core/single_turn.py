@@ -140,6 +140,8 @@ class GeneralPointsScorer(_FrozenScorer):
             ``gym_generalpoints.GeneralPointsRewards``).
         solutions: Known solutions; only kept when the optional prefix reward
             is on, since only it reads them.
+        compact: The answer is in the compact text format
+            (``gym_generalpoints.compact``: ``numbers:formula``).
     """
 
     family: ClassVar[str] = "generalpoints"
@@ -152,6 +154,7 @@ class GeneralPointsScorer(_FrozenScorer):
     solutions: tuple[str, ...] = ()
     check_numbers: bool = True
     check_stated_result: bool = True
+    compact: bool = False
 
     def judge(self, answer: Any) -> Judged:
         """Judge one raw answer with :func:`gym_generalpoints.verifier.verify`."""
@@ -161,6 +164,18 @@ class GeneralPointsScorer(_FrozenScorer):
         hand = Hand.from_cards(
             parse_hand(list(self.cards)), target=self.target, face_card_values=self.face_card_values
         )
+        if self.compact:
+            from gym_generalpoints import compact
+
+            judged = compact.judge(
+                hand,
+                answer,
+                rewards=GeneralPointsRewards(**self.rewards),
+                check_numbers=self.check_numbers,
+                check_stated_result=self.check_stated_result,
+                solutions=self.solutions,
+            )
+            return Judged(float(judged.reward), judged.verdict, compact.feedback(hand, judged))
         judgement = verify(
             hand,
             answer,  # as the env passes it: non-strings are judged illegal
@@ -197,6 +212,7 @@ class GeneralPointsScorer(_FrozenScorer):
             # Scorers written before these settings judged both.
             check_numbers=_bool(data, "check_numbers") if "check_numbers" in data else True,
             check_stated_result=_bool(data, "check_stated_result") if "check_stated_result" in data else True,
+            compact=_bool(data, "compact") if "compact" in data else False,
         )
 
 
@@ -428,6 +444,7 @@ def _gp_scorer(env: Any, info: dict[str, Any]) -> GeneralPointsScorer:
         solutions=tuple(env.unwrapped.solutions()) if rewards.get("prefix") is not None else (),
         check_numbers=bool(config.numbers_checked),
         check_stated_result=bool(config.check_stated_result),
+        compact=bool(config.compact),
     )
 
 

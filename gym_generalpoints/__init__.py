@@ -1,8 +1,10 @@
 """GeneralPoints: make 24 from playing cards, as Gymnasium envs for LLMs and VLMs.
 
 The arithmetic card game of "SFT Memorizes, RL Generalizes" (Chu et al.,
-2025) as two env ids: ``GeneralPoints-L-v0`` lists the cards in the prompt,
-``GeneralPoints-VL-v0`` shows them only in a rendered table image.
+2025) as env ids: ``GeneralPoints-L-v0`` lists the cards in the prompt,
+``GeneralPoints-VL-v0`` shows them only in a rendered table image, and
+``GeneralPoints-L-compact-v0`` is the text game in the one-line format of
+:mod:`~gym_generalpoints.compact` (for small models trained from scratch).
 
 Importing the package registers both ids. Without importing it first, use Gymnasium's ``module:id`` syntax,
 ``gym.make("gym_generalpoints:GeneralPoints-L-v0")``, which imports the
@@ -51,16 +53,17 @@ __all__ = [
 ]
 
 #: The registered ids and the ``gym.make`` kwargs they stand for.
-ENV_IDS: dict[str, dict[str, str]] = {
+ENV_IDS: dict[str, dict[str, object]] = {
     "GeneralPoints-L-v0": {"mode": "L"},
     "GeneralPoints-VL-v0": {"mode": "VL"},
+    "GeneralPoints-L-compact-v0": {"mode": "L", "compact": True},
 }
 
 _RULE_OOD = {"face_card_values": (11, 12, 13), "require_face_card": True}
 
 #: The paper's evaluation variants, per env id: variant name -> ``gym.make`` kwargs.
 #:
-#: * ``id``: the training distribution. Text: all suits, J/Q/K count 10.
+#: * ``id``: the training distribution. Text (both formats): all suits, J/Q/K count 10.
 #:   Image: black suits only (the paper trains GP-VL on spades and clubs).
 #: * ``rule-ood``: J, Q, K count 11, 12, 13 and every hand holds a face
 #:   card, so the changed rule matters; looks as in ``id``.
@@ -68,6 +71,7 @@ _RULE_OOD = {"face_card_values": (11, 12, 13), "require_face_card": True}
 #:   Text observations have no visual variant, so the text id has none.
 VARIANTS: dict[str, dict[str, dict[str, object]]] = {
     "GeneralPoints-L-v0": {"id": {}, "rule-ood": dict(_RULE_OOD)},
+    "GeneralPoints-L-compact-v0": {"id": {}, "rule-ood": dict(_RULE_OOD)},
     "GeneralPoints-VL-v0": {
         "id": {"suit_colors": "black"},
         "rule-ood": {**_RULE_OOD, "suit_colors": "black"},

@@ -66,6 +66,10 @@ class GeneralPointsConfig:
         rewards: Reward of each verdict.
         max_echo_chars: Longest part of the previous answer quoted in the next
             observation.
+        compact: The compact text format of :mod:`gym_generalpoints.compact`
+            (text mode only): a one-line task, ``numbers:formula`` answers,
+            short feedback, and revision observations that hold the whole
+            episode. Same deals, verifier stages and rewards.
     """
 
     mode: str = "L"
@@ -84,6 +88,7 @@ class GeneralPointsConfig:
     check_stated_result: bool = False
     rewards: GeneralPointsRewards = field(default_factory=GeneralPointsRewards)
     max_echo_chars: int = 1000
+    compact: bool = False
 
     def __post_init__(self) -> None:
         # Accept what YAML, JSON and the CLI produce; store canonical types.
@@ -175,6 +180,15 @@ class GeneralPointsConfig:
         need(
             isinstance(self.rewards, GeneralPointsRewards),
             "rewards must be a GeneralPointsRewards or a mapping of its fields",
+        )
+        need(isinstance(self.compact, bool), "compact must be true or false")
+        need(
+            not (self.compact and self.image),
+            "compact is a text format: use it with mode L (the image mode asks for JSON answers)",
+        )
+        need(
+            not (self.compact and self.check_cards),
+            "compact answers name no cards: leave check_cards unset or false",
         )
         need(
             _is_int(self.max_echo_chars) and 40 <= self.max_echo_chars <= 4000,

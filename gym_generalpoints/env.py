@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from gengym_core.chat import Message, assistant_message, user_message
 from gengym_core.spaces import FreeText, prompt_space, to_prompt_text
+from gym_generalpoints import compact
 from gym_generalpoints.cards import describe_rule, parse_hand
 from gym_generalpoints.config import GeneralPointsConfig
 from gym_generalpoints.dealing import deal
@@ -137,7 +138,11 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
     (``classic``/``minimal``), ``table_color``, ``image_size``,
     ``position_jitter``, ``verify_iter``, ``check_cards``,
     ``check_numbers``, ``check_stated_result``, ``rewards``,
-    ``max_echo_chars``; plus ``render_mode`` (``rgb_array`` or ``ansi``).
+    ``max_echo_chars``, ``compact`` (the one-line text format of
+    ``gym_generalpoints.compact``: task ``J10 Q10 K10 T24|K 7 7 A``, answer
+    ``10 7 7 1:(10-7)*(1+7)``, short feedback, revision observations that
+    hold the whole episode; registered as ``GeneralPoints-L-compact-v0``);
+    plus ``render_mode`` (``rgb_array`` or ``ansi``).
     ``reset(options={"cards": ["AS", "7H", "KD", "2C"]})`` deals a given hand
     (a ``ValueError`` says what is wrong with an invalid, repeated, wrong-size
     or unsolvable hand). Rule and look changes made through the wrappers in
@@ -162,7 +167,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
       restores it); a trailing ``= N`` is ignored (``check_stated_result=True``
       judges it). The conversation's feedback turns say which attempt was not
       accepted and why, and the trainers show the whole conversation by
-      default (``prompt_format="chat"``).
+      default (``prompt_format="chat"``). The compact text format
+      (``compact=True``, ``GeneralPoints-L-compact-v0``).
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 1}
@@ -265,9 +271,12 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             self._offsets = tuple((round(dx * mx), round(dy * my)) for dx, dy in shifts)
         self._image = self._draw_table() if cfg.image else None
         self._rendered = None
-        self._task = self._prompt = task_prompt(
-            hand.ranks, image=cfg.image, target=cfg.target, face_card_values=cfg.face_card_values
-        )
+        if cfg.compact:
+            self._task = self._prompt = compact.task_text(hand)
+        else:
+            self._task = self._prompt = task_prompt(
+                hand.ranks, image=cfg.image, target=cfg.target, face_card_values=cfg.face_card_values
+            )
         self._turns = []
         self._done = False
         return self._observation(), self._info(success=False)
@@ -284,6 +293,20 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         if attempt > cfg.verify_iter:
             reward, verdict, terminated, truncated = cfg.rewards.budget, "budget", False, True
             feedback = f"The budget of {cfg.verify_iter} verified attempts is used up; this answer was not judged."
+            if cfg.compact:
+                feedback = compact.FEEDBACK_MARK + "B"
+        elif cfg.compact:
+            judged = compact.judge(
+                self._hand,
+                action,
+                rewards=cfg.rewards,
+                check_numbers=cfg.numbers_checked,
+                check_stated_result=cfg.check_stated_result,
+                solutions=self._solutions,
+            )
+            reward, verdict = judged.reward, judged.verdict
+            feedback = compact.feedback(self._hand, judged)
+            terminated, truncated = verdict == "correct", False
         else:
             judgement = verify(
                 self._hand,
@@ -301,14 +324,19 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
             _Turn(self._prompt, answer, float(reward), verdict, feedback, attempt, cards_correct)
         )
         self._done = terminated or truncated
-        self._prompt = revision_prompt(
-            self._task,
-            to_prompt_text(answer, max_chars=cfg.max_echo_chars),
-            feedback,
-            attempt,
-            cfg.verify_iter,
-            finished=self._done,
-        )
+        if cfg.compact:
+            self._prompt = compact.revision_text(
+                self._task, [(turn.answer, turn.feedback) for turn in self._turns]
+            )
+        else:
+            self._prompt = revision_prompt(
+                self._task,
+                to_prompt_text(answer, max_chars=cfg.max_echo_chars),
+                feedback,
+                attempt,
+                cfg.verify_iter,
+                finished=self._done,
+            )
         if len(self._prompt) > MAX_PROMPT_CHARS:
             self._prompt = to_prompt_text(self._prompt, max_chars=MAX_PROMPT_CHARS)
         info = self._info(success=terminated)
@@ -336,6 +364,8 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         if self._hand is None or self._done:
             raise RuntimeError("no task is open: call reset() first")
         hand = self._hand
+        if self._config.compact:
+            return compact.oracle_answer(hand, self._solutions[0])
         formula = f"{self._solutions[0]} = {hand.target}"
         return json.dumps(
             {"cards": list(hand.ranks), "number": list(hand.values), "formula": formula}
@@ -356,6 +386,14 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         if self._hand is None or self._done:
             raise RuntimeError("no task is open: call reset() first")
         cfg = self._config
+        if cfg.compact:
+            return compact.wrong_compact_answer(
+                self._hand,
+                np.random.default_rng(rng),
+                verdict,
+                check_numbers=cfg.numbers_checked,
+                check_stated_result=cfg.check_stated_result,
+            )
         return wrong_answer(
             self._hand,
             np.random.default_rng(rng),
@@ -369,6 +407,10 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         """A well-formed answer drawn at random with ``rng`` (the random baseline):
         random cards, the numbers they count under the rule, a random formula."""
         cfg = self._config
+        if cfg.compact:
+            return compact.random_compact_answer(
+                cfg.hand_size, cfg.face_card_values, np.random.default_rng(rng)
+            )
         return random_answer(cfg.hand_size, cfg.face_card_values, np.random.default_rng(rng))
 
     def solutions(self) -> tuple[str, ...]:
@@ -389,9 +431,12 @@ class GeneralPointsEnv(gym.Env[dict[str, Any], str]):
         for k, turn in enumerate(self._turns):
             messages.append(assistant_message(turn.answer))
             if not (self._done and k == len(self._turns) - 1):
-                messages.append(
-                    user_message(feedback_message(turn.feedback, turn.attempt, cfg.verify_iter))
+                text = (
+                    turn.feedback
+                    if cfg.compact
+                    else feedback_message(turn.feedback, turn.attempt, cfg.verify_iter)
                 )
+                messages.append(user_message(text))
         return messages
 
     def chat_images(self) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ from datasets import load_from_disk  # noqa: E402
 
 from gengym_core.cli import main as gengym_main  # noqa: E402
 from gengym_core.registry import gengym_env_ids, make  # noqa: E402
+from gym_generalpoints import compact  # noqa: E402
 from trainers.data import (  # noqa: E402
     OracleDataConfig,
     OracleError,
@@ -59,7 +60,10 @@ def test_single_turn_examples_of_every_env_reverify_from_disk(env_id, tmp_path):
         assert example["verdicts"] == ["correct"] and example["env_id"] == env_id
         placeholders = [p for p in messages[0]["content"] if p["type"] == "image"]
         assert len(placeholders) == len(example["images"]) == (1 if image_env else 0)
-        json.loads(example["answer"])  # the answer is the env's JSON format
+        if "compact" in env_id:  # the answer is the env's format
+            compact.parse_answer(example["answer"])
+        else:
+            json.loads(example["answer"])
     assert verify_dataset(dataset) == {}
 
 

@@ -272,3 +272,41 @@ def test_snapshot_steps_spread_over_the_run_and_end_at_its_last_step():
     assert snapshot_steps("dpo", 2, 4) == [1, 2]  # never step 0, no step twice
     with pytest.raises(ValueError, match="the dpo section needs max_steps >= 1"):
         snapshot_steps("dpo", 0, 2)
+
+
+@pytest.mark.slow
+def test_mini_gp_l_recipe_runs_end_to_end_at_a_tiny_size(tmp_path):
+    """The CPU-scale recipe, shrunk: the shipped model, SFT and PPO series, both variants, the plot."""
+    from pathlib import Path
+
+    from trainers.common.compute import gflops_of
+    from trainers.common.config import load_yaml
+    from trainers.models import shipped_model_path
+
+    recipe = Path(__file__).resolve().parent.parent / "examples" / "experiments" / "mini_gp_l.yaml"
+    settings = load_yaml(recipe)
+    assert settings["model"] == "tiny:gp-l" and settings["eval_episodes"] >= 200
+    small = {
+        "output_dir": str(tmp_path / "exp"),
+        "eval_episodes": 3,
+        "eval_batch_size": 3,
+        "sft": {**settings["sft"], "num_examples": 16, "max_steps": 2, "progress_bar": False},
+        "sft_snapshots": 2,
+        "ppo": {**settings["ppo"], "total_updates": 2, "num_envs": 2, "num_steps": 2, "minibatch_size": 4,
+                "micro_batch_size": 4, "ppo_epochs": 1},
+        "ppo_eval_every": 1,
+    }
+    config = config_from_dict(ExperimentConfig, {**settings, **small})
+    summary = ExperimentRunner(config, log=lambda *_: None).run()
+    records = read_results(tmp_path / "exp")
+    start = gflops_of(shipped_model_path("gp-l"))
+    assert start > 0  # the pretraining's compute is D_init of both series
+    for series in ("sft", "rl"):
+        points = sorted((r for r in records if r["series"] == series), key=lambda r: r["step"])
+        assert [r["step"] for r in points] == [0, 1, 2]
+        assert points[0]["gflops"] == pytest.approx(start) and points[-1]["gflops"] > start
+        for r in points:
+            assert set(r["variants"]) == {"id", "rule-ood"}
+            assert r["variants"]["id"]["episodes"] == 3
+    assert_png_is_a_real_plot(tmp_path / "exp" / "plots" / "success_vs_compute.png")
+    assert "tiny:gp-l" in summary.read_text()

@@ -16,6 +16,7 @@ from gengym_core.session import (
 )
 
 SMALL = {
+    "GeneralPoints-L-compact-v0": {},
     "GeneralPoints-L-v0": {},
     "GeneralPoints-VL-v0": {"image_size": 64},
     "VIRL-L-v0": {},

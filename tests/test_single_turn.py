@@ -29,6 +29,7 @@ from gengym_core.single_turn import (
 
 #: Every registered env id, with kwargs that keep images small (fast).
 SMALL = {
+    "GeneralPoints-L-compact-v0": {},
     "GeneralPoints-L-v0": {},
     "GeneralPoints-VL-v0": {"image_size": 64},
     "VIRL-L-v0": {},

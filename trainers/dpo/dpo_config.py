@@ -41,7 +41,7 @@ LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "sigmoid_norm")
 class _DPOSettings(PairDataSettings):
     """Run, data and DPO settings: the first fields of :class:`GengymDPOConfig`."""
 
-    model: str = field(default="", metadata={"help": "Checkpoint to train (also the frozen reference): a path or hub id."})
+    model: str = field(default="", metadata={"help": "Checkpoint to train (also the frozen reference): a path or hub id, or a shipped model (tiny:gp-l)."})
     output_dir: str = field(
         default="runs/dpo", metadata={"help": "Run folder: checkpoints, logs, and final/ (the model)."}
     )
@@ -91,6 +91,10 @@ class GengymDPOConfig(
     )
 
     def __post_init__(self) -> None:
+        from trainers.models import resolve_model_spec
+
+        # A shipped model (tiny:gp-l) is its folder inside the package from here on.
+        self.model = resolve_model_spec(self.model)
         self.validate()
 
     def validate(self) -> None:

@@ -113,9 +113,10 @@ class ModelAgent:
         from trainers.common.modeling import load_model_and_processor
         from trainers.generation import make_backend
         from trainers.generation.base import SamplingParams
+        from trainers.models import resolve_model_spec
 
         device, dtype = resolve_device_and_dtype(device, dtype)
-        loaded = load_model_and_processor(model, dtype=dtype, device=device)
+        loaded = load_model_and_processor(resolve_model_spec(model), dtype=dtype, device=device)
         self.name = str(model)
         self.model, self.processor, self.is_vision = loaded.model, loaded.processor, loaded.is_vision
         self.device = torch.device(device)
@@ -205,7 +206,9 @@ def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: boo
     """
     from trainers.common.config import checkpoint_folder_problem
     from trainers.common.modeling import is_vision_config, read_model_config
+    from trainers.models import resolve_model_spec
 
+    spec = resolve_model_spec(spec)
     if not spec:
         raise ValueError("give a checkpoint folder or hub id (or 'oracle' / 'random')")
     if problem := checkpoint_folder_problem(spec):
@@ -226,7 +229,7 @@ def check_model_for_env(spec: str, *, shows_images: bool, trust_remote_code: boo
 
 
 def make_agent(spec: str, **kwargs: Any) -> Agent:
-    """``"oracle"``, ``"random"`` or a model path/hub id."""
+    """``"oracle"``, ``"random"``, a model path/hub id or a shipped model (``tiny:gp-l``)."""
     if spec == "oracle":
         return OracleAgent()
     if spec == "random":

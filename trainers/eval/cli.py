@@ -1,6 +1,7 @@
 """``gengym eval``: success rates of a model (or a baseline) on ID and OOD variants.
 
-``--model`` takes a checkpoint path or hub id, or ``oracle`` / ``random`` for
+``--model`` takes a checkpoint path or hub id, a shipped model (``tiny:gp-l``,
+see :mod:`trainers.models`), or ``oracle`` / ``random`` for
 the built-in baselines (these need no training extras). Writes
 ``metrics.json``, ``report.md`` and sample transcripts as ``--output-dir``:
 one folder holds one evaluation (an earlier one there is replaced whole
@@ -19,7 +20,7 @@ HELP = "evaluate a model or baseline on the paper's ID / rule-OOD / visual-OOD v
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint path or hub id, or 'oracle' / 'random'")
+    parser.add_argument("--model", required=True, help="checkpoint path or hub id, a shipped model (tiny:gp-l), or 'oracle' / 'random'")
     parser.add_argument("--env", required=True, help="gengym env id")
     parser.add_argument(
         "--variants",

@@ -84,7 +84,10 @@ class ExperimentConfig:
     env_id: str = field(default="GeneralPoints-L-v0", metadata={"help": "gengym env id to train on."})
     model: str = field(
         default="tiny:qwen2",
-        metadata={"help": "Base checkpoint (path or hub id), or tiny:FAMILY for a built-in tiny model."},
+        metadata={
+            "help": "Base checkpoint (path or hub id), a shipped model (tiny:gp-l, trained; see trainers.models), "
+            "or tiny:FAMILY for a random tiny model built from code (tiny:qwen2, tiny:llava...)."
+        },
     )
     output_dir: str = field(default="runs/experiment", metadata={"help": "Where everything goes."})
     seed: int = field(default=0, metadata={"help": "Seed of data, training and evaluation."})
@@ -168,6 +171,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Check everything that can be checked before training; raise ``ValueError``."""
         from gengym_core.registry import variants_of
+        from trainers.models import is_shipped_spec
 
         errors = []
         try:
@@ -178,7 +182,7 @@ class ExperimentConfig:
             errors.append(f"train_variant {self.train_variant!r} is not a variant of {self.env_id} ({', '.join(known)})")
         for name in ("model", "judge_model"):
             spec = getattr(self, name)
-            if spec.startswith("tiny:"):
+            if spec.startswith("tiny:") and not is_shipped_spec(spec):
                 from trainers.testing.tiny_models import missing_requirement
 
                 try:
@@ -240,10 +244,13 @@ class ExperimentConfig:
             ConfigError: Saying what to change.
         """
         from trainers.common.config import ConfigError
+        from trainers.models import is_shipped_spec, resolve_model_spec
 
         errors = []
         for name in ("model", "judge_model"):
             spec = getattr(self, name)
+            if is_shipped_spec(spec):
+                spec = resolve_model_spec(spec)
             if spec and not spec.startswith("tiny:") and (problem := checkpoint_folder_problem(spec)):
                 errors.append(f"{name}: {problem}")
         if self.device == "cuda":
@@ -497,7 +504,9 @@ class ExperimentRunner:
         return result
 
     def base_model(self) -> Path:
-        spec = self.config.model
+        from trainers.models import resolve_model_spec
+
+        spec = resolve_model_spec(self.config.model)
         if not spec.startswith("tiny:"):
             return Path(spec) if Path(spec).exists() else spec  # hub ids stay strings
         return self._tiny_model(spec, self.out / "base-model", seed=self.config.seed)
@@ -681,7 +690,9 @@ class ExperimentRunner:
 
     def judge_checkpoint(self, base: Path | str) -> Path | str:
         """The judge of the rlaif series: ``judge_model`` (tiny:FAMILY built here) or the base model."""
-        spec = self.config.judge_model
+        from trainers.models import resolve_model_spec
+
+        spec = resolve_model_spec(self.config.judge_model)
         if not spec:
             return base
         if not spec.startswith("tiny:"):

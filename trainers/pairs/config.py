@@ -69,7 +69,7 @@ class PairsConfig:
     # ------------------------------------------------------------ sampling from a model
     model: str = field(
         default="",
-        metadata={"help": "Sample the answers from this checkpoint (path or hub id); empty = oracle pairs."},
+        metadata={"help": "Sample the answers from this checkpoint (path, hub id or tiny:gp-l); empty = oracle pairs."},
     )
     samples_per_state: int = field(default=4, metadata={"help": "Answers sampled from the model at each state."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (must be > 0)."})
@@ -93,6 +93,10 @@ class PairsConfig:
     progress_bar: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
+        from trainers.models import resolve_model_spec
+
+        # A shipped model (tiny:gp-l) is its folder inside the package from here on.
+        self.model = resolve_model_spec(self.model)
         self.validate()
 
     def validate(self) -> None:

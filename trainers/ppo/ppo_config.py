@@ -53,7 +53,7 @@ class PPOConfig:
     env_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Extra gym.make keyword arguments (rule/visual variants)."}
     )
-    model: str = field(default="", metadata={"help": "Policy checkpoint: a local path or a hub id."})
+    model: str = field(default="", metadata={"help": "Policy checkpoint: a local path or a hub id, or a shipped model (tiny:gp-l)."})
     output_dir: str = field(default="runs/ppo", metadata={"help": "Where checkpoints and logs go."})
     seed: int = field(default=0, metadata={"help": "Seed of envs, sampling and initialisation."})
     total_updates: int = field(default=10, metadata={"help": "PPO updates (rollout + optimisation) to run."})
@@ -218,6 +218,11 @@ class PPOConfig:
     log_samples: int = field(default=2, metadata={"help": "Transcripts of this many turns logged per update."})
 
     def __post_init__(self) -> None:
+        from trainers.models import resolve_model_spec
+
+        # A shipped model (tiny:gp-l) is its folder inside the package from here on.
+        self.model = resolve_model_spec(self.model)
+        self.critic_model = resolve_model_spec(self.critic_model)
         self.validate()
 
     def validate(self) -> None:

@@ -38,7 +38,7 @@ class _RewardModelSettings(PairDataSettings):
 
     model: str = field(
         default="",
-        metadata={"help": "Backbone checkpoint (any generative VLM or LM, e.g. the SFT init): a path or hub id."},
+        metadata={"help": "Backbone checkpoint (any generative VLM or LM, e.g. the SFT init): a path, hub id or shipped model (tiny:gp-l)."},
     )
     output_dir: str = field(
         default="runs/reward_model", metadata={"help": "Run folder: logs, and final/ (the reward model)."}
@@ -90,6 +90,10 @@ class GengymRewardModelConfig(
     logging_steps: int = field(default=10, metadata={"help": "Log loss, accuracy and margins every N optimiser steps."})
 
     def __post_init__(self) -> None:
+        from trainers.models import resolve_model_spec
+
+        # A shipped model (tiny:gp-l) is its folder inside the package from here on.
+        self.model = resolve_model_spec(self.model)
         self.validate()
 
     def validate(self) -> None:

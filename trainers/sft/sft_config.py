@@ -52,7 +52,7 @@ class _SFTSettings:
         default="",
         metadata={"help": "Evaluation variant of the env id to generate data from (id, rule-ood, visual-ood)."},
     )
-    model: str = field(default="", metadata={"help": "Checkpoint to fine-tune: a local path or a hub id."})
+    model: str = field(default="", metadata={"help": "Checkpoint to fine-tune: a local path or a hub id, or a shipped model (tiny:gp-l)."})
     output_dir: str = field(
         default="runs/sft", metadata={"help": "Run folder: checkpoints, TensorBoard logs, and final/ (the model)."}
     )
@@ -115,6 +115,10 @@ class GengymSFTConfig(
     progress_bar: bool = field(default=True, metadata={"help": "Show progress bars (data generation, training)."})
 
     def __post_init__(self) -> None:
+        from trainers.models import resolve_model_spec
+
+        # A shipped model (tiny:gp-l) is its folder inside the package from here on.
+        self.model = resolve_model_spec(self.model)
         self.validate()
 
     def validate(self) -> None:
