@@ -489,6 +489,7 @@ def test_op_builds_use_the_folder_torch_builds_them_in(tmp_path, monkeypatch):
 
 SMALL_KWARGS = {
     "GeneralPoints-L-v0": {},
+    "GeneralPoints-L-compact-v0": {},
     "GeneralPoints-VL-v0": {"image_size": 64},
     "VIRL-L-v0": {"view_size": 32},
     "VIRL-VL-v0": {"view_size": 32},
